@@ -1,0 +1,270 @@
+//! The listener's configuration record and its power-loss-safe A/B storage.
+//!
+//! The record is stored twice. Each copy is `magic | generation | length | postcard body |
+//! CRC-32C`. Loading takes the valid copy with the higher generation; saving overwrites the
+//! *other* copy with generation + 1. A power cut during a save can only damage the copy being
+//! written, so the previous configuration always survives.
+
+use crate::heartbeat::Role;
+use crate::integrity::{crc32c, Key};
+use crate::listener::{ListenerParams, NeverSeenPolicy};
+use crate::time::Duration;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerConfig {
+    /// `Secondary` holds the boot and watches; `Primary` lets the host boot at once.
+    pub role: Role,
+    pub cluster_id: u32,
+    /// This (the secondary's) node id.
+    pub node_id: u8,
+    /// The node whose heartbeats are watched.
+    pub primary_node: u8,
+    pub timeout: Duration,
+    pub poll_period: Duration,
+    pub never_seen: NeverSeenPolicy,
+    pub key: Option<Key>,
+}
+
+/// A refused configuration value: which field, what is wrong, how to fix it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+pub const MIN_POLL: Duration = Duration::from_millis(1);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl ListenerConfig {
+    /// What a fresh (or factory-reset) controller runs with: a secondary that waits forever
+    /// for a primary on cluster 0 and will not release until configured and seen.
+    pub fn factory() -> Self {
+        ListenerConfig {
+            role: Role::Secondary,
+            cluster_id: 0,
+            node_id: 1,
+            primary_node: 0,
+            timeout: Duration::from_secs(10),
+            poll_period: Duration::from_millis(100),
+            never_seen: NeverSeenPolicy::WaitForever,
+            key: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, problem| Err(ConfigError { field, problem });
+        if self.poll_period < MIN_POLL {
+            return err("poll_period", "must be at least 1 ms");
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return err("timeout", "must be at most 3600000 ms (one hour)");
+        }
+        if self.timeout < self.poll_period.saturating_mul(2) {
+            return err("timeout", "must be at least twice poll_period, or one late poll would release the boot");
+        }
+        if self.node_id == self.primary_node {
+            return err("primary_node", "must differ from node_id (the listener cannot watch itself)");
+        }
+        if self.node_id >= crate::disk::MAX_SLOTS || self.primary_node >= crate::disk::MAX_SLOTS {
+            return err("node_id", "node ids must be 0..=31");
+        }
+        if let NeverSeenPolicy::ReleaseAfter(d) = self.never_seen {
+            if d < self.timeout {
+                return err("never_seen", "the initial wait must be at least the timeout");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> ListenerParams {
+        ListenerParams { watched_node: self.primary_node, timeout: self.timeout, never_seen: self.never_seen }
+    }
+
+    /// A digest of the whole config, carried in heartbeats and shown on status screens.
+    pub fn digest(&self) -> u32 {
+        let mut buf = [0u8; BODY_MAX];
+        match postcard::to_slice(self, &mut buf) {
+            Ok(b) => crc32c(b),
+            Err(_) => 0,
+        }
+    }
+}
+
+pub const RECORD_MAGIC: [u8; 4] = *b"RGCF";
+/// Bytes one stored copy occupies (fixed, so copies never move).
+pub const RECORD_LEN: usize = 128;
+const BODY_MAX: usize = RECORD_LEN - 4 - 4 - 2 - 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    Blank,
+    BadMagic,
+    BadLength,
+    BadCrc,
+    Malformed,
+    Invalid(ConfigError),
+}
+
+impl core::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecordError::Blank => f.write_str("blank (never saved)"),
+            RecordError::BadMagic => f.write_str("not a config record"),
+            RecordError::BadLength => f.write_str("length field out of range"),
+            RecordError::BadCrc => f.write_str("CRC mismatch (interrupted save or corruption)"),
+            RecordError::Malformed => f.write_str("body does not decode"),
+            RecordError::Invalid(e) => write!(f, "stored value refused: {e}"),
+        }
+    }
+}
+
+pub fn encode_record(cfg: &ListenerConfig, generation: u32, out: &mut [u8; RECORD_LEN]) {
+    out.fill(0xFF); // erased-flash pattern for the unused tail
+    out[..4].copy_from_slice(&RECORD_MAGIC);
+    out[4..8].copy_from_slice(&generation.to_le_bytes());
+    let n = postcard::to_slice(cfg, &mut out[10..10 + BODY_MAX])
+        .expect("a listener config always fits in a record")
+        .len();
+    out[8..10].copy_from_slice(&(n as u16).to_le_bytes());
+    let crc = crc32c(&out[..10 + n]);
+    out[10 + n..14 + n].copy_from_slice(&crc.to_le_bytes());
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<(u32, ListenerConfig), RecordError> {
+    if bytes.len() < 14 || bytes.iter().all(|&b| b == 0 || b == 0xFF) {
+        return Err(RecordError::Blank);
+    }
+    if bytes[..4] != RECORD_MAGIC {
+        return Err(RecordError::BadMagic);
+    }
+    let generation = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let n = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    if n == 0 || n > BODY_MAX || bytes.len() < 14 + n {
+        return Err(RecordError::BadLength);
+    }
+    let crc = u32::from_le_bytes([bytes[10 + n], bytes[11 + n], bytes[12 + n], bytes[13 + n]]);
+    if crc != crc32c(&bytes[..10 + n]) {
+        return Err(RecordError::BadCrc);
+    }
+    let cfg: ListenerConfig = postcard::from_bytes(&bytes[10..10 + n]).map_err(|_| RecordError::Malformed)?;
+    cfg.validate().map_err(RecordError::Invalid)?;
+    Ok((generation, cfg))
+}
+
+/// One of the two stored copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copy {
+    A,
+    B,
+}
+
+impl Copy {
+    pub fn other(self) -> Copy {
+        match self {
+            Copy::A => Copy::B,
+            Copy::B => Copy::A,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Copy::A => "A",
+            Copy::B => "B",
+        }
+    }
+}
+
+/// The outcome of reading both copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub config: ListenerConfig,
+    pub generation: u32,
+    pub from: Copy,
+    /// Why the other copy was not used, if it was unusable (not merely older).
+    pub other_problem: Option<RecordError>,
+}
+
+impl Loaded {
+    /// Where the next save goes and with which generation: never over the copy in use.
+    pub fn next_save(&self) -> (Copy, u32) {
+        (self.from.other(), self.generation.wrapping_add(1))
+    }
+}
+
+/// Picks the newest valid copy. `Err` carries both copies' problems (then the caller runs
+/// with [`ListenerConfig::factory`] and says so).
+pub fn load(a: &[u8], b: &[u8]) -> Result<Loaded, (RecordError, RecordError)> {
+    match (decode_record(a), decode_record(b)) {
+        (Ok((ga, ca)), Ok((gb, cb))) => Ok(if gb > ga {
+            Loaded { config: cb, generation: gb, from: Copy::B, other_problem: None }
+        } else {
+            Loaded { config: ca, generation: ga, from: Copy::A, other_problem: None }
+        }),
+        (Ok((g, c)), Err(e)) => Ok(Loaded { config: c, generation: g, from: Copy::A, other_problem: Some(e) }),
+        (Err(e), Ok((g, c))) => Ok(Loaded { config: c, generation: g, from: Copy::B, other_problem: Some(e) }),
+        (Err(ea), Err(eb)) => Err((ea, eb)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg(timeout_ms: u64) -> ListenerConfig {
+        ListenerConfig {
+            timeout: Duration::from_millis(timeout_ms),
+            cluster_id: 7,
+            key: Some(Key::new(&[3u8; 32]).unwrap()),
+            never_seen: NeverSeenPolicy::ReleaseAfter(Duration::from_secs(60)),
+            ..ListenerConfig::factory()
+        }
+    }
+
+    #[test]
+    fn newest_valid_copy_wins_and_a_torn_save_keeps_the_old_one() {
+        let mut a = [0u8; RECORD_LEN];
+        let mut b = [0u8; RECORD_LEN];
+        encode_record(&cfg(1000), 1, &mut a);
+        let l = load(&a, &b).unwrap();
+        assert_eq!((l.from, l.generation), (Copy::A, 1));
+        assert_eq!(l.other_problem, Some(RecordError::Blank));
+        let (target, gen) = l.next_save();
+        assert_eq!((target, gen), (Copy::B, 2));
+        encode_record(&cfg(2000), gen, &mut b);
+        assert_eq!(load(&a, &b).unwrap().config.timeout, Duration::from_millis(2000));
+        // Every prefix of the next save (over A) leaves a loadable config.
+        let mut new_a = [0u8; RECORD_LEN];
+        encode_record(&cfg(3000), 3, &mut new_a);
+        for cut in 0..=RECORD_LEN {
+            let mut torn = a;
+            torn[..cut].copy_from_slice(&new_a[..cut]);
+            let l = load(&torn, &b).unwrap();
+            assert!(l.config.timeout == Duration::from_millis(2000) || l.config.timeout == Duration::from_millis(3000));
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = ListenerConfig::factory();
+        c.timeout = Duration::from_millis(150);
+        assert_eq!(c.validate().unwrap_err().field, "timeout");
+        c = ListenerConfig::factory();
+        c.primary_node = c.node_id;
+        assert_eq!(c.validate().unwrap_err().field, "primary_node");
+        assert!(ListenerConfig::factory().validate().is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_record_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..RECORD_LEN)) {
+            let _ = decode_record(&bytes);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The failure detector: decides whether a verified heartbeat is *liveness*.
+//!
+//! Only progress counts. A sequence above the last one in the same epoch is progress; a
+//! higher epoch means the sender restarted (also progress: somebody wrote it after we last
+//! looked). The very first record seen is only a baseline — a slot left behind by a primary
+//! that died before we powered on looks exactly like a fresh one.
+
+use crate::heartbeat::{Heartbeat, Reject};
+use crate::time::Instant;
+
+/// How a medium delivers records, which decides what a repeated record means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediumKind {
+    /// Read by polling a slot (shared disk): reading the same record twice between writes is
+    /// normal and merely not liveness.
+    Polled,
+    /// Delivered as a stream of frames (serial, network): every frame must be new, so a
+    /// repeat is a replay.
+    Stream,
+}
+
+/// What one accepted record meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// First record seen: sets the baseline, proves nothing yet.
+    Baseline,
+    Progress,
+    /// A higher boot epoch: the sender restarted.
+    Restarted,
+    /// Same epoch and sequence as last time (polled media only).
+    Repeat,
+}
+
+impl Observation {
+    pub fn is_liveness(self) -> bool {
+        matches!(self, Observation::Progress | Observation::Restarted)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FailureDetector {
+    kind: MediumKind,
+    last: Option<(u32, u64)>,
+    last_progress: Option<Instant>,
+}
+
+impl FailureDetector {
+    pub const fn new(kind: MediumKind) -> Self {
+        FailureDetector { kind, last: None, last_progress: None }
+    }
+
+    pub fn kind(&self) -> MediumKind {
+        self.kind
+    }
+
+    /// Last (epoch, sequence) accepted.
+    pub fn last(&self) -> Option<(u32, u64)> {
+        self.last
+    }
+
+    /// When liveness was last observed.
+    pub fn last_progress(&self) -> Option<Instant> {
+        self.last_progress
+    }
+
+    pub fn observe(&mut self, hb: &Heartbeat, now: Instant) -> Result<Observation, Reject> {
+        let obs = match self.last {
+            None => Observation::Baseline,
+            Some((epoch, _)) if hb.boot_epoch > epoch => Observation::Restarted,
+            Some((epoch, _)) if hb.boot_epoch < epoch => return Err(Reject::StaleEpoch),
+            Some((_, seq)) if hb.sequence > seq => Observation::Progress,
+            Some((_, seq)) if hb.sequence == seq && self.kind == MediumKind::Polled => {
+                Observation::Repeat
+            }
+            Some(_) => return Err(Reject::Replay),
+        };
+        self.last = Some((hb.boot_epoch, hb.sequence));
+        if obs.is_liveness() {
+            self.last_progress = Some(now);
+        }
+        Ok(obs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heartbeat::tests::sample;
+    use proptest::prelude::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    #[test]
+    fn first_record_is_only_a_baseline() {
+        let mut d = FailureDetector::new(MediumKind::Polled);
+        assert_eq!(d.observe(&sample(5), at(0)), Ok(Observation::Baseline));
+        assert_eq!(d.last_progress(), None);
+        assert_eq!(d.observe(&sample(6), at(10)), Ok(Observation::Progress));
+        assert_eq!(d.last_progress(), Some(at(10)));
+    }
+
+    #[test]
+    fn a_stuck_record_is_not_liveness() {
+        let mut d = FailureDetector::new(MediumKind::Polled);
+        d.observe(&sample(5), at(0)).unwrap();
+        d.observe(&sample(6), at(10)).unwrap();
+        for t in 2..100 {
+            assert_eq!(d.observe(&sample(6), at(t * 10)), Ok(Observation::Repeat));
+        }
+        assert_eq!(d.last_progress(), Some(at(10)));
+    }
+
+    #[test]
+    fn on_a_stream_a_repeat_is_a_replay() {
+        let mut d = FailureDetector::new(MediumKind::Stream);
+        d.observe(&sample(5), at(0)).unwrap();
+        assert_eq!(d.observe(&sample(5), at(1)), Err(Reject::Replay));
+        assert_eq!(d.observe(&sample(4), at(2)), Err(Reject::Replay));
+    }
+
+    #[test]
+    fn epochs_order_restarts_and_reject_stale_senders() {
+        let mut d = FailureDetector::new(MediumKind::Polled);
+        d.observe(&sample(500), at(0)).unwrap();
+        let mut restarted = sample(1);
+        restarted.boot_epoch = 4;
+        assert_eq!(d.observe(&restarted, at(10)), Ok(Observation::Restarted));
+        // The old incarnation's record (epoch 3) is now stale whatever its sequence.
+        assert_eq!(d.observe(&sample(10_000), at(20)), Err(Reject::StaleEpoch));
+    }
+
+    proptest! {
+        /// Whatever order records arrive in, liveness is only ever reported for a record
+        /// strictly newer (epoch, sequence) than every record accepted before it.
+        #[test]
+        fn liveness_only_for_strictly_newer_records(
+            recs in proptest::collection::vec((0u32..4, 0u64..20), 1..60),
+            stream in any::<bool>(),
+        ) {
+            let kind = if stream { MediumKind::Stream } else { MediumKind::Polled };
+            let mut d = FailureDetector::new(kind);
+            let mut best: Option<(u32, u64)> = None;
+            for (i, (e, s)) in recs.into_iter().enumerate() {
+                let mut hb = sample(s);
+                hb.boot_epoch = e;
+                let r = d.observe(&hb, at(i as u64));
+                if let Ok(o) = r {
+                    if o.is_liveness() {
+                        prop_assert!(best.map_or(true, |b| (e, s) > b));
+                    }
+                    best = Some((e, s));
+                } else {
+                    prop_assert!(best.map_or(false, |b| (e, s) <= b));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The shared-disk heartbeat area.
+//!
+//! ```text
+//! block 0                      header (magic, layout, sector size, slots, cluster, timeouts, UUID, CRC)
+//! block 1 ..= N                one heartbeat slot per node   (node i → block 1 + i)
+//! block N+1 ..= 2N             one mailbox per node          (node i → block 1 + N + i)
+//! ```
+//!
+//! Every structure is one 4096-byte block at a 4096-byte offset, so the area works on 512e
+//! and 4Kn disks alike, and each update is a single aligned block write. The meaningful bytes
+//! of a block sit in its first 512-byte sector, so even a disk that tears a 4 KiB write at
+//! 512-byte boundaries cannot tear a record without the CRC seeing it.
+
+use crate::integrity::crc32c;
+use crate::time::Duration;
+
+pub const BLOCK: usize = 4096;
+pub const HEADER_MAGIC: [u8; 8] = *b"RGUARD\x00\x01";
+pub const LAYOUT_VERSION: u16 = 1;
+pub const MAX_SLOTS: u8 = 32;
+const HEADER_LEN: usize = 8 + 2 + 2 + 1 + 4 + 4 + 4 + 16;
+
+/// The header block: what every reader checks before trusting a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskHeader {
+    /// Logical sector size of the device the area was created on (512 or 4096); informative.
+    pub sector_size: u16,
+    pub slot_count: u8,
+    pub cluster_id: u32,
+    /// The primary's configured heartbeat interval, recorded for `disk dump` and sanity checks.
+    pub interval: Duration,
+    /// The secondary's release timeout, recorded so the agent can check its fencing bound
+    /// against the number the listener will actually use.
+    pub timeout: Duration,
+    pub uuid: [u8; 16],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The block is all zeros: `rearguard disk init` was never run on this device.
+    NotInitialised,
+    /// Something else lives here (a filesystem, another tool's data).
+    NotRearguard,
+    UnsupportedLayout { found: u16 },
+    BadCrc,
+    /// The header makes no sense (zero or too many slots, zero timeouts).
+    Invalid(&'static str),
+}
+
+impl core::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeaderError::NotInitialised => {
+                f.write_str("no Rearguard header (all zeros): initialise it with `rearguard disk init`")
+            }
+            HeaderError::NotRearguard => f.write_str(
+                "not a Rearguard heartbeat area (unknown magic): check the device path; `rearguard disk init` would overwrite what is there",
+            ),
+            HeaderError::UnsupportedLayout { found } => {
+                write!(f, "layout version {found}, this build reads {LAYOUT_VERSION}: upgrade rearguard")
+            }
+            HeaderError::BadCrc => f.write_str("header CRC mismatch (corrupt): re-run `rearguard disk init`"),
+            HeaderError::Invalid(why) => write!(f, "invalid header: {why}"),
+        }
+    }
+}
+
+impl DiskHeader {
+    /// Bytes the whole area occupies.
+    pub fn area_len(&self) -> u64 {
+        area_len(self.slot_count)
+    }
+
+    pub fn encode(&self, block: &mut [u8; BLOCK]) {
+        block.fill(0);
+        let mut w = Writer { buf: &mut block[..], at: 0 };
+        w.put(&HEADER_MAGIC);
+        w.put(&LAYOUT_VERSION.to_le_bytes());
+        w.put(&self.sector_size.to_le_bytes());
+        w.put(&[self.slot_count]);
+        w.put(&self.cluster_id.to_le_bytes());
+        w.put(&(self.interval.as_millis() as u32).to_le_bytes());
+        w.put(&(self.timeout.as_millis() as u32).to_le_bytes());
+        w.put(&self.uuid);
+        let crc = crc32c(&block[..HEADER_LEN]);
+        block[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    pub fn decode(block: &[u8]) -> Result<DiskHeader, HeaderError> {
+        if block.len() < HEADER_LEN + 4 {
+            return Err(HeaderError::Invalid("shorter than one header"));
+        }
+        if block[..HEADER_LEN + 4].iter().all(|&b| b == 0) {
+            return Err(HeaderError::NotInitialised);
+        }
+        if block[..8] != HEADER_MAGIC[..] {
+            return Err(HeaderError::NotRearguard);
+        }
+        if le32(&block[HEADER_LEN..]) != crc32c(&block[..HEADER_LEN]) {
+            return Err(HeaderError::BadCrc);
+        }
+        let layout = u16::from_le_bytes([block[8], block[9]]);
+        if layout != LAYOUT_VERSION {
+            return Err(HeaderError::UnsupportedLayout { found: layout });
+        }
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(&block[25..41]);
+        let h = DiskHeader {
+            sector_size: u16::from_le_bytes([block[10], block[11]]),
+            slot_count: block[12],
+            cluster_id: le32(&block[13..]),
+            interval: Duration::from_millis(le32(&block[17..]) as u64),
+            timeout: Duration::from_millis(le32(&block[21..]) as u64),
+            uuid,
+        };
+        if h.slot_count == 0 || h.slot_count > MAX_SLOTS {
+            return Err(HeaderError::Invalid("slot count must be 1..=32"));
+        }
+        if h.timeout == Duration::ZERO || h.interval == Duration::ZERO {
+            return Err(HeaderError::Invalid("zero interval or timeout"));
+        }
+        Ok(h)
+    }
+
+    /// Byte offset of node `node`'s heartbeat slot.
+    pub fn slot_offset(&self, node: u8) -> Option<u64> {
+        (node < self.slot_count).then(|| (1 + node as u64) * BLOCK as u64)
+    }
+
+    /// Byte offset of node `node`'s mailbox.
+    pub fn mailbox_offset(&self, node: u8) -> Option<u64> {
+        (node < self.slot_count).then(|| (1 + self.slot_count as u64 + node as u64) * BLOCK as u64)
+    }
+}
+
+/// Bytes an area with `slots` slots occupies.
+pub const fn area_len(slots: u8) -> u64 {
+    (1 + 2 * slots as u64) * BLOCK as u64
+}
+
+/// A message left in a node's mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailboxMessage {
+    Empty,
+    /// Node `by` took over the service. The mailbox owner must stop, fence, and never
+    /// resume until an operator clears the claim.
+    TakeoverClaim { by: u8, primary_epoch: u32 },
+    /// Fence yourself now (an operator or a peer's decision).
+    Poison { by: u8 },
+}
+
+pub const MAILBOX_MAGIC: [u8; 4] = *b"RGMB";
+const MAILBOX_LEN: usize = 4 + 1 + 1 + 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailboxError {
+    BadMagic,
+    BadCrc,
+    UnknownKind(u8),
+}
+
+impl core::fmt::Display for MailboxError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MailboxError::BadMagic => f.write_str("mailbox holds something that is not a Rearguard message"),
+            MailboxError::BadCrc => f.write_str("mailbox CRC mismatch (torn or corrupt)"),
+            MailboxError::UnknownKind(k) => write!(f, "unknown mailbox message kind {k}"),
+        }
+    }
+}
+
+impl MailboxMessage {
+    pub fn encode(&self, block: &mut [u8; BLOCK]) {
+        block.fill(0);
+        if *self == MailboxMessage::Empty {
+            return; // an empty mailbox is a zeroed block
+        }
+        let (kind, by, epoch) = match *self {
+            MailboxMessage::Empty => unreachable!(),
+            MailboxMessage::TakeoverClaim { by, primary_epoch } => (1u8, by, primary_epoch),
+            MailboxMessage::Poison { by } => (2u8, by, 0),
+        };
+        let mut w = Writer { buf: &mut block[..], at: 0 };
+        w.put(&MAILBOX_MAGIC);
+        w.put(&[kind, by]);
+        w.put(&epoch.to_le_bytes());
+        let crc = crc32c(&block[..MAILBOX_LEN]);
+        block[MAILBOX_LEN..MAILBOX_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes a mailbox block. A corrupt mailbox is an error, which callers treat as
+    /// "assume a claim" on the primary side: failing safe means not serving.
+    pub fn decode(block: &[u8]) -> Result<MailboxMessage, MailboxError> {
+        let len = MAILBOX_LEN + 4;
+        if block.len() < len || block[..len].iter().all(|&b| b == 0) {
+            return Ok(MailboxMessage::Empty);
+        }
+        if block[..4] != MAILBOX_MAGIC {
+            return Err(MailboxError::BadMagic);
+        }
+        if le32(&block[MAILBOX_LEN..]) != crc32c(&block[..MAILBOX_LEN]) {
+            return Err(MailboxError::BadCrc);
+        }
+        let (by, epoch) = (block[5], le32(&block[6..]));
+        match block[4] {
+            1 => Ok(MailboxMessage::TakeoverClaim { by, primary_epoch: epoch }),
+            2 => Ok(MailboxMessage::Poison { by }),
+            k => Err(MailboxError::UnknownKind(k)),
+        }
+    }
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header() -> DiskHeader {
+        DiskHeader {
+            sector_size: 512,
+            slot_count: 2,
+            cluster_id: 0xC0FFEE,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(1000),
+            uuid: [9; 16],
+        }
+    }
+
+    #[test]
+    fn header_round_trips_and_lays_out_4k_aligned_blocks() {
+        let mut b = [0u8; BLOCK];
+        header().encode(&mut b);
+        assert_eq!(DiskHeader::decode(&b), Ok(header()));
+        let h = header();
+        assert_eq!(h.slot_offset(0), Some(4096));
+        assert_eq!(h.slot_offset(1), Some(8192));
+        assert_eq!(h.mailbox_offset(0), Some(12288));
+        assert_eq!(h.mailbox_offset(2), None);
+        assert_eq!(h.area_len(), 5 * 4096);
+    }
+
+    #[test]
+    fn header_errors_say_what_is_wrong() {
+        let b = [0u8; BLOCK];
+        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::NotInitialised));
+        let mut b = [0u8; BLOCK];
+        b[..4].copy_from_slice(b"\x7fELF");
+        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::NotRearguard));
+        let mut b = [0u8; BLOCK];
+        header().encode(&mut b);
+        b[14] ^= 1;
+        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::BadCrc));
+    }
+
+    #[test]
+    fn mailbox_round_trips() {
+        let mut b = [0u8; BLOCK];
+        for m in [
+            MailboxMessage::Empty,
+            MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 77 },
+            MailboxMessage::Poison { by: 1 },
+        ] {
+            m.encode(&mut b);
+            assert_eq!(MailboxMessage::decode(&b), Ok(m));
+        }
+        b[5] ^= 1;
+        assert_eq!(MailboxMessage::decode(&b), Err(MailboxError::BadCrc));
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = DiskHeader::decode(&bytes);
+            let _ = MailboxMessage::decode(&bytes);
+        }
+    }
+}

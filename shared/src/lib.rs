@@ -1,0 +1,25 @@
+//! Rearguard's shared core.
+//!
+//! Everything here is `no_std`, allocation-free and I/O-free: formats are encoded into
+//! caller-provided buffers, and every state machine is a pure function of
+//! `(state, input, now)` returning a short list of actions. The firmware, the Linux
+//! agent, the demo and the tests all drive the same code.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod config;
+pub mod detector;
+pub mod disk;
+pub mod fencing;
+pub mod heartbeat;
+pub mod integrity;
+pub mod listener;
+pub mod time;
+
+/// Version of the heartbeat wire format. A peer speaking another version is rejected.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+pub use time::{Duration, Instant};
