@@ -1,0 +1,230 @@
+//! The listener application: polls the heartbeat media, runs the shared state machine, and
+//! carries out its actions (takeover claim, then boot gate — exactly once).
+
+use crate::board::{BootGate, FrameLink, SharedDisk};
+use rearguard_shared::config::{ConfigError, ListenerConfig};
+use rearguard_shared::detector::MediumKind;
+use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, BLOCK};
+use rearguard_shared::heartbeat::{self, Role, Verifier, MAX_FRAME};
+use rearguard_shared::listener::{Action, ListenerState, MediumId, ReleaseReason, StandbyListener};
+use rearguard_shared::{Duration, Instant};
+
+/// Most frames taken from the link in one poll, so a flooded link cannot starve the disk.
+const MAX_FRAMES_PER_POLL: usize = 16;
+
+/// Why the application refused to start.
+#[derive(Debug)]
+pub enum StartError<E> {
+    Config(ConfigError),
+    /// Neither a disk nor a link was given.
+    NoMedium,
+    DiskRead(E),
+    Header(HeaderError),
+    ClusterMismatch { disk: u32, config: u32 },
+    NoSlot { node: u8, slots: u8 },
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "config: {e}"),
+            StartError::NoMedium => f.write_str("no heartbeat medium configured: set a disk, a serial link, or both"),
+            StartError::DiskRead(e) => write!(f, "cannot read the shared disk header: {e:?}"),
+            StartError::Header(e) => write!(f, "shared disk: {e}"),
+            StartError::ClusterMismatch { disk, config } => write!(
+                f,
+                "the shared disk belongs to cluster {disk:#x} but this listener is configured for cluster {config:#x}: \
+                 fix cluster_id, or check that this is the right disk"
+            ),
+            StartError::NoSlot { node, slots } => write!(
+                f,
+                "primary node {node} has no slot on the shared disk (it has {slots}): fix primary_node or re-run `rearguard disk init --slots`"
+            ),
+        }
+    }
+}
+
+/// Something the board should log, show, or act upon.
+#[derive(Debug)]
+pub enum Event<DE, GE> {
+    State(ListenerState),
+    /// The disk asks for a longer timeout than configured; the longer one is used so the
+    /// primary's fencing bound (checked against the disk's number) holds.
+    TimeoutRaised { configured: Duration, disk: Duration },
+    ClaimWritten { primary_epoch: Option<u32> },
+    ClaimFailed(DE),
+    Released(ReleaseReason),
+    /// Role is primary: the gate was opened at start without watching anything.
+    PassThrough,
+    GateFailed(GE),
+    DiskReadFailed(DE),
+}
+
+pub type Events<DE, GE> = heapless::Vec<Event<DE, GE>, 8>;
+
+struct DiskMedium<D> {
+    dev: D,
+    header: DiskHeader,
+    id: MediumId,
+    slot: u64,
+    mailbox: u64,
+}
+
+pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
+    cfg: ListenerConfig,
+    listener: StandbyListener,
+    disk: Option<DiskMedium<D>>,
+    link: Option<(L, MediumId)>,
+    gate: G,
+    gate_opened: bool,
+    pending_start: Option<Event<D::Error, G::Error>>,
+    block: [u8; BLOCK],
+}
+
+impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
+    pub fn new(cfg: ListenerConfig, disk: Option<D>, link: Option<L>, gate: G, now: Instant) -> Result<Self, StartError<D::Error>> {
+        cfg.validate().map_err(StartError::Config)?;
+        if disk.is_none() && link.is_none() {
+            return Err(StartError::NoMedium);
+        }
+        let mut block = [0u8; BLOCK];
+        let mut params = cfg.params();
+        let mut pending_start = None;
+        let header = match disk {
+            Some(mut dev) => {
+                dev.read_block(0, &mut block).map_err(StartError::DiskRead)?;
+                let header = DiskHeader::decode(&block).map_err(StartError::Header)?;
+                if header.cluster_id != cfg.cluster_id {
+                    return Err(StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id });
+                }
+                let (Some(slot), Some(mailbox)) = (header.slot_offset(cfg.primary_node), header.mailbox_offset(cfg.primary_node)) else {
+                    return Err(StartError::NoSlot { node: cfg.primary_node, slots: header.slot_count });
+                };
+                if header.timeout > params.timeout {
+                    pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
+                    params.timeout = header.timeout;
+                }
+                Some((dev, header, slot, mailbox))
+            }
+            None => None,
+        };
+        let mut listener = StandbyListener::new(params, now);
+        let disk = header.map(|(dev, header, slot, mailbox)| DiskMedium {
+            dev,
+            header,
+            id: listener.add_medium(MediumKind::Polled).expect("first medium"),
+            slot,
+            mailbox,
+        });
+        let link = link.map(|l| (l, listener.add_medium(MediumKind::Stream).expect("second medium")));
+        Ok(App { cfg, listener, disk, link, gate, gate_opened: false, pending_start, block })
+    }
+
+    pub fn config(&self) -> &ListenerConfig {
+        &self.cfg
+    }
+    pub fn listener(&self) -> &StandbyListener {
+        &self.listener
+    }
+    pub fn disk_header(&self) -> Option<&DiskHeader> {
+        self.disk.as_ref().map(|d| &d.header)
+    }
+    pub fn disk_medium(&self) -> Option<MediumId> {
+        self.disk.as_ref().map(|d| d.id)
+    }
+    pub fn link_medium(&self) -> Option<MediumId> {
+        self.link.as_ref().map(|l| l.1)
+    }
+    pub fn gate_opened(&self) -> bool {
+        self.gate_opened
+    }
+
+    /// One poll period's work: read every medium, judge the time, act.
+    pub fn poll(&mut self, now: Instant) -> Events<D::Error, G::Error> {
+        let mut ev = Events::new();
+        if let Some(e) = self.pending_start.take() {
+            let _ = ev.push(e);
+        }
+        if self.cfg.role == Role::Primary {
+            if !self.gate_opened {
+                self.open_gate(&mut ev);
+                let _ = ev.push(Event::PassThrough);
+            }
+            return ev;
+        }
+        if let Some(d) = self.disk.as_mut() {
+            let id = d.id;
+            match d.dev.read_block(d.slot, &mut self.block) {
+                Ok(()) => {
+                    let frame = heartbeat::decode(&self.block, &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() });
+                    let acts = self.listener.on_frame(id, frame, now);
+                    self.run(acts, &mut ev);
+                }
+                // An unreadable slot is simply not liveness; the timeout decides.
+                Err(e) => {
+                    let _ = ev.push(Event::DiskReadFailed(e));
+                }
+            }
+        }
+        let mut buf = [0u8; MAX_FRAME];
+        for _ in 0..MAX_FRAMES_PER_POLL {
+            let Some((link, id)) = self.link.as_mut() else { break };
+            let id = *id;
+            let Some(n) = link.next_frame(&mut buf) else { break };
+            let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() });
+            let acts = self.listener.on_frame(id, frame, now);
+            self.run(acts, &mut ev);
+        }
+        let acts = self.listener.on_tick(now);
+        self.run(acts, &mut ev);
+        ev
+    }
+
+    /// Operator's "release now" (console or CLI). Idempotent.
+    pub fn release_now(&mut self, now: Instant) -> Events<D::Error, G::Error> {
+        let mut ev = Events::new();
+        let acts = self.listener.release_now(now);
+        self.run(acts, &mut ev);
+        ev
+    }
+
+    fn run(&mut self, acts: rearguard_shared::listener::Actions, ev: &mut Events<D::Error, G::Error>) {
+        for a in acts {
+            match a {
+                Action::Notify(s) => {
+                    let _ = ev.push(Event::State(s));
+                }
+                Action::ClaimTakeover { primary_epoch } => {
+                    // Best effort: a serial-only listener has no mailbox to write, and a failed
+                    // write must not stop the boot (the primary is dead by the detector's view).
+                    if let Some(d) = self.disk.as_mut() {
+                        let msg = MailboxMessage::TakeoverClaim { by: self.cfg.node_id, primary_epoch: primary_epoch.unwrap_or(0) };
+                        msg.encode(&mut self.block);
+                        match d.dev.write_block(d.mailbox, &self.block) {
+                            Ok(()) => {
+                                let _ = ev.push(Event::ClaimWritten { primary_epoch });
+                            }
+                            Err(e) => {
+                                let _ = ev.push(Event::ClaimFailed(e));
+                            }
+                        }
+                    }
+                }
+                Action::Release(reason) => {
+                    self.open_gate(ev);
+                    let _ = ev.push(Event::Released(reason));
+                }
+            }
+        }
+    }
+
+    fn open_gate(&mut self, ev: &mut Events<D::Error, G::Error>) {
+        if self.gate_opened {
+            return;
+        }
+        self.gate_opened = true;
+        if let Err(e) = self.gate.release() {
+            let _ = ev.push(Event::GateFailed(e));
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! What a board must provide. Each trait is as small as the application needs.
+
+use rearguard_shared::disk::BLOCK;
+
+/// The shared disk, addressed in whole 4096-byte blocks at 4096-byte offsets.
+pub trait SharedDisk {
+    type Error: core::fmt::Debug;
+    fn read_block(&mut self, offset: u64, buf: &mut [u8; BLOCK]) -> Result<(), Self::Error>;
+    fn write_block(&mut self, offset: u64, buf: &[u8; BLOCK]) -> Result<(), Self::Error>;
+}
+
+/// A link that delivers whole heartbeat frames (already de-framed, e.g. COBS-decoded).
+pub trait FrameLink {
+    /// Copies the next complete frame into `buf` and returns its length, or `None` when no
+    /// frame is waiting. Must not block.
+    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize>;
+}
+
+/// Whatever holds the secondary at POST. Opening it is irreversible until power-cycle.
+pub trait BootGate {
+    type Error: core::fmt::Debug;
+    fn release(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Placeholder for a board without a shared disk (serial-only listeners).
+pub struct NoDisk;
+impl SharedDisk for NoDisk {
+    type Error = core::convert::Infallible;
+    fn read_block(&mut self, _: u64, _: &mut [u8; BLOCK]) -> Result<(), Self::Error> {
+        unreachable!("NoDisk is never read: the app only polls configured media")
+    }
+    fn write_block(&mut self, _: u64, _: &[u8; BLOCK]) -> Result<(), Self::Error> {
+        unreachable!("NoDisk is never written")
+    }
+}
+
+/// Placeholder for a board without a serial heartbeat link.
+pub struct NoLink;
+impl FrameLink for NoLink {
+    fn next_frame(&mut self, _: &mut [u8]) -> Option<usize> {
+        None
+    }
+}
