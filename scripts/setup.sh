@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything Rearguard's tests need on a fresh Debian machine: apt packages and
+# rustup targets. Idempotent; run as root (or through sudo).
+set -euo pipefail
+
+# Debian packages the tests start for real.
+APT_PACKAGES=(
+  qemu-system-arm   # the emulated Cortex-M controller (boards/qemu-lm3s6965)
+  iproute2          # ip netns / veth for firewall-pair tests
+  nftables          # packet loss and filtering in pair tests
+  util-linux        # losetup, blockdev for block-device tests
+)
+RUST_TARGETS=(thumbv7m-none-eabi)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install: ${missing[*]} (re-run with sudo)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for t in "${RUST_TARGETS[@]}"; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+done
+echo "setup: ok"
