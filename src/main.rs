@@ -1,1 +1,130 @@
-fn main() {}
+//! `rearguard`: the one binary users run.
+
+mod build_info;
+mod check;
+mod demo;
+mod disk_cmd;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Keeps a service running when one machine of an appliance pair dies.
+///
+/// Cold standby: a primary writes heartbeats to a reserved area of a shared disk (`agent`);
+/// the secondary's controller, or a Linux process standing in for it (`listener`), holds the
+/// secondary at POST and releases its boot when the heartbeats stop.
+///
+/// Start with `rearguard demo` to watch a takeover on this machine, then
+/// `rearguard disk init --help` to prepare a real shared disk.
+#[derive(Parser)]
+#[command(name = "rearguard", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Prepare, inspect or clear the heartbeat area of a shared disk.
+    #[command(subcommand)]
+    Disk(disk_cmd::DiskCmd),
+    /// Run the primary's agent: write heartbeats, watch the mailbox, fence on failure.
+    ///
+    /// Exit status: 0 after SIGTERM/SIGINT, 1 on a config or disk error, 3 when a takeover
+    /// claim forbids this node to serve, 4 when it fenced itself after a hung write.
+    Agent {
+        /// Agent config (TOML); see examples/agent.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the standby listener as a Linux process (the Linux board of the firmware).
+    ///
+    /// Holds until the primary is seen alive, then releases the boot (runs [gate] command)
+    /// once the primary's heartbeats stop for the timeout. Exits 0 after releasing.
+    Listener {
+        /// Listener config (TOML); see examples/listener.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file, and the shared disk it names, without running anything.
+    CheckConfig {
+        /// An agent or listener config (TOML).
+        file: PathBuf,
+    },
+    /// Watch a takeover on this machine: no root, no hardware, a temporary disk image.
+    Demo {
+        /// Heartbeat interval of the demo primary, in ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Release timeout of the demo listener, in ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Listener poll period, in ms.
+        #[arg(long, default_value_t = 10)]
+        poll_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let version: &'static str = Box::leak(build_info::long_version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<u8> {
+    match cmd {
+        Cmd::Disk(d) => disk_cmd::run(d),
+        Cmd::Agent { config } => {
+            let cfg = rearguard_host_agent::config::AgentConfig::load(&config)?;
+            let text = std::fs::read(&config).unwrap_or_default();
+            let opts = rearguard_host_agent::agent::AgentOptions {
+                build_stamp: build_info::stamp(),
+                config_digest: rearguard_shared::integrity::crc32c(&text),
+            };
+            match rearguard_host_agent::agent::run(&cfg, opts, stop_flag()?) {
+                Ok(_) => Ok(0),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(e.exit_code() as u8)
+                }
+            }
+        }
+        Cmd::Listener { config } => {
+            let cfg = rearguard_host_agent::config::LinuxListenerConfig::load(&config)?;
+            let stop = stop_flag()?;
+            let mut out = std::io::stdout();
+            rearguard_board_linux::run(&cfg, &mut out, &stop)?;
+            Ok(0)
+        }
+        Cmd::CheckConfig { file } => check::run(&file),
+        Cmd::Demo { interval_ms, timeout_ms, poll_ms } => demo::run(interval_ms, timeout_ms, poll_ms),
+    }
+}

@@ -1,1 +1,8 @@
+//! The Linux side of Rearguard: the primary's heartbeat agent and everything it needs to
+//! touch the OS (direct block I/O, watchdog, fencing commands, TOML config).
 
+pub mod agent;
+pub mod blockdev;
+pub mod config;
+pub mod fence;
+pub mod time;

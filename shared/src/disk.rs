@@ -291,3 +291,6 @@ mod tests {
         }
     }
 }
+
+impl core::error::Error for HeaderError {}
+impl core::error::Error for MailboxError {}

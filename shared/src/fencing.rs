@@ -79,3 +79,5 @@ mod tests {
         assert_eq!(e.min_timeout, Duration::from_millis(1000));
     }
 }
+
+impl core::error::Error for FencingViolation {}

@@ -356,3 +356,5 @@ pub(crate) mod tests {
         }
     }
 }
+
+impl core::error::Error for Reject {}

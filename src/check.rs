@@ -1,0 +1,70 @@
+//! `rearguard check-config FILE`: everything the agent or listener would check at start,
+//! without running it.
+
+use anyhow::anyhow;
+use rearguard_host_agent::agent::preflight;
+use rearguard_host_agent::blockdev::DirectDisk;
+use rearguard_host_agent::config::{AgentConfig, LinuxListenerConfig};
+use rearguard_shared::disk::{DiskHeader, BLOCK};
+use std::path::Path;
+
+pub fn run(file: &Path) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{}: cannot read: {e}", file.display()))?;
+    let is_listener = text.parse::<toml::Table>().map(|t| t.contains_key("listener")).unwrap_or(false);
+    if is_listener {
+        let cfg = LinuxListenerConfig::parse(file, &text)?;
+        let mut disk = DirectDisk::open(&cfg.device, false)?;
+        let mut block = [0u8; BLOCK];
+        disk.read_block(0, &mut block)?;
+        let h = DiskHeader::decode(&block).map_err(|e| anyhow!("{}: {e}", cfg.device.display()))?;
+        if h.cluster_id != cfg.listener.cluster_id {
+            return Err(anyhow!(
+                "{}: [cluster] id = {:#x} but {} belongs to cluster {:#x}",
+                file.display(),
+                cfg.listener.cluster_id,
+                cfg.device.display(),
+                h.cluster_id
+            ));
+        }
+        if h.slot_offset(cfg.listener.primary_node).is_none() {
+            return Err(anyhow!(
+                "{}: [listener] primary_node = {} but {} has only {} slots",
+                file.display(),
+                cfg.listener.primary_node,
+                cfg.device.display(),
+                h.slot_count
+            ));
+        }
+        if cfg.listener.timeout < h.timeout {
+            println!(
+                "warning: [listener] timeout_ms = {} is below the disk's {} ms; the listener will use {} ms so the primary's fencing bound holds",
+                cfg.listener.timeout.as_millis(),
+                h.timeout.as_millis(),
+                h.timeout.as_millis()
+            );
+        }
+        println!(
+            "ok: listener config {} — watches node {} on {} (cluster {:#x}), timeout {} ms, poll {} ms",
+            file.display(),
+            cfg.listener.primary_node,
+            cfg.device.display(),
+            h.cluster_id,
+            cfg.listener.timeout.as_millis().max(h.timeout.as_millis()),
+            cfg.listener.poll_period.as_millis()
+        );
+    } else {
+        let cfg = AgentConfig::parse(file, &text)?;
+        let p = preflight(&cfg)?;
+        println!(
+            "ok: agent config {} — node {} on {} (cluster {:#x}); fenced within {} ms of a stall, secondary waits {} ms (needs ≥ {} ms)",
+            file.display(),
+            cfg.node_id,
+            cfg.device.display(),
+            cfg.cluster_id,
+            cfg.fencing_budget().worst_case_fenced_after().as_millis(),
+            p.header.timeout.as_millis(),
+            cfg.fencing_budget().min_timeout().as_millis()
+        );
+    }
+    Ok(0)
+}

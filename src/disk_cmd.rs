@@ -1,0 +1,324 @@
+//! `rearguard disk init|dump|clear`.
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use rearguard_host_agent::blockdev::DirectDisk;
+use rearguard_shared::disk::{area_len, DiskHeader, HeaderError, MailboxMessage, BLOCK, MAX_SLOTS};
+use rearguard_shared::heartbeat::{self, Heartbeat, Reject, Verifier};
+use rearguard_shared::integrity::Key;
+use rearguard_shared::Duration;
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum DiskCmd {
+    /// Write a fresh heartbeat area (header, empty slots, empty mailboxes).
+    ///
+    /// The secondary's timeout is recorded on the disk, so every agent checks its fencing
+    /// bound against the number the listener will use: timeout ≥ 2 × (interval +
+    /// write_deadline + fence time).
+    Init {
+        /// Block device or image file (e.g. /dev/disk/by-id/…-part1, or disk.img).
+        device: PathBuf,
+        /// Cluster id shared by both nodes' configs (decimal or 0x-hex).
+        #[arg(long, value_parser = parse_u32)]
+        cluster_id: u32,
+        /// Number of node slots (2 for a pair).
+        #[arg(long, default_value_t = 2)]
+        slots: u8,
+        /// The primary's heartbeat interval, ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u32,
+        /// The secondary's release timeout, ms.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u32,
+        /// Create DEVICE as an image file if it does not exist (tests, demos).
+        #[arg(long)]
+        create: bool,
+        /// Overwrite an existing Rearguard area (and its takeover claims) or foreign data.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the header, every slot (owner, state, sequence, age) and every mailbox.
+    Dump {
+        device: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Verify MAC tags with this key (hex).
+        #[arg(long)]
+        key: Option<String>,
+        /// How long to watch slots for progress; default twice the disk's interval.
+        #[arg(long)]
+        watch_ms: Option<u64>,
+    },
+    /// Remove takeover claims and poison pills from mailboxes, so a node may serve again.
+    ///
+    /// Only after making sure the node that claimed the disk is shut down.
+    Clear {
+        device: PathBuf,
+        /// Clear only this node's mailbox (default: all).
+        #[arg(long)]
+        node: Option<u8>,
+    },
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a 32-bit number (write it in decimal or as 0x-hex)"))
+}
+
+pub fn run(cmd: DiskCmd) -> anyhow::Result<u8> {
+    match cmd {
+        DiskCmd::Init { device, cluster_id, slots, interval_ms, timeout_ms, create, force } => {
+            init(&device, cluster_id, slots, interval_ms, timeout_ms, create, force)
+        }
+        DiskCmd::Dump { device, json, key, watch_ms } => dump(&device, json, key.as_deref(), watch_ms),
+        DiskCmd::Clear { device, node } => clear(&device, node),
+    }
+}
+
+fn open_area(device: &Path) -> anyhow::Result<(DirectDisk, DiskHeader)> {
+    let mut disk = DirectDisk::open(device, true)?;
+    let mut block = [0u8; BLOCK];
+    disk.read_block(0, &mut block)?;
+    let header = DiskHeader::decode(&block).map_err(|e| anyhow::anyhow!("{}: {e}", device.display()))?;
+    Ok((disk, header))
+}
+
+fn init(device: &Path, cluster_id: u32, slots: u8, interval_ms: u32, timeout_ms: u32, create: bool, force: bool) -> anyhow::Result<u8> {
+    if slots == 0 || slots > MAX_SLOTS {
+        bail!("--slots {slots}: use 1 to {MAX_SLOTS} (2 for a pair)");
+    }
+    if interval_ms == 0 || timeout_ms == 0 {
+        bail!("--interval-ms and --timeout-ms must be at least 1");
+    }
+    if timeout_ms < interval_ms.saturating_mul(2) {
+        bail!("--timeout-ms {timeout_ms} is less than twice --interval-ms {interval_ms}: one late heartbeat would trigger a takeover");
+    }
+    let need = area_len(slots);
+    if create && !device.exists() {
+        let f = std::fs::File::create(device).with_context(|| format!("{}: cannot create the image file", device.display()))?;
+        // 1 MiB, a power of two, so the same image also works as an emulated SD card.
+        f.set_len(need.max(1 << 20).next_power_of_two())?;
+    }
+    let mut disk = DirectDisk::open(device, true)?;
+    let size = disk.size()?;
+    if size < need {
+        return Err(rearguard_host_agent::blockdev::DiskError::TooSmall { path: device.into(), size, need }.into());
+    }
+    let mut block = [0u8; BLOCK];
+    disk.read_block(0, &mut block)?;
+    match DiskHeader::decode(&block) {
+        Err(HeaderError::NotInitialised) => {}
+        Ok(_) | Err(HeaderError::BadCrc) | Err(HeaderError::UnsupportedLayout { .. }) | Err(HeaderError::Invalid(_)) if !force => {
+            bail!("{}: already holds a Rearguard heartbeat area; re-initialising erases its slots and takeover claims. Pass --force if that is what you want", device.display())
+        }
+        Err(HeaderError::NotRearguard) if !force => {
+            bail!("{}: holds other data (no Rearguard header); check the device path, or pass --force to overwrite its first {need} bytes", device.display())
+        }
+        _ => {}
+    }
+    let mut uuid = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut uuid)).context("reading /dev/urandom")?;
+    let header = DiskHeader {
+        sector_size: disk.logical_sector_size(),
+        slot_count: slots,
+        cluster_id,
+        interval: Duration::from_millis(interval_ms as u64),
+        timeout: Duration::from_millis(timeout_ms as u64),
+        uuid,
+    };
+    // Slots and mailboxes first, header last: a half-done init is never mistaken for a good one.
+    let zero = [0u8; BLOCK];
+    for off in (1..(1 + 2 * slots as u64)).map(|b| b * BLOCK as u64) {
+        disk.write_block(off, &zero)?;
+    }
+    header.encode(&mut block);
+    disk.write_block(0, &block)?;
+    println!(
+        "initialised {}: cluster {:#x}, {} slots, interval {} ms, secondary timeout {} ms, {} bytes used",
+        device.display(),
+        cluster_id,
+        slots,
+        interval_ms,
+        timeout_ms,
+        need
+    );
+    Ok(0)
+}
+
+/// What one slot showed over the watch window.
+enum SlotView {
+    Valid { first: Heartbeat, last: Heartbeat, mac: &'static str },
+    Rejected(Reject),
+}
+
+fn read_slot(disk: &mut DirectDisk, off: u64, v: &Verifier<'_>) -> anyhow::Result<(Result<Heartbeat, Reject>, bool)> {
+    let mut block = [0u8; BLOCK];
+    disk.read_block(off, &mut block)?;
+    let has_mac = block[0..2] == heartbeat::MAGIC && block[3] & 1 != 0;
+    Ok((heartbeat::decode(&block, v), has_mac))
+}
+
+fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) -> anyhow::Result<u8> {
+    let (mut disk, h) = open_area(device)?;
+    let key = key.map(Key::from_hex).transpose().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    let v = Verifier { cluster_id: h.cluster_id, key: key.as_ref() };
+    let watch = watch_ms.unwrap_or(2 * h.interval.as_millis()).max(1);
+    let mut firsts = Vec::new();
+    for node in 0..h.slot_count {
+        firsts.push(read_slot(&mut disk, h.slot_offset(node).unwrap(), &v)?);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(watch));
+    let mut views = Vec::new();
+    for node in 0..h.slot_count {
+        let (second, has_mac) = read_slot(&mut disk, h.slot_offset(node).unwrap(), &v)?;
+        let mac = match (has_mac, key.is_some()) {
+            (false, _) => "none",
+            (true, true) => "verified",
+            (true, false) => "present, not verified (pass --key)",
+        };
+        views.push(match (&firsts[node as usize].0, second) {
+            (_, Err(r)) => SlotView::Rejected(r),
+            (Ok(a), Ok(b)) => SlotView::Valid { first: *a, last: b, mac },
+            (Err(_), Ok(b)) => SlotView::Valid { first: b, last: b, mac },
+        });
+    }
+    let mut mailboxes = Vec::new();
+    let mut block = [0u8; BLOCK];
+    for node in 0..h.slot_count {
+        disk.read_block(h.mailbox_offset(node).unwrap(), &mut block)?;
+        mailboxes.push(MailboxMessage::decode(&block));
+    }
+    if as_json {
+        let slots: Vec<_> = views
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                SlotView::Rejected(r) => json!({"slot": i, "status": r.name(), "detail": r.to_string()}),
+                SlotView::Valid { first, last, mac } => json!({
+                    "slot": i,
+                    "status": progress_status(first, last),
+                    "owner": last.node_id,
+                    "owner_matches_slot": last.node_id as usize == i,
+                    "role": format!("{:?}", last.role).to_lowercase(),
+                    "state": format!("{:?}", last.state).to_lowercase(),
+                    "epoch": last.boot_epoch,
+                    "sequence": last.sequence,
+                    "sequence_advance": last.sequence.wrapping_sub(first.sequence),
+                    "watched_ms": watch,
+                    "uptime_ms": last.uptime.as_millis(),
+                    "health": last.health.0,
+                    "build_stamp": format!("{:08x}", last.build_stamp),
+                    "mac": mac,
+                }),
+            })
+            .collect();
+        let mbox: Vec<_> = mailboxes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match m {
+                Ok(MailboxMessage::Empty) => json!({"node": i, "message": "empty"}),
+                Ok(MailboxMessage::TakeoverClaim { by, primary_epoch }) => {
+                    json!({"node": i, "message": "takeover-claim", "by": by, "primary_epoch": primary_epoch})
+                }
+                Ok(MailboxMessage::Poison { by }) => json!({"node": i, "message": "poison", "by": by}),
+                Err(e) => json!({"node": i, "message": "corrupt", "detail": e.to_string()}),
+            })
+            .collect();
+        let out = json!({
+            "device": device.display().to_string(),
+            "header": {
+                "cluster_id": h.cluster_id, "slots": h.slot_count, "sector_size": h.sector_size,
+                "interval_ms": h.interval.as_millis(), "timeout_ms": h.timeout.as_millis(),
+                "uuid": h.uuid.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            },
+            "slots": slots,
+            "mailboxes": mbox,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    println!(
+        "{}: cluster {:#x}, {} slots, sector size {}, interval {} ms, secondary timeout {} ms",
+        device.display(),
+        h.cluster_id,
+        h.slot_count,
+        h.sector_size,
+        h.interval.as_millis(),
+        h.timeout.as_millis()
+    );
+    println!("slots (watched for {watch} ms):");
+    for (i, s) in views.iter().enumerate() {
+        match s {
+            SlotView::Rejected(r) => println!("  slot {i}: {} — {r}", r.name()),
+            SlotView::Valid { first, last, mac } => {
+                let owner = if last.node_id as usize == i { String::new() } else { format!(" (WRONG OWNER: slot {i})") };
+                println!(
+                    "  slot {i}: {} — node {}{owner}, {:?}/{:?}, epoch {}, seq {}, up {} ms, mac {mac}",
+                    progress_status(first, last),
+                    last.node_id,
+                    last.role,
+                    last.state,
+                    last.boot_epoch,
+                    last.sequence,
+                    last.uptime.as_millis()
+                );
+                let adv = last.sequence.wrapping_sub(first.sequence);
+                if first.boot_epoch == last.boot_epoch && adv == 0 {
+                    println!("          age: no new heartbeat for at least {watch} ms");
+                } else {
+                    println!("          age: advanced by {adv} within {watch} ms");
+                }
+            }
+        }
+    }
+    println!("mailboxes:");
+    for (i, m) in mailboxes.iter().enumerate() {
+        match m {
+            Ok(MailboxMessage::Empty) => println!("  node {i}: empty"),
+            Ok(MailboxMessage::TakeoverClaim { by, primary_epoch }) => {
+                println!("  node {i}: TAKEOVER CLAIM by node {by} (primary epoch {primary_epoch}) — node {i} must not serve; `rearguard disk clear` once node {by} is down")
+            }
+            Ok(MailboxMessage::Poison { by }) => println!("  node {i}: POISON PILL from node {by}"),
+            Err(e) => println!("  node {i}: corrupt — {e}"),
+        }
+    }
+    Ok(0)
+}
+
+fn progress_status(first: &Heartbeat, last: &Heartbeat) -> &'static str {
+    if (last.boot_epoch, last.sequence) > (first.boot_epoch, first.sequence) {
+        "alive"
+    } else {
+        "stalled"
+    }
+}
+
+fn clear(device: &Path, node: Option<u8>) -> anyhow::Result<u8> {
+    let (mut disk, h) = open_area(device)?;
+    let nodes: Vec<u8> = match node {
+        Some(n) if n >= h.slot_count => bail!("--node {n}: {} has slots 0..{}", device.display(), h.slot_count - 1),
+        Some(n) => vec![n],
+        None => (0..h.slot_count).collect(),
+    };
+    let mut block = [0u8; BLOCK];
+    for n in nodes {
+        let off = h.mailbox_offset(n).unwrap();
+        disk.read_block(off, &mut block)?;
+        let was = MailboxMessage::decode(&block);
+        MailboxMessage::Empty.encode(&mut block);
+        disk.write_block(off, &block)?;
+        match was {
+            Ok(MailboxMessage::Empty) => println!("node {n}: mailbox was already empty"),
+            Ok(m) => println!("node {n}: cleared {m:?}"),
+            Err(e) => println!("node {n}: cleared a corrupt mailbox ({e})"),
+        }
+    }
+    Ok(0)
+}
