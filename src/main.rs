@@ -65,6 +65,9 @@ enum Cmd {
         /// Listener poll period, in ms.
         #[arg(long, default_value_t = 10)]
         poll_ms: u64,
+        /// Repeat the takeover this many times and print median and max release latency.
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
     },
 }
 
@@ -125,6 +128,6 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::CheckConfig { file } => check::run(&file),
-        Cmd::Demo { interval_ms, timeout_ms, poll_ms } => demo::run(interval_ms, timeout_ms, poll_ms),
+        Cmd::Demo { interval_ms, timeout_ms, poll_ms, runs } => demo::run(interval_ms, timeout_ms, poll_ms, runs),
     }
 }

@@ -84,6 +84,7 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool
     );
     let poll = std::time::Duration::from_millis(cfg.listener.poll_period.as_millis());
     let mut next = std::time::Instant::now();
+    let mut last_reject = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             let _ = writeln!(console, "listener: stopped by signal; boot still held");
@@ -101,7 +102,8 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool
                     format!("warning: timeout raised from {configured} to the disk's {disk} to keep the primary's fencing bound")
                 }
                 Event::ClaimWritten { primary_epoch } => {
-                    format!("takeover claim written to node {}'s mailbox (primary epoch {:?})", cfg.listener.primary_node, primary_epoch)
+                    let epoch = primary_epoch.map_or("never seen".to_string(), |e| e.to_string());
+                    format!("takeover claim written to node {}'s mailbox (primary epoch {epoch})", cfg.listener.primary_node)
                 }
                 Event::ClaimFailed(e) => format!("warning: takeover claim NOT written: {e}"),
                 Event::Released(reason) => format!("BOOT RELEASED: {reason}"),
@@ -113,6 +115,15 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool
                 Event::DiskReadFailed(e) => format!("warning: slot read failed: {e}"),
             };
             let _ = writeln!(console, "[{:>8} ms] {line}", ms);
+        }
+        if let Some(m) = app.disk_medium().map(|id| app.listener().media()[id.0 as usize]) {
+            if m.last_reject != last_reject {
+                if let Some(r) = m.last_reject {
+                    let ms = t.saturating_since(start).as_millis();
+                    let _ = writeln!(console, "[{ms:>8} ms] slot rejected: {} ({r}); {} rejected so far", r.name(), m.rejected_total());
+                }
+                last_reject = m.last_reject;
+            }
         }
         let _ = console.flush();
         if app.gate_opened() {
