@@ -13,6 +13,7 @@ extern crate std;
 pub mod config;
 pub mod detector;
 pub mod disk;
+pub mod election;
 pub mod fencing;
 pub mod heartbeat;
 pub mod integrity;

@@ -1,0 +1,1002 @@
+//! The pair election: which node of a firewall pair holds the virtual IPs.
+//!
+//! Sans-I/O like every state machine here: the caller feeds verified adverts, health
+//! changes and operator requests together with `now`, polls it at [`Election::poll_at`], and
+//! carries out the returned [`Action`]s (send an advert, add/remove the VIPs, announce, run
+//! hooks). Nothing here reads a clock or touches a socket.
+//!
+//! ```text
+//!            peer heard                  peer dead / peer yields / we are preferred
+//!  Starting ───────────▶ Standby ───────────────────────────────────────────▶ Active
+//!     │  alone for dead_after  ▲   ◀─── resign: switchover, peer's request (preempt),   │
+//!     └────────────────────────┼──────  unhealthy with a healthy peer, lost conflict ───┘
+//!                              │
+//!              Maintenance ◀───┴── operator (from any state; an active node resigns first)
+//! ```
+//!
+//! ## Rules
+//!
+//! * Only *progressing* adverts are liveness (per-medium [`FailureDetector`], stream kind:
+//!   a repeat is a replay). The peer is dead when no medium showed progress for
+//!   `interval × dead_count`.
+//! * **Takeover carries a term** (an epoch): `term = highest term known + 1`. Takeover is
+//!   only ever evaluated from `Standby`, so a second trigger for the same failure (manual +
+//!   automatic, the resign advert arriving on two media, a timeout at the same instant)
+//!   finds the node already active and does nothing: one failover per epoch.
+//! * **Standby takes over** when it is eligible (healthy, not in maintenance) and the peer
+//!   is dead, or alive but not active and not preferred. Preference between two
+//!   non-active nodes: an ineligible peer always loses; otherwise compare
+//!   `(not yielding, effective priority, lower node id)`.
+//! * **Active resigns** (removes its VIPs first, then tells the peer at once) when: an
+//!   operator asks for a switchover; the peer asks (preempt after its delay, or a switchover
+//!   issued on the standby) and the peer is eligible; its own tracked checks fail while the
+//!   peer is alive and eligible (this is the "uplink lost, resign over the side link" path:
+//!   adverts go out on every medium); maintenance is switched on.
+//! * **Two actives** (partition healed, or a simultaneous start): the one with the higher
+//!   `(term, effective priority, lower node id)` keeps the VIPs. The loser removes its VIPs
+//!   and announces nothing. The winner re-announces only on an exact term tie (then clients
+//!   may have learnt either MAC); otherwise the winner's takeover was the last announcement.
+//! * **Mismatched peer** (different build stamp or pair-config digest): reported and
+//!   refused — no switchover, preempt or resign *to* it, and its requests are ignored. It is
+//!   still heard (it is alive: treating it as dead would make two actives).
+//! * A standby that cannot take over reports why ([`Blocker`]).
+
+use crate::detector::{FailureDetector, MediumKind};
+use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
+use crate::integrity::{crc32c, Key, TAG_LEN};
+use crate::time::{Duration, Instant};
+use crate::PROTOCOL_VERSION;
+use serde::{Deserialize, Serialize};
+
+/// Most heartbeat media one node uses (LAN, side link, serial, disk).
+pub const MAX_MEDIA: usize = 4;
+
+// ---------------------------------------------------------------------------------------
+// Wire format
+// ---------------------------------------------------------------------------------------
+
+/// Magic of a pair advert frame ("Rearguard Pair"); otherwise laid out like a heartbeat
+/// frame (see [`crate::heartbeat`]): magic, version, flags, body length, postcard body,
+/// optional truncated HMAC-SHA256, CRC-32C.
+pub const ADVERT_MAGIC: [u8; 2] = *b"RP";
+const HEADER_LEN: usize = 5;
+const FLAG_MAC: u8 = 0x01;
+/// Largest postcard body of an [`Advert`] (heartbeat ≤ 60, priority 1, term ≤ 5, flags 1,
+/// ack ≤ 15).
+pub const MAX_ADVERT_BODY: usize = 96;
+/// Largest advert frame.
+pub const MAX_ADVERT_FRAME: usize = HEADER_LEN + MAX_ADVERT_BODY + TAG_LEN + 4;
+
+/// What a pair node says about itself, several times a second, on every medium.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advert {
+    /// The common heartbeat record (identity, epoch/sequence, state, health, digests).
+    pub hb: Heartbeat,
+    /// Effective priority: the configured one, or 0 when the sender will not hold the VIPs
+    /// (unhealthy, maintenance, leaving).
+    pub priority: u8,
+    /// Highest takeover term the sender knows (its own tenure's term when active).
+    pub term: u32,
+    /// `Advert::REQUEST` | `YIELD` | `MAINTENANCE` | `REFUSES_PEER`.
+    pub flags: u8,
+    /// The newest advert the sender has taken from its peer: (boot epoch, sequence). Lets
+    /// the peer know this advert was written with its latest state in view.
+    pub ack_epoch: u32,
+    pub ack_seq: u64,
+}
+
+impl Advert {
+    /// "Hand the VIPs to me": preempt after its delay, or a switchover issued on the standby.
+    pub const REQUEST: u8 = 1 << 0;
+    /// "I resigned in your favour; take them."
+    pub const YIELD: u8 = 1 << 1;
+    pub const MAINTENANCE: u8 = 1 << 2;
+    /// "Your build or config does not match mine."
+    pub const REFUSES_PEER: u8 = 1 << 3;
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Encodes an advert into `buf` (at least [`MAX_ADVERT_FRAME`] bytes); returns its length.
+pub fn encode_advert(a: &Advert, key: Option<&Key>, buf: &mut [u8]) -> usize {
+    assert!(buf.len() >= MAX_ADVERT_FRAME, "advert buffer must hold MAX_ADVERT_FRAME bytes");
+    buf[0..2].copy_from_slice(&ADVERT_MAGIC);
+    buf[2] = PROTOCOL_VERSION;
+    buf[3] = if key.is_some() { FLAG_MAC } else { 0 };
+    let body_len = postcard::to_slice(a, &mut buf[HEADER_LEN..HEADER_LEN + MAX_ADVERT_BODY])
+        .expect("an advert always fits in MAX_ADVERT_BODY")
+        .len();
+    buf[4] = body_len as u8;
+    let mut end = HEADER_LEN + body_len;
+    if let Some(key) = key {
+        let tag = key.tag(&buf[..end]);
+        buf[end..end + TAG_LEN].copy_from_slice(&tag);
+        end += TAG_LEN;
+    }
+    let crc = crc32c(&buf[..end]);
+    buf[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+    end + 4
+}
+
+/// Decodes and verifies one advert frame (CRC, version, MAC when keyed, body, cluster).
+pub fn decode_advert(bytes: &[u8], v: &Verifier<'_>) -> Result<Advert, Reject> {
+    if bytes.is_empty() || bytes.iter().all(|&b| b == 0) {
+        return Err(Reject::NeverWritten);
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(Reject::Truncated);
+    }
+    if bytes[0..2] != ADVERT_MAGIC {
+        return Err(Reject::BadMagic);
+    }
+    let has_mac = bytes[3] & FLAG_MAC != 0;
+    let body_len = bytes[4] as usize;
+    if body_len == 0 || body_len > MAX_ADVERT_BODY {
+        return Err(Reject::Truncated);
+    }
+    let signed_end = HEADER_LEN + body_len;
+    let crc_at = signed_end + if has_mac { TAG_LEN } else { 0 };
+    if bytes.len() < crc_at + 4 {
+        return Err(Reject::Truncated);
+    }
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[crc_at..crc_at + 4]);
+    if crc32c(&bytes[..crc_at]) != u32::from_le_bytes(crc) {
+        return Err(Reject::BadCrc);
+    }
+    if bytes[2] != PROTOCOL_VERSION {
+        return Err(Reject::UnsupportedVersion { found: bytes[2] });
+    }
+    match (v.key, has_mac) {
+        (Some(_), false) => return Err(Reject::MissingMac),
+        (Some(key), true) => {
+            if !key.verify(&bytes[..signed_end], &bytes[signed_end..crc_at]) {
+                return Err(Reject::BadMac);
+            }
+        }
+        (None, _) => {}
+    }
+    let a: Advert = postcard::from_bytes(&bytes[HEADER_LEN..signed_end]).map_err(|_| Reject::Malformed)?;
+    if a.hb.cluster_id != v.cluster_id {
+        return Err(Reject::WrongCluster { found: a.hb.cluster_id });
+    }
+    Ok(a)
+}
+
+// ---------------------------------------------------------------------------------------
+// State machine
+// ---------------------------------------------------------------------------------------
+
+/// Static parameters of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairParams {
+    pub cluster_id: u32,
+    pub node_id: u8,
+    /// 1..=255; higher is preferred. 0 is treated as 1 (0 on the wire means "ineligible").
+    pub priority: u8,
+    /// Advert interval.
+    pub interval: Duration,
+    /// The peer is dead after `interval × dead_count` without progress on every medium.
+    pub dead_count: u32,
+    /// Take the VIPs back from a lower-priority active peer (automatic failback).
+    pub preempt: bool,
+    /// How long the preempt condition must hold before asking.
+    pub preempt_delay: Duration,
+    /// This process's incarnation; must grow across restarts.
+    pub boot_epoch: u32,
+    pub config_digest: u32,
+    pub build_stamp: u32,
+}
+
+impl PairParams {
+    pub fn dead_after(&self) -> Duration {
+        self.interval.saturating_mul(self.dead_count.max(1) as u64)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PairState {
+    /// Listening for the peer before deciding.
+    Starting,
+    Standby,
+    /// Holds the VIPs.
+    Active,
+    /// Operator took the node out: holds nothing, takes nothing.
+    Maintenance,
+}
+
+impl PairState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PairState::Starting => "starting",
+            PairState::Standby => "standby",
+            PairState::Active => "active",
+            PairState::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// Why the node took the VIPs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeoverReason {
+    /// Nothing heard from a peer since start.
+    AloneAtStart,
+    PeerDead { silent_for: Duration },
+    /// The peer resigned in our favour (switchover, preempt request, its health).
+    PeerYielded,
+    /// The peer is alive but not eligible (unhealthy, maintenance, leaving).
+    PeerIneligible,
+    /// Neither holds the VIPs and we are the preferred node.
+    Preferred,
+}
+
+impl core::fmt::Display for TakeoverReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TakeoverReason::AloneAtStart => f.write_str("no peer heard since start"),
+            TakeoverReason::PeerDead { silent_for } => write!(f, "peer silent for {silent_for} on every medium"),
+            TakeoverReason::PeerYielded => f.write_str("peer resigned in our favour"),
+            TakeoverReason::PeerIneligible => f.write_str("peer alive but not eligible"),
+            TakeoverReason::Preferred => f.write_str("neither node active and this node is preferred"),
+        }
+    }
+}
+
+/// Why the node gave the VIPs up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResignReason {
+    /// Operator switchover on this node.
+    Switchover,
+    /// The peer asked (preempt, or a switchover issued on the peer).
+    PeerRequested,
+    /// Own tracked checks failed while a healthy peer was alive.
+    Unhealthy(HealthFlags),
+    Maintenance,
+    /// Both were active; the peer wins `(term, priority, lower id)`.
+    LostConflict { peer_term: u32 },
+    Shutdown,
+}
+
+impl core::fmt::Display for ResignReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ResignReason::Switchover => f.write_str("operator switchover"),
+            ResignReason::PeerRequested => f.write_str("peer requested the VIPs (preempt or switchover)"),
+            ResignReason::Unhealthy(h) => write!(f, "own health checks failing (flags {:#06x})", h.0),
+            ResignReason::Maintenance => f.write_str("maintenance mode"),
+            ResignReason::LostConflict { peer_term } => {
+                write!(f, "both active; peer wins with term {peer_term}")
+            }
+            ResignReason::Shutdown => f.write_str("shutting down"),
+        }
+    }
+}
+
+/// What the caller must do, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Build an advert with [`Election::advert`] and send it on every medium now.
+    SendAdvert,
+    /// Add the VIPs and announce them (GARP / unsolicited NA burst).
+    Acquire { term: u32, reason: TakeoverReason },
+    /// Remove the VIPs. Comes *before* the `SendAdvert` that tells the peer.
+    Release { term: u32, reason: ResignReason },
+    /// Re-announce VIPs already held (conflict won on a term tie).
+    Announce { term: u32 },
+    /// State changed (hooks, logs).
+    Notify { from: PairState, to: PairState },
+}
+
+pub type Actions = heapless::Vec<Action, 8>;
+
+/// Why a non-active node is not taking the VIPs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocker {
+    Maintenance,
+    /// Own tracked checks fail.
+    Unhealthy(HealthFlags),
+    Starting { remaining: Duration },
+    /// The peer holds the VIPs and is alive.
+    PeerActive,
+    /// Neither is active yet and the peer is preferred.
+    PeerPreferred,
+    /// We resigned in the peer's favour and wait for it to take over.
+    Yielding,
+}
+
+impl core::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Blocker::Maintenance => f.write_str("maintenance mode"),
+            Blocker::Unhealthy(h) => write!(f, "own health checks failing (flags {:#06x})", h.0),
+            Blocker::Starting { remaining } => write!(f, "starting, listening for the peer ({remaining} left)"),
+            Blocker::PeerActive => f.write_str("peer is active and alive"),
+            Blocker::PeerPreferred => f.write_str("peer is preferred"),
+            Blocker::Yielding => f.write_str("resigned, waiting for the peer to take over"),
+        }
+    }
+}
+
+/// A peer that runs another build or another pair policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    Build { ours: u32, theirs: u32 },
+    Config { ours: u32, theirs: u32 },
+}
+
+impl core::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Mismatch::Build { ours, theirs } => {
+                write!(f, "peer build stamp {theirs:#010x} differs from ours {ours:#010x}; run the same release on both nodes")
+            }
+            Mismatch::Config { ours, theirs } => write!(
+                f,
+                "peer pair-config digest {theirs:#010x} differs from ours {ours:#010x}; make the [pair] policy identical on both nodes"
+            ),
+        }
+    }
+}
+
+/// Why an operator switchover was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwitchoverError {
+    PeerNotAlive,
+    PeerIneligible,
+    PeerRefused(Mismatch),
+    InMaintenance,
+    Unhealthy(HealthFlags),
+    Starting,
+}
+
+impl core::fmt::Display for SwitchoverError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SwitchoverError::PeerNotAlive => f.write_str("peer is not alive: nobody to hand over to"),
+            SwitchoverError::PeerIneligible => f.write_str("peer is not eligible (unhealthy or in maintenance)"),
+            SwitchoverError::PeerRefused(m) => write!(f, "peer refused: {m}"),
+            SwitchoverError::InMaintenance => f.write_str("this node is in maintenance; turn it off first"),
+            SwitchoverError::Unhealthy(h) => write!(f, "this node's health checks fail (flags {:#06x})", h.0),
+            SwitchoverError::Starting => f.write_str("still starting; try again in a moment"),
+        }
+    }
+}
+
+/// What was asked and what happened, for the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwitchoverOutcome {
+    /// We were active and resigned; the peer takes over on our next advert.
+    Resigned,
+    /// We are standby and asked the active peer to resign.
+    Requested,
+}
+
+/// The last advert accepted from the peer, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    pub advert: Advert,
+    pub last_heard: Instant,
+    pub mismatch: Option<Mismatch>,
+}
+
+impl PeerView {
+    pub fn node_id(&self) -> u8 {
+        self.advert.hb.node_id
+    }
+    pub fn is_active(&self) -> bool {
+        self.advert.hb.state == NodeState::Active
+    }
+    /// Willing and able to hold the VIPs.
+    pub fn is_eligible(&self) -> bool {
+        self.advert.priority > 0 && matches!(self.advert.hb.state, NodeState::Active | NodeState::Standby | NodeState::Starting)
+    }
+}
+
+/// Per-medium receive statistics.
+#[derive(Clone, Copy, Debug)]
+pub struct MediumStats {
+    pub detector: FailureDetector,
+    pub last_heard: Option<Instant>,
+    pub accepted: u32,
+    pub rejected: [u32; Reject::COUNT],
+    pub last_reject: Option<Reject>,
+}
+
+impl MediumStats {
+    const fn new() -> Self {
+        MediumStats {
+            detector: FailureDetector::new(MediumKind::Stream),
+            last_heard: None,
+            accepted: 0,
+            rejected: [0; Reject::COUNT],
+            last_reject: None,
+        }
+    }
+    pub fn rejected_total(&self) -> u32 {
+        self.rejected.iter().sum()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Election {
+    p: PairParams,
+    state: PairState,
+    started: Instant,
+    /// Highest term known (ours or the peer's).
+    term: u32,
+    health: HealthFlags,
+    maintenance: bool,
+    /// We resigned for the peer and wait for it to become active.
+    yielding: bool,
+    /// After an operator switchover away from us: do not preempt back.
+    preempt_suppressed: bool,
+    /// A switchover issued on this (standby) node is pending until this instant.
+    manual_request_until: Option<Instant>,
+    preempt_since: Option<Instant>,
+    /// The preempt delay has passed: our adverts carry `REQUEST`.
+    preempt_ready: bool,
+    /// Term of our current (or last) tenure.
+    held_term: u32,
+    /// Sequence of our first advert since our position (state, yield, priority) last
+    /// changed. The peer's adverts that ack at least this were written knowing it.
+    changed_seq: u64,
+    peer: Option<PeerView>,
+    media: [MediumStats; MAX_MEDIA],
+    seq: u64,
+    next_advert: Instant,
+    leaving: bool,
+    takeovers: u32,
+    resigns: u32,
+    last_takeover: Option<TakeoverReason>,
+    last_resign: Option<ResignReason>,
+}
+
+impl Election {
+    pub fn new(p: PairParams, now: Instant) -> Self {
+        Election {
+            p,
+            state: PairState::Starting,
+            started: now,
+            term: 0,
+            health: HealthFlags::OK,
+            maintenance: false,
+            yielding: false,
+            preempt_suppressed: false,
+            manual_request_until: None,
+            preempt_since: None,
+            preempt_ready: false,
+            held_term: 0,
+            changed_seq: 1,
+            peer: None,
+            media: [MediumStats::new(); MAX_MEDIA],
+            seq: 0,
+            next_advert: now,
+            leaving: false,
+            takeovers: 0,
+            resigns: 0,
+            last_takeover: None,
+            last_resign: None,
+        }
+    }
+
+    // ----- accessors -----
+
+    pub fn params(&self) -> &PairParams {
+        &self.p
+    }
+    pub fn state(&self) -> PairState {
+        self.state
+    }
+    pub fn term(&self) -> u32 {
+        self.term
+    }
+    pub fn health(&self) -> HealthFlags {
+        self.health
+    }
+    pub fn maintenance(&self) -> bool {
+        self.maintenance
+    }
+    pub fn peer(&self) -> Option<&PeerView> {
+        self.peer.as_ref()
+    }
+    pub fn media(&self) -> &[MediumStats; MAX_MEDIA] {
+        &self.media
+    }
+    pub fn takeovers(&self) -> u32 {
+        self.takeovers
+    }
+    pub fn resigns(&self) -> u32 {
+        self.resigns
+    }
+    pub fn last_takeover(&self) -> Option<TakeoverReason> {
+        self.last_takeover
+    }
+    pub fn last_resign(&self) -> Option<ResignReason> {
+        self.last_resign
+    }
+    pub fn is_eligible(&self) -> bool {
+        !self.maintenance && !self.leaving && self.health.is_healthy()
+    }
+    /// The priority this node advertises: 0 when it will not hold the VIPs.
+    pub fn effective_priority(&self) -> u8 {
+        if self.is_eligible() {
+            self.p.priority.max(1)
+        } else {
+            0
+        }
+    }
+    pub fn peer_alive(&self, now: Instant) -> bool {
+        self.peer.is_some_and(|pv| now.saturating_since(pv.last_heard) < self.p.dead_after())
+    }
+    /// Whether `medium` showed the peer alive within the dead interval (tells "peer dead"
+    /// from "one network partitioned").
+    pub fn medium_alive(&self, medium: usize, now: Instant) -> bool {
+        self.media
+            .get(medium)
+            .and_then(|m| m.last_heard)
+            .is_some_and(|t| now.saturating_since(t) < self.p.dead_after())
+    }
+
+    /// Why a non-active node is not active (None when active).
+    pub fn blocker(&self, now: Instant) -> Option<Blocker> {
+        if self.state == PairState::Active {
+            return None;
+        }
+        if self.maintenance {
+            return Some(Blocker::Maintenance);
+        }
+        if !self.health.is_healthy() {
+            return Some(Blocker::Unhealthy(self.health));
+        }
+        if self.state == PairState::Starting {
+            let waited = now.saturating_since(self.started);
+            return Some(Blocker::Starting { remaining: self.p.dead_after() - waited });
+        }
+        if self.yielding {
+            return Some(Blocker::Yielding);
+        }
+        match self.peer {
+            Some(pv) if self.peer_alive(now) && pv.is_active() => Some(Blocker::PeerActive),
+            Some(_) if self.peer_alive(now) => Some(Blocker::PeerPreferred),
+            _ => None,
+        }
+    }
+
+    /// The advert to send now. Each call consumes a sequence number.
+    pub fn advert(&mut self, uptime: Duration) -> Advert {
+        self.seq += 1;
+        let state = if self.leaving {
+            NodeState::Leaving
+        } else {
+            match self.state {
+                PairState::Starting => NodeState::Starting,
+                PairState::Standby | PairState::Maintenance => NodeState::Standby,
+                PairState::Active => NodeState::Active,
+            }
+        };
+        let mut flags = 0;
+        if self.request_flag() {
+            flags |= Advert::REQUEST;
+        }
+        if self.yielding {
+            flags |= Advert::YIELD;
+        }
+        if self.maintenance {
+            flags |= Advert::MAINTENANCE;
+        }
+        if self.peer.is_some_and(|pv| pv.mismatch.is_some()) {
+            flags |= Advert::REFUSES_PEER;
+        }
+        Advert {
+            hb: Heartbeat {
+                cluster_id: self.p.cluster_id,
+                node_id: self.p.node_id,
+                role: if self.state == PairState::Active { Role::Primary } else { Role::Secondary },
+                boot_epoch: self.p.boot_epoch,
+                sequence: self.seq,
+                uptime,
+                state,
+                health: self.health,
+                config_digest: self.p.config_digest,
+                build_stamp: self.p.build_stamp,
+            },
+            priority: self.effective_priority(),
+            term: if self.state == PairState::Active { self.held_term } else { self.term },
+            flags,
+            ack_epoch: self.peer.map_or(0, |pv| pv.advert.hb.boot_epoch),
+            ack_seq: self.peer.map_or(0, |pv| pv.advert.hb.sequence),
+        }
+    }
+
+    /// When [`poll`](Self::poll) must next be called at the latest.
+    pub fn poll_at(&self) -> Instant {
+        let mut at = self.next_advert;
+        let dead = self.p.dead_after();
+        if self.state == PairState::Starting {
+            at = at.min(self.started + dead);
+        }
+        if let Some(pv) = &self.peer {
+            let deadline = pv.last_heard + dead;
+            if deadline > self.started {
+                at = at.min(deadline);
+            }
+        }
+        if let Some(since) = self.preempt_since {
+            at = at.min(since + self.p.preempt_delay);
+        }
+        if let Some(until) = self.manual_request_until {
+            at = at.min(until);
+        }
+        at
+    }
+
+    // ----- inputs -----
+
+    /// Timers: periodic advert, peer death, end of the start-up wait, preempt delay.
+    pub fn poll(&mut self, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        self.evaluate(now, &mut out);
+        if now >= self.next_advert && !out.contains(&Action::SendAdvert) {
+            push(&mut out, Action::SendAdvert);
+        }
+        if out.contains(&Action::SendAdvert) {
+            self.next_advert = now + self.p.interval;
+        }
+        out
+    }
+
+    /// A frame from `medium` (0..MAX_MEDIA), decoded by [`decode_advert`] or rejected there.
+    /// Rejections are counted per medium and change nothing else.
+    pub fn on_frame(&mut self, medium: usize, frame: Result<Advert, Reject>, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        let medium = medium.min(MAX_MEDIA - 1);
+        let locked_peer = self.peer.map(|pv| pv.node_id());
+        let me = self.p.node_id;
+        let m = &mut self.media[medium];
+        let accepted = frame
+            .and_then(|a| {
+                if a.hb.node_id == me || locked_peer.is_some_and(|id| id != a.hb.node_id) {
+                    Err(Reject::WrongNode { found: a.hb.node_id })
+                } else {
+                    Ok(a)
+                }
+            })
+            .and_then(|a| m.detector.observe(&a.hb, now).map(|_| a));
+        let a = match accepted {
+            Ok(a) => a,
+            Err(r) => {
+                let c = &mut m.rejected[r.index()];
+                *c = c.saturating_add(1);
+                m.last_reject = Some(r);
+                return out;
+            }
+        };
+        // On a stream every accepted frame is new (the detector refuses repeats), so even
+        // the first one is proof of life.
+        m.accepted = m.accepted.saturating_add(1);
+        m.last_heard = Some(now);
+        let mismatch = if a.hb.build_stamp != self.p.build_stamp {
+            Some(Mismatch::Build { ours: self.p.build_stamp, theirs: a.hb.build_stamp })
+        } else if a.hb.config_digest != self.p.config_digest {
+            Some(Mismatch::Config { ours: self.p.config_digest, theirs: a.hb.config_digest })
+        } else {
+            None
+        };
+        // The same advert goes out on every medium and media reorder: an advert older than
+        // one already taken from another medium proves liveness but must not roll the
+        // peer's view back.
+        if self.peer.is_some_and(|pv| (pv.advert.hb.boot_epoch, pv.advert.hb.sequence) >= (a.hb.boot_epoch, a.hb.sequence)) {
+            if let Some(pv) = self.peer.as_mut() {
+                pv.last_heard = now;
+            }
+            self.evaluate(now, &mut out);
+            return out;
+        }
+        let restarted = self.peer.is_some_and(|pv| pv.advert.hb.boot_epoch != a.hb.boot_epoch);
+        if restarted {
+            // A new incarnation knows nothing of what we agreed with the old one.
+            self.preempt_suppressed = false;
+        }
+        let was_active = self.peer.is_some_and(|pv| pv.is_active());
+        self.peer = Some(PeerView { advert: a, last_heard: now, mismatch });
+        if a.hb.state == NodeState::Active {
+            // The peer took over: our resignation is complete.
+            self.yielding = false;
+            if !was_active && self.state != PairState::Active {
+                self.manual_request_until = None;
+            }
+        }
+        // Two actives: settle it on this very advert.
+        if self.state == PairState::Active && a.hb.state == NodeState::Active {
+            let mine = (self.held_term(), self.effective_priority(), core::cmp::Reverse(self.p.node_id));
+            let theirs = (a.term, a.priority, core::cmp::Reverse(a.hb.node_id));
+            if theirs > mine {
+                self.resign(ResignReason::LostConflict { peer_term: a.term }, now, &mut out);
+                self.yielding = false;
+            } else if a.term == self.held_term() {
+                push(&mut out, Action::Announce { term: self.held_term() });
+            }
+        }
+        self.term = self.term.max(a.term);
+        self.evaluate(now, &mut out);
+        if out.contains(&Action::SendAdvert) {
+            self.next_advert = now + self.p.interval;
+        }
+        out
+    }
+
+    /// Counts a frame that did not even decode (the caller's `decode_advert` error) —
+    /// same as `on_frame(medium, Err(r), now)`.
+    pub fn on_reject(&mut self, medium: usize, r: Reject, now: Instant) -> Actions {
+        self.on_frame(medium, Err(r), now)
+    }
+
+    /// The tracked checks' combined result (bit set = problem).
+    pub fn set_health(&mut self, health: HealthFlags, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        if health == self.health {
+            return out;
+        }
+        self.health = health;
+        self.changed();
+        self.evaluate(now, &mut out);
+        // The peer must learn our new effective priority at once (it may be waiting to
+        // take over from us, or to stop preferring us).
+        push(&mut out, Action::SendAdvert);
+        self.next_advert = now + self.p.interval;
+        out
+    }
+
+    pub fn set_maintenance(&mut self, on: bool, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        if on == self.maintenance {
+            return out;
+        }
+        self.maintenance = on;
+        self.changed();
+        self.preempt_suppressed = false;
+        self.manual_request_until = None;
+        if on {
+            if self.state == PairState::Active {
+                self.resign(ResignReason::Maintenance, now, &mut out);
+            }
+            self.yielding = false;
+            self.set_state(PairState::Maintenance, &mut out);
+        } else {
+            // Back as a standby that lets the peer keep (or take) the VIPs: our view of the
+            // peer predates our maintenance, and taking over on it could make two actives.
+            // If the peer is dead or ineligible, the rules below take over at once anyway.
+            self.yielding = true;
+            self.set_state(PairState::Standby, &mut out);
+        }
+        self.evaluate(now, &mut out);
+        push(&mut out, Action::SendAdvert);
+        self.next_advert = now + self.p.interval;
+        out
+    }
+
+    /// Operator switchover, issued on either node.
+    pub fn switchover(&mut self, now: Instant) -> Result<(SwitchoverOutcome, Actions), SwitchoverError> {
+        if self.maintenance {
+            return Err(SwitchoverError::InMaintenance);
+        }
+        if self.state == PairState::Starting {
+            return Err(SwitchoverError::Starting);
+        }
+        let pv = match self.peer {
+            Some(pv) if self.peer_alive(now) => pv,
+            _ => return Err(SwitchoverError::PeerNotAlive),
+        };
+        if let Some(m) = pv.mismatch {
+            return Err(SwitchoverError::PeerRefused(m));
+        }
+        let mut out = Actions::new();
+        if self.state == PairState::Active {
+            if !pv.is_eligible() {
+                return Err(SwitchoverError::PeerIneligible);
+            }
+            self.resign(ResignReason::Switchover, now, &mut out);
+            self.preempt_suppressed = true;
+            self.next_advert = now + self.p.interval;
+            Ok((SwitchoverOutcome::Resigned, out))
+        } else {
+            if !self.health.is_healthy() {
+                return Err(SwitchoverError::Unhealthy(self.health));
+            }
+            // Only ask. Taking the VIPs here on a possibly stale view of the peer could
+            // make two actives; the peer resigns and says so, and we take over on that.
+            self.preempt_suppressed = false;
+            self.manual_request_until = Some(now + self.p.dead_after().saturating_mul(2));
+            push(&mut out, Action::SendAdvert);
+            self.next_advert = now + self.p.interval;
+            Ok((SwitchoverOutcome::Requested, out))
+        }
+    }
+
+    /// Clean stop: release the VIPs and tell the peer it may take over at once.
+    pub fn shutdown(&mut self, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        if self.state == PairState::Active {
+            self.resign(ResignReason::Shutdown, now, &mut out);
+        }
+        self.leaving = true;
+        push(&mut out, Action::SendAdvert);
+        out
+    }
+
+    // ----- the rules -----
+
+    fn held_term(&self) -> u32 {
+        self.held_term
+    }
+
+    fn request_flag(&self) -> bool {
+        if self.state == PairState::Active || !self.is_eligible() {
+            return false;
+        }
+        self.manual_request_until.is_some() || self.preempt_ready
+    }
+
+    /// Our advertised position changes with the next advert.
+    fn changed(&mut self) {
+        self.changed_seq = self.seq + 1;
+    }
+
+    /// The peer's latest advert was written after it saw our latest position.
+    fn peer_current(&self) -> bool {
+        self.peer.is_some_and(|pv| {
+            pv.advert.ack_epoch == self.p.boot_epoch && pv.advert.ack_seq >= self.changed_seq
+        })
+    }
+
+    fn set_state(&mut self, to: PairState, out: &mut Actions) {
+        self.changed();
+        if to != self.state {
+            let from = self.state;
+            self.state = to;
+            push(out, Action::Notify { from, to });
+        }
+    }
+
+    fn take_over(&mut self, reason: TakeoverReason, out: &mut Actions) {
+        self.term = self.term.saturating_add(1);
+        self.held_term = self.term;
+        self.yielding = false;
+        self.preempt_suppressed = false;
+        self.manual_request_until = None;
+        self.preempt_since = None;
+        self.preempt_ready = false;
+        self.takeovers = self.takeovers.saturating_add(1);
+        self.last_takeover = Some(reason);
+        push(out, Action::Acquire { term: self.term, reason });
+        self.set_state(PairState::Active, out);
+        push(out, Action::SendAdvert);
+    }
+
+    fn resign(&mut self, reason: ResignReason, _now: Instant, out: &mut Actions) {
+        debug_assert_eq!(self.state, PairState::Active);
+        self.resigns = self.resigns.saturating_add(1);
+        self.last_resign = Some(reason);
+        self.yielding = true;
+        push(out, Action::Release { term: self.held_term, reason });
+        self.set_state(PairState::Standby, out);
+        push(out, Action::SendAdvert);
+    }
+
+    fn evaluate(&mut self, now: Instant, out: &mut Actions) {
+        let dead = self.p.dead_after();
+        let alive = self.peer_alive(now);
+        if !alive {
+            // Nobody to yield to or to ask.
+            self.yielding = false;
+            self.manual_request_until = None;
+            self.preempt_since = None;
+            self.preempt_ready = false;
+        }
+        if self.manual_request_until.is_some_and(|t| now >= t) {
+            self.manual_request_until = None;
+        }
+        if self.leaving {
+            return;
+        }
+        match self.state {
+            PairState::Maintenance => {}
+            PairState::Starting => {
+                if alive {
+                    self.set_state(PairState::Standby, out);
+                    self.evaluate_standby(now, out);
+                } else if now.saturating_since(self.started) >= dead {
+                    if self.is_eligible() {
+                        self.take_over(TakeoverReason::AloneAtStart, out);
+                    } else {
+                        self.set_state(PairState::Standby, out);
+                    }
+                }
+            }
+            PairState::Standby => self.evaluate_standby(now, out),
+            PairState::Active => {
+                let Some(pv) = self.peer.filter(|_| alive) else { return };
+                let cooperative = pv.mismatch.is_none() && pv.is_eligible() && !pv.is_active();
+                if !cooperative {
+                    return;
+                }
+                if !self.health.is_healthy() {
+                    self.resign(ResignReason::Unhealthy(self.health), now, out);
+                } else if pv.advert.has(Advert::REQUEST) {
+                    self.resign(ResignReason::PeerRequested, now, out);
+                }
+            }
+        }
+    }
+
+    fn evaluate_standby(&mut self, now: Instant, out: &mut Actions) {
+        let alive = self.peer_alive(now);
+        if !self.is_eligible() {
+            self.preempt_since = None;
+            self.preempt_ready = false;
+            return;
+        }
+        let Some(pv) = self.peer else {
+            // Standby without ever hearing a peer only happens after an ineligible start.
+            self.take_over(TakeoverReason::AloneAtStart, out);
+            return;
+        };
+        if !alive {
+            let silent_for = now.saturating_since(pv.last_heard);
+            self.take_over(TakeoverReason::PeerDead { silent_for }, out);
+            return;
+        }
+        if pv.is_active() {
+            // Preempt: a strictly better node asks for the VIPs once the delay has passed.
+            let want = self.p.preempt
+                && !self.preempt_suppressed
+                && !self.yielding
+                && pv.mismatch.is_none()
+                && self.effective_priority() > pv.advert.priority;
+            if want {
+                let since = *self.preempt_since.get_or_insert(now);
+                if now.saturating_since(since) >= self.p.preempt_delay && !self.preempt_ready {
+                    self.preempt_ready = true;
+                    push(out, Action::SendAdvert);
+                }
+            } else {
+                self.preempt_since = None;
+                self.preempt_ready = false;
+            }
+            return;
+        }
+        self.preempt_since = None;
+        self.preempt_ready = false;
+        // Neither of us holds the VIPs.
+        let reason = if !self.peer_current() {
+            // Its advert may predate our last change (a resign, a yield, leaving
+            // maintenance): wait for one written with our current position in view, or both
+            // nodes could decide at once on each other's stale state.
+            None
+        } else if !pv.is_eligible() {
+            Some(TakeoverReason::PeerIneligible)
+        } else {
+            let mine = (!self.yielding, self.effective_priority(), core::cmp::Reverse(self.p.node_id));
+            let theirs = (!pv.advert.has(Advert::YIELD), pv.advert.priority, core::cmp::Reverse(pv.node_id()));
+            if mine > theirs {
+                Some(if pv.advert.has(Advert::YIELD) { TakeoverReason::PeerYielded } else { TakeoverReason::Preferred })
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = reason {
+            self.take_over(reason, out);
+        }
+    }
+}
+
+fn push(out: &mut Actions, a: Action) {
+    // Eight actions cover the longest sequence any single input produces
+    // (release, notify, advert, acquire, notify, advert…); never silently drop one.
+    out.push(a).expect("election action list overflow");
+}
+
+#[cfg(test)]
+mod tests;
