@@ -83,41 +83,74 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
 
 impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
     pub fn new(cfg: ListenerConfig, disk: Option<D>, link: Option<L>, gate: G, now: Instant) -> Result<Self, StartError<D::Error>> {
+        let mut place = None;
+        Self::new_in(&mut place, cfg, disk, link, gate, now)?;
+        Ok(place.expect("new_in fills the place on success"))
+    }
+
+    /// [`App::new`], built in `place` rather than returned: the application holds a 4 KiB
+    /// block buffer, and a controller with 8 KiB of RAM cannot afford a second copy of it on
+    /// the stack while the value is moved. On error `place` is left `None`.
+    pub fn new_in(
+        place: &mut Option<Self>,
+        cfg: ListenerConfig,
+        disk: Option<D>,
+        link: Option<L>,
+        gate: G,
+        now: Instant,
+    ) -> Result<(), StartError<D::Error>> {
+        *place = None;
         cfg.validate().map_err(StartError::Config)?;
         if disk.is_none() && link.is_none() {
             return Err(StartError::NoMedium);
         }
-        let mut block = [0u8; BLOCK];
         let mut params = cfg.params();
-        let mut pending_start = None;
-        let header = match disk {
-            Some(mut dev) => {
-                dev.read_block(0, &mut block).map_err(StartError::DiskRead)?;
-                let header = DiskHeader::decode(&block).map_err(StartError::Header)?;
-                if header.cluster_id != cfg.cluster_id {
-                    return Err(StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id });
-                }
-                let (Some(slot), Some(mailbox)) = (header.slot_offset(cfg.primary_node), header.mailbox_offset(cfg.primary_node)) else {
-                    return Err(StartError::NoSlot { node: cfg.primary_node, slots: header.slot_count });
-                };
-                if header.timeout > params.timeout {
-                    pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
-                    params.timeout = header.timeout;
-                }
-                Some((dev, header, slot, mailbox))
-            }
-            None => None,
-        };
-        let mut listener = StandbyListener::new(params, now);
-        let disk = header.map(|(dev, header, slot, mailbox)| DiskMedium {
-            dev,
-            header,
-            id: listener.add_medium(MediumKind::Polled).expect("first medium"),
-            slot,
-            mailbox,
+        *place = Some(App {
+            listener: StandbyListener::new(params, now),
+            cfg,
+            disk: None,
+            link: None,
+            gate,
+            gate_opened: false,
+            pending_start: None,
+            block: [0u8; BLOCK],
         });
-        let link = link.map(|l| (l, listener.add_medium(MediumKind::Stream).expect("second medium")));
-        Ok(App { cfg, listener, disk, link, gate, gate_opened: false, pending_start, block })
+        let Some(app) = place.as_mut() else { unreachable!() };
+        if let Some(mut dev) = disk {
+            let header = match Self::check_disk(&mut dev, &app.cfg, &mut app.block) {
+                Ok(h) => h,
+                Err(e) => {
+                    *place = None;
+                    return Err(e);
+                }
+            };
+            let node = app.cfg.primary_node;
+            // check_disk made sure the primary has a slot and a mailbox.
+            let (slot, mailbox) = (header.slot_offset(node).unwrap_or(0), header.mailbox_offset(node).unwrap_or(0));
+            if header.timeout > params.timeout {
+                app.pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
+                params.timeout = header.timeout;
+                app.listener = StandbyListener::new(params, now);
+            }
+            let id = app.listener.add_medium(MediumKind::Polled).expect("first medium");
+            app.disk = Some(DiskMedium { dev, header, id, slot, mailbox });
+        }
+        if let Some(l) = link {
+            app.link = Some((l, app.listener.add_medium(MediumKind::Stream).expect("second medium")));
+        }
+        Ok(())
+    }
+
+    fn check_disk(dev: &mut D, cfg: &ListenerConfig, block: &mut [u8; BLOCK]) -> Result<DiskHeader, StartError<D::Error>> {
+        dev.read_block(0, block).map_err(StartError::DiskRead)?;
+        let header = DiskHeader::decode(block).map_err(StartError::Header)?;
+        if header.cluster_id != cfg.cluster_id {
+            return Err(StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id });
+        }
+        if header.slot_offset(cfg.primary_node).is_none() || header.mailbox_offset(cfg.primary_node).is_none() {
+            return Err(StartError::NoSlot { node: cfg.primary_node, slots: header.slot_count });
+        }
+        Ok(header)
     }
 
     pub fn config(&self) -> &ListenerConfig {

@@ -1,6 +1,10 @@
 //! What a board must provide. Each trait is as small as the application needs.
 
+use rearguard_shared::config::RECORD_LEN;
 use rearguard_shared::disk::BLOCK;
+
+/// Which of the two config copies (A/B) a [`NvStore`] call addresses.
+pub use rearguard_shared::config::Copy as NvCopy;
 
 /// The shared disk, addressed in whole 4096-byte blocks at 4096-byte offsets.
 pub trait SharedDisk {
@@ -20,6 +24,15 @@ pub trait FrameLink {
 pub trait BootGate {
     type Error: core::fmt::Debug;
     fn release(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Non-volatile storage for the two config copies (see `rearguard_shared::config`). Each
+/// write must replace one copy without touching the other; a write cut by power loss may
+/// leave that copy corrupt (its CRC tells), never the other one.
+pub trait NvStore {
+    type Error: core::fmt::Debug;
+    fn read_copy(&mut self, copy: NvCopy, buf: &mut [u8; RECORD_LEN]) -> Result<(), Self::Error>;
+    fn write_copy(&mut self, copy: NvCopy, buf: &[u8; RECORD_LEN]) -> Result<(), Self::Error>;
 }
 
 /// Placeholder for a board without a shared disk (serial-only listeners).

@@ -17,6 +17,7 @@ pub mod election;
 pub mod fencing;
 pub mod heartbeat;
 pub mod integrity;
+pub mod link;
 pub mod listener;
 pub mod time;
 
