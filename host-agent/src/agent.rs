@@ -155,6 +155,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
     }
 
     let verifier_key = cfg.key.clone();
+    let mut serial = cfg.serial.clone().map(crate::serial::SerialSink::new);
     let mut block = [0u8; BLOCK];
     let mut frame = [0u8; heartbeat::MAX_FRAME];
     let mut sequence: u64 = 0;
@@ -180,6 +181,9 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
             build_stamp: opts.build_stamp,
         };
         let n = heartbeat::encode(&hb, verifier_key.as_ref(), &mut frame);
+        if let Some(s) = serial.as_mut() {
+            s.send(&frame[..n]); // never blocks; see serial.rs
+        }
         block.fill(0);
         block[..n].copy_from_slice(&frame[..n]);
         if let Err(e) = disk.write_block(slot, &block) {

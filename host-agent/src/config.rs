@@ -82,6 +82,8 @@ struct AgentFile {
     cluster: ClusterSection,
     disk: DiskSection,
     fence: FenceSection,
+    /// Optional second medium: COBS-framed heartbeats on a tty or unix socket.
+    serial: Option<crate::serial::SerialSection>,
 }
 
 /// How the agent fences itself, resolved and checked.
@@ -111,6 +113,7 @@ pub struct AgentConfig {
     pub interval: Duration,
     pub write_deadline: Duration,
     pub fence: Fence,
+    pub serial: Option<crate::serial::SerialSection>,
 }
 
 impl AgentConfig {
@@ -158,6 +161,13 @@ impl AgentConfig {
             interval: Duration::from_millis(f.disk.interval_ms),
             write_deadline: Duration::from_millis(f.disk.write_deadline_ms),
             fence,
+            serial: match f.serial {
+                Some(s) => {
+                    s.validate().map_err(|m| err(file, m))?;
+                    Some(s)
+                }
+                None => None,
+            },
         })
     }
 

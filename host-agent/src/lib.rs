@@ -5,4 +5,5 @@ pub mod agent;
 pub mod blockdev;
 pub mod config;
 pub mod fence;
+pub mod serial;
 pub mod time;

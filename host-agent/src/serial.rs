@@ -1,0 +1,217 @@
+//! The serial heartbeat medium: COBS-framed heartbeats on a tty (a null-modem cable to the
+//! secondary's controller) or on a unix socket (QEMU's `-serial unix:PATH,server=on,wait=off`
+//! or `-chardev socket`, used by the tests and the emulated controller).
+//!
+//! Sending never holds up the disk heartbeat: the descriptor is non-blocking, a frame that
+//! does not fit is dropped (the next one follows an interval later), and a lost connection is
+//! retried at most once per second. A serial failure alone never fences the node — the disk
+//! write is what proves this node alive to the fencing bound; serial is an extra medium.
+
+use rearguard_shared::link::{encode_frame, MAX_ENCODED};
+use serde::Deserialize;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `[serial]` in the agent config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialSection {
+    /// A tty (e.g. /dev/ttyS1, /dev/ttyUSB0) or a unix socket.
+    pub path: PathBuf,
+    /// Line speed for a tty (ignored for a socket).
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+impl SerialSection {
+    /// Checks what can be checked before running; the message names the key and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if baud_flag(self.baud).is_none() {
+            return Err(format!(
+                "[serial] baud = {}: use one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600",
+                self.baud
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn baud_flag(baud: u32) -> Option<nix::sys::termios::BaudRate> {
+    use nix::sys::termios::BaudRate::*;
+    Some(match baud {
+        9600 => B9600,
+        19200 => B19200,
+        38400 => B38400,
+        57600 => B57600,
+        115_200 => B115200,
+        230_400 => B230400,
+        460_800 => B460800,
+        921_600 => B921600,
+        _ => return None,
+    })
+}
+
+enum Port {
+    Socket(UnixStream),
+    Tty(std::fs::File),
+}
+
+impl Port {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Port::Socket(s) => s.write(b),
+            Port::Tty(f) => f.write(b),
+        }
+    }
+}
+
+/// A heartbeat sender on one serial path.
+pub struct SerialSink {
+    cfg: SerialSection,
+    port: Option<Port>,
+    next_attempt: Instant,
+    /// Whether the last failure was already logged (log changes, not every beat).
+    complained: bool,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl SerialSink {
+    pub fn new(cfg: SerialSection) -> SerialSink {
+        SerialSink { cfg, port: None, next_attempt: Instant::now(), complained: false, sent: 0, dropped: 0 }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.cfg.path
+    }
+
+    /// Sends one heartbeat frame (unframed bytes from `heartbeat::encode`).
+    pub fn send(&mut self, frame: &[u8]) {
+        if self.port.is_none() && Instant::now() >= self.next_attempt {
+            match open(&self.cfg) {
+                Ok(mut p) => {
+                    // A lone delimiter ends whatever partial frame the receiver holds.
+                    let _ = p.write(&[0]);
+                    tracing::info!(path = %self.cfg.path.display(), "serial heartbeat link up");
+                    self.complained = false;
+                    self.port = Some(p);
+                }
+                Err(e) => {
+                    if !self.complained {
+                        tracing::warn!(path = %self.cfg.path.display(), error = %e, "serial heartbeat link down; retrying every second");
+                        self.complained = true;
+                    }
+                    self.next_attempt = Instant::now() + Duration::from_secs(1);
+                }
+            }
+        }
+        let Some(port) = self.port.as_mut() else {
+            self.dropped += 1;
+            return;
+        };
+        let mut wire = [0u8; MAX_ENCODED];
+        let n = encode_frame(frame, &mut wire);
+        match port.write(&wire[..n]) {
+            Ok(m) if m == n => self.sent += 1,
+            // A partial write leaves half a frame on the line; the receiver's COBS/CRC check
+            // drops it, and the next frame's delimiter resynchronises.
+            Ok(_) => self.dropped += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.dropped += 1,
+            Err(e) => {
+                tracing::warn!(path = %self.cfg.path.display(), error = %e, "serial heartbeat link lost; reconnecting");
+                self.port = None;
+                self.dropped += 1;
+                self.next_attempt = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+}
+
+fn open(cfg: &SerialSection) -> std::io::Result<Port> {
+    let meta = std::fs::metadata(&cfg.path)?;
+    if meta.file_type().is_socket() {
+        let s = UnixStream::connect(&cfg.path)?;
+        s.set_nonblocking(true)?;
+        return Ok(Port::Socket(s));
+    }
+    if !meta.file_type().is_char_device() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "neither a tty nor a unix socket: set [serial] path to a serial device or QEMU's chardev socket",
+        ));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&cfg.path)?;
+    raw_mode(&f, cfg.baud)?;
+    Ok(Port::Tty(f))
+}
+
+/// 8N1, raw, no flow control, at `baud`.
+fn raw_mode(f: &std::fs::File, baud: u32) -> std::io::Result<()> {
+    use nix::sys::termios::{cfmakeraw, cfsetspeed, tcgetattr, tcsetattr, ControlFlags, SetArg};
+    let mut t = tcgetattr(f.as_fd())?;
+    cfmakeraw(&mut t);
+    t.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
+    t.control_flags &= !ControlFlags::CRTSCTS;
+    let speed = baud_flag(baud).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported baud rate"))?;
+    cfsetspeed(&mut t, speed)?;
+    tcsetattr(f.as_fd(), SetArg::TCSANOW, &t)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rearguard_shared::link::{Feed, FrameReader};
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn frames_arrive_cobs_framed_on_a_socket_and_the_sink_reconnects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("link.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut sink = SerialSink::new(SerialSection { path: path.clone(), baud: 115_200 });
+        sink.send(b"RGhello");
+        let (mut conn, _) = listener.accept().unwrap();
+        sink.send(b"RG\x00two");
+        drop(sink);
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        let mut r = FrameReader::new();
+        let frames: Vec<Vec<u8>> = got
+            .iter()
+            .filter_map(|&b| match r.feed(b) {
+                Feed::Frame(n) => Some(r.frame()[..n].to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames, vec![b"RGhello".to_vec(), b"RG\x00two".to_vec()]);
+    }
+
+    #[test]
+    fn a_missing_path_is_retried_not_fatal() {
+        let mut sink = SerialSink::new(SerialSection { path: "/nonexistent/rearguard.sock".into(), baud: 115_200 });
+        sink.send(b"RGx");
+        sink.send(b"RGy");
+        assert_eq!((sink.sent, sink.dropped), (0, 2));
+    }
+
+    #[test]
+    fn odd_baud_rates_are_refused_with_the_choices() {
+        let e = SerialSection { path: "/dev/ttyS1".into(), baud: 12345 }.validate().unwrap_err();
+        assert!(e.contains("115200"), "{e}");
+    }
+}
