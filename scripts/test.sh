@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --workspace --bins
+# The emulated controller's firmware (thumbv7m, its own lock and target dir): tests/qemu_*.rs boot it.
+(cd boards/qemu-lm3s6965 && cargo build --release)
 cargo test --release --workspace -- --test-threads=2
