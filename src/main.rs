@@ -4,6 +4,7 @@ mod build_info;
 mod check;
 mod demo;
 mod disk_cmd;
+mod pair_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ enum Cmd {
     Disk(disk_cmd::DiskCmd),
     /// Run the primary's agent: write heartbeats, watch the mailbox, fence on failure.
     ///
+    /// With a [pair] section in the config it runs the firewall-pair agent instead (both
+    /// nodes run it; the active one holds the VIPs; see examples/pair.toml).
+    ///
     /// Exit status: 0 after SIGTERM/SIGINT, 1 on a config or disk error, 3 when a takeover
     /// claim forbids this node to serve, 4 when it fenced itself after a hung write.
     Agent {
@@ -46,6 +50,32 @@ enum Cmd {
     /// once the primary's heartbeats stop for the timeout. Exits 0 after releasing.
     Listener {
         /// Listener config (TOML); see examples/listener.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Firewall pair: show this node's role, state, peer, heartbeat age, VIP holder, health.
+    Status {
+        #[command(flatten)]
+        socket: pair_cmd::SocketArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Firewall pair: hand the VIPs to the other node (issued on either node).
+    Switchover {
+        #[command(flatten)]
+        socket: pair_cmd::SocketArgs,
+    },
+    /// Firewall pair: take this node out of service (it resigns and never takes over) or back.
+    Maintenance {
+        #[arg(value_enum)]
+        mode: pair_cmd::OnOff,
+        #[command(flatten)]
+        socket: pair_cmd::SocketArgs,
+    },
+    /// Firewall pair: remove this node's VIPs (systemd ExecStopPost, even after a crash).
+    VipCleanup {
+        /// The pair agent's config (TOML with a [pair] section).
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -105,6 +135,7 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 fn run(cmd: Cmd) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Disk(d) => disk_cmd::run(d),
+        Cmd::Agent { config } if pair_cmd::is_pair_config(&config) => pair_cmd::run_agent(&config, build_info::stamp(), stop_flag()?),
         Cmd::Agent { config } => {
             let cfg = rearguard_host_agent::config::AgentConfig::load(&config)?;
             let text = std::fs::read(&config).unwrap_or_default();
@@ -127,6 +158,10 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             rearguard_board_linux::run(&cfg, &mut out, &stop)?;
             Ok(0)
         }
+        Cmd::Status { socket, json } => pair_cmd::status(&socket, json),
+        Cmd::Switchover { socket } => pair_cmd::switchover(&socket),
+        Cmd::Maintenance { mode, socket } => pair_cmd::maintenance(&socket, mode),
+        Cmd::VipCleanup { config } => pair_cmd::vip_cleanup(&config),
         Cmd::CheckConfig { file } => check::run(&file),
         Cmd::Demo { interval_ms, timeout_ms, poll_ms, runs } => demo::run(interval_ms, timeout_ms, poll_ms, runs),
     }

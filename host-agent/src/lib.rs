@@ -5,5 +5,6 @@ pub mod agent;
 pub mod blockdev;
 pub mod config;
 pub mod fence;
+pub mod pair;
 pub mod serial;
 pub mod time;

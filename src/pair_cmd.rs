@@ -1,0 +1,146 @@
+//! Firewall-pair commands: `agent` with a `[pair]` section, `status`, `switchover`,
+//! `maintenance`, `vip-cleanup`.
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use rearguard_host_agent::pair::{self, config::PairConfig, control};
+use std::path::{Path, PathBuf};
+
+/// Where to find the agent's control socket.
+#[derive(Args, Debug)]
+pub struct SocketArgs {
+    /// The control socket (default: the config's control_socket, else /run/rearguard/pair.sock).
+    #[arg(long, short)]
+    socket: Option<PathBuf>,
+    /// The pair agent's config, to read control_socket from.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl SocketArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        if let Some(c) = &self.config {
+            return Ok(PairConfig::load(c)?.control_socket);
+        }
+        Ok(pair::config::DEFAULT_SOCKET.into())
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Whether a config file selects pair mode.
+pub fn is_pair_config(file: &Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|t| PairConfig::has_pair_section(&t))
+}
+
+pub fn run_agent(file: &Path, build_stamp: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<u8> {
+    let cfg = PairConfig::load(file)?;
+    pair::run(&cfg, pair::PairOptions { build_stamp }, stop).with_context(|| format!("pair agent ({})", file.display()))?;
+    Ok(0)
+}
+
+pub fn vip_cleanup(file: &Path) -> anyhow::Result<u8> {
+    let cfg = PairConfig::load(file)?;
+    let removed = pair::remove_vips(&cfg)?;
+    if removed.is_empty() {
+        println!("no VIP of {} was configured", file.display());
+    }
+    for v in removed {
+        println!("removed {v}");
+    }
+    Ok(0)
+}
+
+pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
+    let v = control::request(&sock.path()?, "status")?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let s = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+    println!("node {} ({}): {}  term {}  priority {} (effective {})", s("node_id"), s("name"), s("state"), s("term"), s("priority"), s("effective_priority"));
+    if v["maintenance"].as_bool() == Some(true) {
+        println!("  MAINTENANCE MODE");
+    }
+    if let Some(why) = v["why_not_active"].as_str() {
+        println!("  not active: {why}");
+    }
+    println!("  VIP holder: {}", match &v["vip_holder"] {
+        serde_json::Value::String(x) => x.clone(),
+        serde_json::Value::Null => "nobody known".into(),
+        x => format!("node {x}"),
+    });
+    for vip in v["vips"].as_array().into_iter().flatten() {
+        println!("    {} on {}: {}", vip["address"].as_str().unwrap_or("?"), vip["interface"].as_str().unwrap_or("?"), if vip["present"].as_bool() == Some(true) { "present" } else { "absent" });
+    }
+    match v["peer"].as_object() {
+        None => println!("  peer: never heard"),
+        Some(p) => {
+            println!(
+                "  peer node {}: {}  priority {}  term {}  heartbeat age {} ms  {}",
+                p["node_id"], p["state"].as_str().unwrap_or("?"), p["priority"], p["term"], p["heartbeat_age_ms"],
+                if p["alive"].as_bool() == Some(true) { "alive" } else { "DEAD" }
+            );
+            if let Some(r) = p["refused"].as_str() {
+                println!("  peer REFUSED: {r}");
+            }
+        }
+    }
+    println!("  health: {}", if v["healthy"].as_bool() == Some(true) { "ok" } else { "FAILING" });
+    for c in v["checks"].as_array().into_iter().flatten() {
+        let ok = match c["ok"].as_bool() {
+            Some(true) => "ok",
+            Some(false) => "FAIL",
+            None => "pending",
+        };
+        println!("    [{ok}] {} — {}", c["name"].as_str().unwrap_or("?"), c["detail"].as_str().unwrap_or(""));
+    }
+    for m in v["media"].as_array().into_iter().flatten() {
+        println!(
+            "  medium {} -> {}: peer {}  accepted {}  rejected {} {}",
+            m["interface"].as_str().unwrap_or("?"), m["dest"].as_str().unwrap_or("?"),
+            if m["peer_alive"].as_bool() == Some(true) { "heard" } else { "silent" },
+            m["accepted"], m["rejected_total"], m["rejected"]
+        );
+    }
+    if let Some(l) = v["last_change"].as_object() {
+        println!("  last change {} ms ago: {}", l["ago_ms"], l["what"].as_str().unwrap_or(""));
+    }
+    Ok(0)
+}
+
+pub fn switchover(sock: &SocketArgs) -> anyhow::Result<u8> {
+    let v = control::request(&sock.path()?, "switchover")?;
+    if v["ok"].as_bool() == Some(true) {
+        match v["outcome"].as_str() {
+            Some("resigned") => println!("resigned: the peer takes over now"),
+            _ => println!("requested: the active peer hands over now"),
+        }
+        Ok(0)
+    } else {
+        eprintln!("switchover refused: {}", v["error"].as_str().unwrap_or("?"));
+        Ok(1)
+    }
+}
+
+pub fn maintenance(sock: &SocketArgs, mode: OnOff) -> anyhow::Result<u8> {
+    let req = match mode {
+        OnOff::On => "maintenance on",
+        OnOff::Off => "maintenance off",
+    };
+    let v = control::request(&sock.path()?, req)?;
+    if v["ok"].as_bool() == Some(true) {
+        println!("{req}");
+        Ok(0)
+    } else {
+        eprintln!("refused: {}", v["error"].as_str().unwrap_or("?"));
+        Ok(1)
+    }
+}
