@@ -221,7 +221,8 @@ impl PairState {
 /// Why the node took the VIPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TakeoverReason {
-    /// Nothing heard from a peer since start.
+    /// Nothing heard from a peer while listening: after start, after own health
+    /// recovered, or after maintenance ended, with the peer silent.
     AloneAtStart,
     PeerDead { silent_for: Duration },
     /// The peer resigned in our favour (switchover, preempt request, its health).
@@ -235,7 +236,7 @@ pub enum TakeoverReason {
 impl core::fmt::Display for TakeoverReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            TakeoverReason::AloneAtStart => f.write_str("no peer heard since start"),
+            TakeoverReason::AloneAtStart => f.write_str("no peer heard in a dead interval of listening (start, or recovery)"),
             TakeoverReason::PeerDead { silent_for } => write!(f, "peer silent for {silent_for} on every medium"),
             TakeoverReason::PeerYielded => f.write_str("peer resigned in our favour"),
             TakeoverReason::PeerIneligible => f.write_str("peer alive but not eligible"),
@@ -739,8 +740,16 @@ impl Election {
         if health == self.health {
             return out;
         }
+        let recovered = !self.health.is_healthy() && health.is_healthy();
         self.health = health;
         self.changed();
+        if recovered && self.state == PairState::Standby && !self.peer_alive(now) {
+            // What we know of the peer dates from while our own checks failed (often: our
+            // link was down, so we heard nothing). Listen for a dead interval before
+            // claiming, or a node whose cable comes back would grab the VIPs from a peer
+            // that took them meanwhile.
+            self.relisten(now, &mut out);
+        }
         self.evaluate(now, &mut out);
         // The peer must learn our new effective priority at once (it may be waiting to
         // take over from us, or to stop preferring us).
@@ -770,6 +779,9 @@ impl Election {
             // If the peer is dead or ineligible, the rules below take over at once anyway.
             self.yielding = true;
             self.set_state(PairState::Standby, &mut out);
+            if !self.peer_alive(now) {
+                self.relisten(now, &mut out);
+            }
         }
         self.evaluate(now, &mut out);
         push(&mut out, Action::SendAdvert);
@@ -837,6 +849,12 @@ impl Election {
             return false;
         }
         self.manual_request_until.is_some() || self.preempt_ready
+    }
+
+    /// Back to `Starting`: listen for the peer for a dead interval before deciding.
+    fn relisten(&mut self, now: Instant, out: &mut Actions) {
+        self.started = now;
+        self.set_state(PairState::Starting, out);
     }
 
     /// Our advertised position changes with the next advert.

@@ -235,9 +235,15 @@ fn a_standby_with_failing_checks_does_not_take_over_and_says_why() {
     s.run(2000);
     assert_eq!(s.nodes[1].state(), PairState::Standby);
     assert_eq!(s.nodes[1].blocker(s.now), Some(Blocker::Unhealthy(HealthFlags(HealthFlags::TARGET_UNREACHABLE))));
-    // Health back: it takes over at once (the peer is long dead).
+    // Health back: it listens for a dead interval (its view of the peer is stale), then
+    // takes over, the peer still being silent.
     let acts = s.nodes[1].set_health(HealthFlags::OK, s.now);
-    assert_eq!(acquires(&acts), 1);
+    assert_eq!(acquires(&acts), 0);
+    assert_eq!(s.nodes[1].state(), PairState::Starting);
+    let t = s.now;
+    s.run(350);
+    assert_eq!(s.nodes[1].state(), PairState::Active);
+    assert_eq!(s.acquires_since(1, t), 1);
 }
 
 #[test]
@@ -309,7 +315,10 @@ fn maintenance_resigns_and_never_takes_over() {
     assert_eq!(s.nodes[0].state(), PairState::Maintenance);
     assert_eq!(s.nodes[0].blocker(s.now), Some(Blocker::Maintenance));
     let acts = s.nodes[0].set_maintenance(false, s.now);
-    assert_eq!(acquires(&acts), 1, "peer is dead: leaving maintenance takes over");
+    assert_eq!(acquires(&acts), 0, "listens first");
+    let t = s.now;
+    s.run(350);
+    assert_eq!(s.acquires_since(0, t), 1, "peer is dead: leaving maintenance takes over after listening");
 }
 
 // ----- preempt -----

@@ -1,0 +1,422 @@
+//! Firewall-pair test topology in network namespaces, torn down on drop (also after a
+//! panic). Every address lives only inside these namespaces.
+//!
+//! ```text
+//!   ns {p}a (node 1)            ns {p}br: bridge br0            ns {p}b (node 2)
+//!   lan 10.200.0.1/24 ── veth ── pa   [br0]   pb ── veth ── lan 10.200.0.2/24
+//!   side 10.201.0.1/24 ────────── direct veth (optional) ─────── side 10.201.0.2/24
+//!                                 pc / px
+//!   ns {p}c (client) lan 10.200.0.10/24      ns {p}x (third party) lan 10.200.0.66/24
+//!   VIP 10.200.0.100/24
+//! ```
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const VIP: &str = "10.200.0.100";
+pub const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub const GROUP: &str = "239.255.82.71";
+pub const PORT: u16 = 5405;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Fails loudly (never skips) when the test cannot run for real.
+pub fn require_root_and_tools() {
+    let euid = unsafe_free_euid();
+    assert_eq!(euid, 0, "the firewall-pair tests create network namespaces and must run as root: run `sudo bash scripts/setup.sh` then `sudo bash scripts/test.sh`");
+    for tool in ["ip", "nft", "ping"] {
+        let ok = Command::new(tool).arg(if tool == "ping" { "-V" } else { "-V" }).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        assert!(ok, "`{tool}` is missing: run `bash scripts/setup.sh` as root (installs iproute2, nftables, iputils-ping)");
+    }
+}
+
+fn unsafe_free_euid() -> u32 {
+    // /proc/self/status "Uid: real effective saved fs"
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+pub fn sh(args: &[&str]) -> std::process::Output {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    out
+}
+
+pub fn must(args: &[&str]) -> String {
+    let out = sh(args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How one node's agent is configured.
+#[derive(Clone, Debug)]
+pub struct NodeOpts {
+    pub priority: u8,
+    pub interval_ms: u64,
+    pub dead_count: u32,
+    pub preempt: bool,
+    pub preempt_delay_ms: u64,
+    /// Extra `[[pair.check]]` blocks, verbatim.
+    pub checks: String,
+    pub key: String,
+}
+
+impl NodeOpts {
+    pub fn new(priority: u8) -> NodeOpts {
+        NodeOpts {
+            priority,
+            interval_ms: 50,
+            dead_count: 4,
+            preempt: false,
+            preempt_delay_ms: 0,
+            checks: String::new(),
+            key: KEY.into(),
+        }
+    }
+}
+
+pub struct Agent {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+pub struct Pair {
+    pub p: String,
+    pub dir: PathBuf,
+    pub side_link: bool,
+    pub agents: [Agent; 2],
+    pub opts: [NodeOpts; 2],
+}
+
+impl Pair {
+    /// Builds the namespaces; agents are started with [`Pair::start`].
+    pub fn new(side_link: bool, a: NodeOpts, b: NodeOpts) -> Pair {
+        require_root_and_tools();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = format!("rgp{}x{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("{p}-dir"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pair = Pair {
+            p: p.clone(),
+            dir: dir.clone(),
+            side_link,
+            agents: [Agent { child: None, log: dir.join("a.log") }, Agent { child: None, log: dir.join("b.log") }],
+            opts: [a, b],
+        };
+        // From here on, Drop cleans up whatever was created.
+        for ns in ["br", "a", "b", "c", "x"] {
+            must(&["ip", "netns", "add", &pair.ns(ns)]);
+            must(&["ip", "-n", &pair.ns(ns), "link", "set", "lo", "up"]);
+        }
+        let br = pair.ns("br");
+        must(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"]);
+        must(&["ip", "-n", &br, "link", "set", "br0", "up"]);
+        for (node, addr) in [("a", "10.200.0.1/24"), ("b", "10.200.0.2/24"), ("c", "10.200.0.10/24"), ("x", "10.200.0.66/24")] {
+            let port = format!("p{node}");
+            must(&["ip", "link", "add", "lan", "netns", &pair.ns(node), "type", "veth", "peer", "name", &port, "netns", &br]);
+            must(&["ip", "-n", &br, "link", "set", &port, "master", "br0"]);
+            must(&["ip", "-n", &br, "link", "set", &port, "up"]);
+            must(&["ip", "-n", &pair.ns(node), "addr", "add", addr, "dev", "lan"]);
+            must(&["ip", "-n", &pair.ns(node), "link", "set", "lan", "up"]);
+        }
+        if side_link {
+            must(&["ip", "link", "add", "side", "netns", &pair.ns("a"), "type", "veth", "peer", "name", "side", "netns", &pair.ns("b")]);
+            for (node, addr) in [("a", "10.201.0.1/24"), ("b", "10.201.0.2/24")] {
+                must(&["ip", "-n", &pair.ns(node), "addr", "add", addr, "dev", "side"]);
+                must(&["ip", "-n", &pair.ns(node), "link", "set", "side", "up"]);
+            }
+        }
+        pair
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}{node}", self.p)
+    }
+
+    fn node(i: usize) -> &'static str {
+        ["a", "b"][i]
+    }
+
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.sock", Self::node(i)))
+    }
+
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.toml", Self::node(i)))
+    }
+
+    pub fn write_config(&self, i: usize) -> PathBuf {
+        let o = &self.opts[i];
+        let mut media = String::from("[[pair.medium]]\ninterface = \"lan\"\n");
+        if self.side_link {
+            media.push_str(&format!("[[pair.medium]]\ninterface = \"side\"\npeer = \"10.201.0.{}\"\n", 2 - i));
+        }
+        let text = format!(
+            r#"# generated by tests/pair_support
+[cluster]
+id = 0xC0FFEE
+node_id = {id}
+key = "{key}"
+
+[pair]
+name = "VI_TEST"
+priority = {prio}
+interval_ms = {iv}
+dead_count = {dc}
+preempt = {pre}
+preempt_delay_ms = {pd}
+announce_count = 3
+announce_interval_ms = 20
+control_socket = "{sock}"
+state_dir = "{state}"
+
+[[pair.vip]]
+address = "{VIP}/24"
+interface = "lan"
+
+{media}
+[[pair.check]]
+kind = "carrier"
+interface = "lan"
+interval_ms = 5
+
+{checks}
+"#,
+            id = i + 1,
+            key = o.key,
+            prio = o.priority,
+            iv = o.interval_ms,
+            dc = o.dead_count,
+            pre = o.preempt,
+            pd = o.preempt_delay_ms,
+            sock = self.socket(i).display(),
+            state = self.dir.join(format!("state-{}", Self::node(i))).display(),
+            checks = o.checks,
+        );
+        let path = self.config_path(i);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts (or restarts) node i's agent.
+    pub fn start(&mut self, i: usize) {
+        let cfg = self.write_config(i);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.agents[i].log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(Self::node(i))])
+            .arg(env!("CARGO_BIN_EXE_rearguard"))
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .env("REARGUARD_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the agent");
+        self.agents[i].child = Some(child);
+        let sock = self.socket(i);
+        self.wait_until(Duration::from_secs(5), &format!("agent {} answers on its control socket", i + 1), |_| {
+            sock.exists() && ctl(&sock, &["status", "--json"]).is_some()
+        });
+    }
+
+    pub fn start_both(&mut self) {
+        self.start(0);
+        self.start(1);
+        self.wait_until(Duration::from_secs(5), "one node active and the other standby", |p| {
+            let s = [p.state(0), p.state(1)];
+            s.contains(&"active".to_string()) && s.contains(&"standby".to_string())
+        });
+    }
+
+    /// SIGKILL, no cleanup at all (a crash).
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn status(&self, i: usize) -> Value {
+        ctl(&self.socket(i), &["status", "--json"]).unwrap_or(Value::Null)
+    }
+
+    pub fn state(&self, i: usize) -> String {
+        self.status(i)["state"].as_str().unwrap_or("unreachable").to_string()
+    }
+
+    pub fn ctl(&self, i: usize, args: &[&str]) -> std::process::Output {
+        let mut full: Vec<&str> = args.to_vec();
+        let sock = self.socket(i);
+        full.push("--socket");
+        full.push(sock.to_str().unwrap());
+        Command::new(env!("CARGO_BIN_EXE_rearguard")).args(&full).output().unwrap()
+    }
+
+    /// Which nodes have the VIP configured (kernel view, not the agents' word).
+    pub fn holders(&self) -> Vec<usize> {
+        (0..2)
+            .filter(|&i| {
+                let out = sh(&["ip", "-n", &self.ns(Self::node(i)), "-o", "addr", "show", "dev", "lan"]);
+                String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
+            })
+            .collect()
+    }
+
+    /// The client reaches the VIP (one ICMP echo, 200 ms).
+    pub fn client_reaches_vip(&self) -> bool {
+        sh(&["ip", "netns", "exec", &self.ns("c"), "ping", "-c1", "-W0.2", "-n", "-q", VIP]).status.success()
+    }
+
+    /// The MAC the client's neighbour table has for the VIP.
+    pub fn client_vip_mac(&self) -> Option<String> {
+        let out = sh(&["ip", "-n", &self.ns("c"), "neigh", "show", VIP]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut it = s.split_whitespace();
+        while let Some(w) = it.next() {
+            if w == "lladdr" {
+                return it.next().map(str::to_string);
+            }
+        }
+        None
+    }
+
+    pub fn mac(&self, i: usize) -> String {
+        must(&["ip", "netns", "exec", &self.ns(Self::node(i)), "cat", "/sys/class/net/lan/address"]).trim().to_string()
+    }
+
+    /// Unplugs (or replugs) node i's LAN cable at the switch: its carrier goes down too.
+    pub fn set_lan(&self, i: usize, up: bool) {
+        must(&["ip", "-n", &self.ns("br"), "link", "set", &format!("p{}", Self::node(i)), if up { "up" } else { "down" }]);
+    }
+
+    /// Drops every heartbeat into and out of node i (nftables in its namespace), silently:
+    /// links stay up, ARP and ICMP still pass.
+    pub fn block_heartbeats(&self, i: usize, block: bool) {
+        self.nft(i, "rgblock", if block { Some("udp dport 5405 drop") } else { None });
+    }
+
+    /// Random loss of `pct` % of incoming heartbeats at node i (nftables numgen; this
+    /// kernel has no netem).
+    pub fn heartbeat_loss(&self, i: usize, pct: u32) {
+        let rule = format!("udp dport 5405 numgen random mod 100 < {pct} drop");
+        self.nft(i, "rgloss", if pct > 0 { Some(rule.as_str()) } else { None });
+    }
+
+    fn nft(&self, i: usize, table: &str, rule: Option<&str>) {
+        let ns = self.ns(Self::node(i));
+        let _ = sh(&["ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", table]);
+        if let Some(rule) = rule {
+            let script = format!(
+                "table inet {table} {{\n chain in {{ type filter hook input priority 0; policy accept; {rule}; }}\n chain out {{ type filter hook output priority 0; policy accept; {rule}; }}\n}}\n"
+            );
+            let path = self.dir.join(format!("{table}-{i}.nft"));
+            std::fs::write(&path, script).unwrap();
+            must(&["ip", "netns", "exec", &ns, "nft", "-f", path.to_str().unwrap()]);
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            s.push_str(&format!("----- node {} log -----\n{}\n", i + 1, std::fs::read_to_string(&a.log).unwrap_or_default()));
+        }
+        s
+    }
+
+    /// Polls `cond` every 10 ms until it holds; panics with both agents' logs otherwise.
+    pub fn wait_until(&self, within: Duration, what: &str, mut cond: impl FnMut(&Pair) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            if cond(self) {
+                return start.elapsed();
+            }
+            if start.elapsed() > within {
+                panic!(
+                    "timed out after {} ms waiting for: {what}\nstatus 1: {}\nstatus 2: {}\nholders: {:?}\n{}",
+                    within.as_millis(),
+                    self.status(0),
+                    self.status(1),
+                    self.holders(),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Asserts `inv` on every poll for `dur` (for "nothing happens" checks).
+    pub fn hold_for(&self, dur: Duration, what: &str, mut inv: impl FnMut(&Pair) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < dur {
+            assert!(inv(self), "violated after {} ms: {what}\nholders: {:?}\n{}", start.elapsed().as_millis(), self.holders(), self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for i in 0..2 {
+            self.kill9(i);
+        }
+        for ns in ["br", "a", "b", "c", "x"] {
+            let _ = sh(&["ip", "netns", "del", &self.ns(ns)]);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("pair test files kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// `rearguard ARGS --socket SOCK`, parsed as JSON; None if the agent does not answer.
+pub fn ctl(sock: &Path, args: &[&str]) -> Option<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_rearguard"))
+        .args(args)
+        .arg("--socket")
+        .arg(sock)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns` (setns affects only the
+/// calling thread), for traffic a test must originate itself.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns(2) on a valid namespace descriptor; affects this thread only.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread panicked")
+}
