@@ -9,5 +9,7 @@ extern crate std;
 
 pub mod app;
 pub mod board;
+pub mod menu;
+pub mod nv;
 
 pub use app::{App, Event, StartError};

@@ -12,6 +12,7 @@
 #![no_main]
 
 mod regs;
+mod stack;
 mod sd;
 mod uart;
 
@@ -21,11 +22,13 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
 use lm3s6965::interrupt;
 use panic_halt as _;
-use rearguard_firmware::board::{BootGate, FrameLink, NvCopy, NvStore};
-use rearguard_firmware::{App, Event};
-use rearguard_shared::config::{self, ListenerConfig, RECORD_LEN};
+use rearguard_firmware::board::{BootGate, FrameLink};
+use rearguard_firmware::menu::{self, Menu, Ms, Reason, Request, Status};
+use rearguard_firmware::{nv, App, Event};
+use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::{DiskHeader, HeaderError};
-use rearguard_shared::link::{Feed, FrameReader};
+use rearguard_shared::heartbeat::Role;
+use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::Instant;
 use uart::Console;
 
@@ -89,12 +92,11 @@ impl FrameLink for UartLink {
 struct GpioGate;
 
 impl GpioGate {
-    fn init() -> GpioGate {
+    fn init() {
         regs::RCGC2.set_bits(1 << 5);
         regs::GPIO_F.dir().set_bits(1);
         regs::GPIO_F.den().set_bits(1);
         regs::GPIO_F.data(1).write(0);
-        GpioGate
     }
 }
 
@@ -106,12 +108,22 @@ impl BootGate for GpioGate {
     }
 }
 
+type BoardApp<'c> = App<sd::SdDisk<'c>, UartLink, GpioGate>;
+
+fn framing() -> [(&'static str, u32); 2] {
+    [
+        (FramingError::BadCobs.name(), FRAMING_ERRORS[FramingError::BadCobs as usize].load(Ordering::Relaxed)),
+        (FramingError::Overlong.name(), FRAMING_ERRORS[FramingError::Overlong as usize].load(Ordering::Relaxed)),
+    ]
+}
+
 #[entry]
 fn main() -> ! {
+    stack::paint();
     let mut cp = cortex_m::Peripherals::take().unwrap();
     uart::CONSOLE.init(SYSCLK_HZ);
     uart::LINK.init(SYSCLK_HZ);
-    let gate = GpioGate::init();
+    GpioGate::init();
     cp.SYST.set_clock_source(SystClkSource::Core);
     cp.SYST.set_reload(SYSCLK_HZ / TICK_HZ - 1);
     cp.SYST.clear_current();
@@ -126,70 +138,139 @@ fn main() -> ! {
     let _ = writeln!(con, "\nrearguard listener firmware {} (lm3s6965evb)", env!("CARGO_PKG_VERSION"));
 
     let card = sd::Card::init(sd::Spi::init()).map(core::cell::RefCell::new);
-    let mut disk = match &card {
-        Ok(card) => {
-            let sectors = card.borrow().sectors;
-            let _ = writeln!(con, "sd: {} KiB", sectors / 2);
-            Some(sd::SdDisk { card, sectors })
-        }
-        Err(e) => {
-            let _ = writeln!(con, "sd: no card ({e:?}): no shared disk and no saved config; serial link only");
-            None
-        }
-    };
-    let cfg = load_config(disk.as_mut(), &mut con);
-    let use_disk = match disk.as_mut() {
-        Some(d) => disk_has_area(d, &mut con),
-        None => false,
-    };
-    let link = UartLink { reader: FrameReader::new() };
-    let t0 = now();
+    // A fresh handle on the card whenever one is needed (disk medium, config store).
+    let handle = || card.as_ref().ok().map(|c| sd::SdDisk { card: c, sectors: c.borrow().sectors });
+    let (cfg, persist) = boot_config(handle(), &mut con);
     // Built in place: the application's 4 KiB block buffer must not be copied on the stack.
-    let mut place = None;
-    if let Err(e) = App::new_in(&mut place, cfg, if use_disk { disk } else { None }, Some(link), gate, t0) {
-        let _ = writeln!(con, "ERROR: {e}\nholding the boot until this is fixed");
-    }
-    let mut app = place.as_mut();
-    if let Some(a) = app.as_ref() {
-        let c = a.config();
-        let _ = writeln!(
-            con,
-            "listening: role {:?}, cluster {:#x}, watching node {}, timeout {}, poll {}, media: {}",
-            c.role,
-            c.cluster_id,
-            c.primary_node,
-            a.listener().params().timeout,
-            c.poll_period,
-            if a.disk_medium().is_some() { "disk+serial" } else { "serial" }
-        );
-    }
-    let mut next_poll = t0;
+    let mut place: Option<BoardApp> = None;
+    start(&mut place, cfg.clone(), handle(), &mut con);
+    let mut menu = Menu::new(cfg, persist);
+    let _ = write!(con, "type help for the configuration menu\n{}", menu::PROMPT);
+
+    let mut next_poll = now();
     let mut disk_error_shown = false;
     loop {
         let t = now();
-        if let Some(a) = app.as_mut() {
+        if let Some(a) = place.as_mut() {
             if t >= next_poll {
                 next_poll = t + a.config().poll_period;
-                for ev in a.poll(t) {
-                    report(&mut con, ev, &mut disk_error_shown);
-                }
+                poll(a, t, &mut con, &mut disk_error_shown);
             }
         }
-        // Console bytes are consumed here; the menu arrives in a later step.
-        while uart::CONSOLE.pop(&uart::CONSOLE_RX).is_some() {}
+        while let Some(b) = uart::CONSOLE.pop(&uart::CONSOLE_RX) {
+            if menu.feed(b, &mut con) && console_line(&mut menu, &mut place, handle(), handle(), &mut con, &mut disk_error_shown) {
+                next_poll = now();
+            }
+        }
         cortex_m::asm::wfi();
     }
 }
 
+/// One poll of every medium (out of `main` so its frame is not under every console line).
+#[inline(never)]
+fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, disk_error_shown: &mut bool) {
+    for ev in app.poll(t) {
+        report(con, ev, disk_error_shown);
+    }
+}
+
+#[inline(never)]
+fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, disk_error_shown: &mut bool) {
+    for ev in app.release_now(t) {
+        report(con, ev, disk_error_shown);
+    }
+}
+
+/// Reads the config copies from the SD card and says which one is used.
+#[inline(never)]
+fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConfig, nv::Persist) {
+    match disk {
+        Some(mut d) => {
+            let _ = writeln!(con, "sd: {} KiB", d.sectors / 2);
+            let (cfg, persist, report) = nv::load(&mut d);
+            let _ = writeln!(con, "{report}");
+            (cfg, persist)
+        }
+        None => {
+            let _ = writeln!(con, "sd: no card: serial link only, factory settings, nothing can be saved");
+            (ListenerConfig::factory(), nv::Persist::NONE)
+        }
+    }
+}
+
+/// Runs one completed console line. Kept out of `main` so its buffers are on the stack only
+/// while a line runs, not under every heartbeat poll. Returns whether the listener restarted.
+#[inline(never)]
+fn console_line<'c>(
+    menu: &mut Menu,
+    place: &mut Option<BoardApp<'c>>,
+    mut nv: Option<sd::SdDisk<'c>>,
+    disk: Option<sd::SdDisk<'c>>,
+    con: &mut Console,
+    disk_error_shown: &mut bool,
+) -> bool {
+    let t = now();
+    let mut status = Status::of(place.as_ref(), framing(), t);
+    status.stack_peak = Some(stack::peak());
+    let mut restarted = false;
+    match menu.run_line(&status, nv.as_mut(), con) {
+        Request::None => {}
+        Request::ReleaseNow => match place.as_mut() {
+            Some(a) => release_now(a, t, con, disk_error_shown),
+            None => {
+                let _ = GpioGate.release();
+                let _ = writeln!(con, "BOOT RELEASED: released by operator (the listener was not running)");
+            }
+        },
+        Request::Apply(cfg) => {
+            if place.as_ref().is_some_and(|a| a.gate_opened()) {
+                let _ = writeln!(con, "the boot is already released; the saved settings apply at next power-on");
+            } else {
+                start(place, cfg, disk, con);
+                restarted = true;
+            }
+        }
+    }
+    let _ = con.write_str(menu::PROMPT);
+    restarted
+}
+
+/// (Re)starts the listener with `cfg`; on a refused config it stays stopped (holding) and says
+/// why, and the menu can fix it.
+#[inline(never)]
+fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option<sd::SdDisk<'c>>, con: &mut Console) {
+    let disk = disk.and_then(|mut d| disk_has_area(&mut d, con).then_some(d));
+    let link = UartLink { reader: FrameReader::new() };
+    if let Err(e) = App::new_in(place, cfg, disk, Some(link), GpioGate, now()) {
+        let _ = writeln!(con, "ERROR: {e}\nholding the boot until this is fixed (type help)");
+        return;
+    }
+    if let Some(a) = place.as_ref() {
+        let c = a.config();
+        let _ = writeln!(
+            con,
+            "listening: role {}, cluster {:#x}, watching node {}, timeout {}, poll {}, media: {}",
+            if c.role == Role::Primary { "primary" } else { "secondary" },
+            c.cluster_id,
+            c.primary_node,
+            Ms(a.listener().params().timeout),
+            Ms(c.poll_period),
+            if a.disk_medium().is_some() { "disk+serial" } else { "serial" }
+        );
+    }
+}
+
+#[inline(never)]
 fn report<DE: core::fmt::Debug>(con: &mut Console, ev: Event<DE, core::convert::Infallible>, disk_error_shown: &mut bool) {
     let _ = match ev {
         Event::State(s) => writeln!(con, "state: {}", s.name()),
         Event::TimeoutRaised { configured, disk } => {
-            writeln!(con, "timeout raised from {configured} to {disk}: the shared disk header asks for it")
+            writeln!(con, "timeout raised from {} to {}: the shared disk header asks for it", Ms(configured), Ms(disk))
         }
-        Event::ClaimWritten { primary_epoch } => writeln!(con, "takeover claim written (primary epoch {primary_epoch:?})"),
+        Event::ClaimWritten { primary_epoch: Some(e) } => writeln!(con, "takeover claim written (primary epoch {e})"),
+        Event::ClaimWritten { primary_epoch: None } => writeln!(con, "takeover claim written"),
         Event::ClaimFailed(e) => writeln!(con, "takeover claim NOT written: {e:?}"),
-        Event::Released(reason) => writeln!(con, "BOOT RELEASED: {reason}"),
+        Event::Released(reason) => writeln!(con, "BOOT RELEASED: {}", Reason(reason)),
         Event::PassThrough => writeln!(con, "BOOT RELEASED: role is primary (pass-through, nothing watched)"),
         Event::GateFailed(e) => match e {},
         Event::DiskReadFailed(e) => {
@@ -200,34 +281,6 @@ fn report<DE: core::fmt::Debug>(con: &mut Console, ev: Event<DE, core::convert::
             }
         }
     };
-}
-
-/// Reads both config copies; says which one is used and why the other is not.
-#[inline(never)]
-fn load_config<S: NvStore>(nv: Option<&mut S>, con: &mut Console) -> ListenerConfig {
-    let Some(nv) = nv else { return ListenerConfig::factory() };
-    let mut a = [0u8; RECORD_LEN];
-    let mut b = [0u8; RECORD_LEN];
-    let ra = nv.read_copy(NvCopy::A, &mut a);
-    let rb = nv.read_copy(NvCopy::B, &mut b);
-    if ra.is_err() || rb.is_err() {
-        let _ = writeln!(con, "config: cannot read the config copies ({ra:?}, {rb:?}): factory defaults");
-        return ListenerConfig::factory();
-    }
-    match config::load(&a, &b) {
-        Ok(l) => {
-            let _ = write!(con, "config: copy {} (generation {})", l.from.name(), l.generation);
-            if let Some(p) = l.other_problem {
-                let _ = write!(con, "; copy {} unusable: {p}", l.from.other().name());
-            }
-            let _ = writeln!(con);
-            l.config
-        }
-        Err((ea, eb)) => {
-            let _ = writeln!(con, "config: no valid copy (A: {ea}; B: {eb}): factory defaults");
-            ListenerConfig::factory()
-        }
-    }
 }
 
 /// Whether the SD card holds a heartbeat area. A blank card means "serial link only"; any

@@ -58,7 +58,7 @@ impl Spi {
 }
 
 /// What went wrong talking to the card.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum CardError {
     /// No answer to a command (no card, or not in SPI mode).
     NoResponse(u8),
@@ -137,7 +137,7 @@ impl Card {
         }
         self.ok(9, 0)?;
         let mut csd = [0u8; 16];
-        self.read_data(&mut csd)?;
+        self.read_data(&mut csd, 0)?;
         self.sectors = csd_sectors(&csd);
         Ok(())
     }
@@ -180,8 +180,8 @@ impl Card {
         out.iter_mut().for_each(|b| *b = self.spi.xfer(0xFF));
     }
 
-    /// Waits for the data token, reads `out`, skips the CRC.
-    fn read_data(&mut self, out: &mut [u8]) -> Result<(), CardError> {
+    /// Waits for the data token, reads `out` and then `skip` more bytes, skips the CRC.
+    fn read_data(&mut self, out: &mut [u8], skip: usize) -> Result<(), CardError> {
         let mut tok = 0xFF;
         for _ in 0..100_000 {
             tok = self.spi.xfer(0xFF);
@@ -193,8 +193,9 @@ impl Card {
             return Err(CardError::ReadToken(tok));
         }
         self.read_bytes(out);
-        self.spi.xfer(0xFF);
-        self.spi.xfer(0xFF);
+        for _ in 0..skip + 2 {
+            self.spi.xfer(0xFF);
+        }
         Ok(())
     }
 
@@ -208,13 +209,9 @@ impl Card {
 
     pub fn read_sector(&mut self, sector: u32, out: &mut [u8]) -> Result<(), CardError> {
         self.spi.select(true);
-        let r = self.ok(17, self.addr(sector)).and_then(|()| {
-            let mut buf = [0u8; SECTOR];
-            self.read_data(&mut buf)?;
-            let n = out.len().min(SECTOR);
-            out[..n].copy_from_slice(&buf[..n]);
-            Ok(())
-        });
+        // Straight into `out` (no sector buffer: stack is scarce); a short `out` skips the rest.
+        let n = out.len().min(SECTOR);
+        let r = self.ok(17, self.addr(sector)).and_then(|()| self.read_data(&mut out[..n], SECTOR - n));
         self.spi.select(false);
         r
     }
@@ -266,11 +263,34 @@ fn csd_sectors(csd: &[u8; 16]) -> u32 {
 }
 
 
-#[derive(Debug)]
 pub enum DiskError {
     Card(CardError),
     /// Offset not sector-aligned or beyond the card.
     OutOfRange(u64),
+}
+
+// Hand-written rather than derived: derived Debug pulls core's struct/tuple builders into
+// the image, about 1 KiB of a 32 KiB budget.
+impl core::fmt::Debug for CardError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            CardError::NoResponse(cmd) => write!(f, "no answer to CMD{cmd}"),
+            CardError::Rejected { cmd, r1 } => write!(f, "CMD{cmd} refused, R1 {r1:#x}"),
+            CardError::InitTimeout => f.write_str("card never left idle"),
+            CardError::ReadToken(t) => write!(f, "read token {t:#x}"),
+            CardError::WriteRefused(r) => write!(f, "write refused, response {r:#x}"),
+            CardError::Busy => f.write_str("card stuck busy"),
+        }
+    }
+}
+
+impl core::fmt::Debug for DiskError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DiskError::Card(e) => write!(f, "sd card: {e:?}"),
+            DiskError::OutOfRange(o) => write!(f, "offset {} KiB beyond the card", (o / 1024) as u32),
+        }
+    }
 }
 
 /// A handle on the card: the shared disk and the config store are both on it.
