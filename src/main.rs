@@ -4,6 +4,7 @@ mod build_info;
 mod check;
 mod demo;
 mod disk_cmd;
+mod firmware_cmd;
 mod pair_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -32,6 +33,9 @@ enum Cmd {
     /// Prepare, inspect or clear the heartbeat area of a shared disk.
     #[command(subcommand)]
     Disk(disk_cmd::DiskCmd),
+    /// Pack or verify the controller firmware's flashable image (header, length, CRC-32C).
+    #[command(subcommand)]
+    Firmware(firmware_cmd::FirmwareCmd),
     /// Run the primary's agent: write heartbeats, watch the mailbox, fence on failure.
     ///
     /// With a [pair] section in the config it runs the firewall-pair agent instead (both
@@ -135,6 +139,7 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 fn run(cmd: Cmd) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Disk(d) => disk_cmd::run(d),
+        Cmd::Firmware(f) => firmware_cmd::run(f),
         Cmd::Agent { config } if pair_cmd::is_pair_config(&config) => pair_cmd::run_agent(&config, build_info::stamp(), stop_flag()?),
         Cmd::Agent { config } => {
             let cfg = rearguard_host_agent::config::AgentConfig::load(&config)?;

@@ -261,3 +261,132 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rearguard_shared::disk::area_len;
+    use rearguard_shared::heartbeat::{encode, HealthFlags, Heartbeat, NodeState, MAX_FRAME};
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones.
+    struct RamDisk(Vec<u8>);
+    impl SharedDisk for RamDisk {
+        type Error = ();
+        fn read_block(&mut self, off: u64, buf: &mut [u8; BLOCK]) -> Result<(), ()> {
+            let o = off as usize;
+            buf.copy_from_slice(self.0.get(o..o + BLOCK).ok_or(())?);
+            Ok(())
+        }
+        fn write_block(&mut self, off: u64, buf: &[u8; BLOCK]) -> Result<(), ()> {
+            let o = off as usize;
+            self.0.get_mut(o..o + BLOCK).ok_or(())?.copy_from_slice(buf);
+            Ok(())
+        }
+    }
+
+    struct CountingGate(u32);
+    impl BootGate for CountingGate {
+        type Error = ();
+        fn release(&mut self) -> Result<(), ()> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    fn cfg() -> ListenerConfig {
+        ListenerConfig { cluster_id: 5, timeout: Duration::from_millis(1000), poll_period: Duration::from_millis(10), ..ListenerConfig::factory() }
+    }
+
+    fn disk() -> RamDisk {
+        let h = DiskHeader {
+            sector_size: 512,
+            slot_count: 2,
+            cluster_id: 5,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(1000),
+            uuid: [0; 16],
+        };
+        let mut d = RamDisk(vec![0u8; area_len(2) as usize]);
+        let mut b = [0u8; BLOCK];
+        h.encode(&mut b);
+        d.write_block(0, &b).unwrap();
+        d
+    }
+
+    fn beat(app: &mut App<RamDisk, crate::board::NoLink, CountingGate>, seq: u64) {
+        let hb = Heartbeat {
+            cluster_id: 5,
+            node_id: 0,
+            role: Role::Primary,
+            boot_epoch: 1,
+            sequence: seq,
+            uptime: Duration::from_millis(seq),
+            state: NodeState::Active,
+            health: HealthFlags::OK,
+            config_digest: 0,
+            build_stamp: 0,
+        };
+        let mut f = [0u8; MAX_FRAME];
+        let n = encode(&hb, None, &mut f);
+        let mut b = [0u8; BLOCK];
+        b[..n].copy_from_slice(&f[..n]);
+        app.disk.as_mut().unwrap().dev.write_block(BLOCK as u64, &b).unwrap();
+    }
+
+    #[test]
+    fn claims_the_disk_then_opens_the_gate_exactly_once() {
+        let mut app = App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0)).unwrap();
+        for t in 0..10u64 {
+            beat(&mut app, t + 1);
+            app.poll(Instant::from_millis(t * 100));
+        }
+        assert_eq!(app.listener().state(), ListenerState::Watching);
+        let mut released_at = None;
+        for t in 10..100u64 {
+            let ev = app.poll(Instant::from_millis(t * 100));
+            if ev.iter().any(|e| matches!(e, Event::Released(_))) {
+                assert!(released_at.is_none(), "released twice");
+                // The claim event comes before the release event.
+                let claim = ev.iter().position(|e| matches!(e, Event::ClaimWritten { .. })).unwrap();
+                let rel = ev.iter().position(|e| matches!(e, Event::Released(_))).unwrap();
+                assert!(claim < rel);
+                released_at = Some(t * 100);
+            }
+        }
+        assert_eq!(released_at, Some(1900));
+        assert_eq!(app.gate.0, 1);
+        assert!(app.release_now(Instant::from_millis(20_000)).is_empty());
+        assert_eq!(app.gate.0, 1);
+        let mut b = [0u8; BLOCK];
+        app.disk.as_mut().unwrap().dev.read_block(3 * BLOCK as u64, &mut b).unwrap();
+        assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 1 }));
+    }
+
+    #[test]
+    fn refuses_a_disk_of_another_cluster_and_uses_the_disks_longer_timeout() {
+        let mut c = cfg();
+        c.cluster_id = 6;
+        assert!(matches!(
+            App::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO),
+            Err(StartError::ClusterMismatch { disk: 5, config: 6 })
+        ));
+        let mut c = cfg();
+        c.timeout = Duration::from_millis(500);
+        let mut app = App::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
+        assert_eq!(app.listener().params().timeout, Duration::from_millis(1000));
+        assert!(matches!(app.poll(Instant::ZERO)[0], Event::TimeoutRaised { .. }));
+    }
+
+    #[test]
+    fn a_primary_role_passes_the_boot_through_at_once() {
+        let mut c = cfg();
+        c.role = Role::Primary;
+        let mut app = App::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
+        let ev = app.poll(Instant::ZERO);
+        assert!(ev.iter().any(|e| matches!(e, Event::PassThrough)));
+        app.poll(Instant::from_millis(10));
+        assert_eq!(app.gate.0, 1);
+    }
+}

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod election;
 pub mod fencing;
 pub mod heartbeat;
+pub mod image;
 pub mod integrity;
 pub mod link;
 pub mod listener;
