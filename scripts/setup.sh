@@ -8,6 +8,8 @@ APT_PACKAGES=(
   qemu-system-arm   # the emulated Cortex-M controller (boards/qemu-lm3s6965)
   iproute2          # ip netns / veth for firewall-pair tests
   nftables          # packet loss and filtering in pair tests
+  iputils-ping      # the pair tests' client pings the VIP
+  keepalived        # bench/pair-vs-keepalived.sh compares against it (not needed by tests)
   util-linux        # losetup, fsfreeze for block-device tests
   e2fsprogs         # mkfs.ext4 for the hung-write (frozen filesystem) test
 )

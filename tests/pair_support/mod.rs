@@ -313,23 +313,26 @@ interval_ms = 5
     /// Drops every heartbeat into and out of node i (nftables in its namespace), silently:
     /// links stay up, ARP and ICMP still pass.
     pub fn block_heartbeats(&self, i: usize, block: bool) {
-        self.nft(i, "rgblock", if block { Some("udp dport 5405 drop") } else { None });
+        self.nft(i, "rgblock", if block { Some("udp dport 5405 drop") } else { None }, true);
     }
 
     /// Random loss of `pct` % of incoming heartbeats at node i (nftables numgen; this
     /// kernel has no netem).
     pub fn heartbeat_loss(&self, i: usize, pct: u32) {
         let rule = format!("udp dport 5405 numgen random mod 100 < {pct} drop");
-        self.nft(i, "rgloss", if pct > 0 { Some(rule.as_str()) } else { None });
+        self.nft(i, "rgloss", if pct > 0 { Some(rule.as_str()) } else { None }, false);
     }
 
-    fn nft(&self, i: usize, table: &str, rule: Option<&str>) {
+    fn nft(&self, i: usize, table: &str, rule: Option<&str>, outgoing_too: bool) {
         let ns = self.ns(Self::node(i));
         let _ = sh(&["ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", table]);
         if let Some(rule) = rule {
-            let script = format!(
-                "table inet {table} {{\n chain in {{ type filter hook input priority 0; policy accept; {rule}; }}\n chain out {{ type filter hook output priority 0; policy accept; {rule}; }}\n}}\n"
-            );
+            let out = if outgoing_too {
+                format!(" chain out {{ type filter hook output priority 0; policy accept; {rule}; }}\n")
+            } else {
+                String::new()
+            };
+            let script = format!("table inet {table} {{\n chain in {{ type filter hook input priority 0; policy accept; {rule}; }}\n{out}}}\n");
             let path = self.dir.join(format!("{table}-{i}.nft"));
             std::fs::write(&path, script).unwrap();
             must(&["ip", "netns", "exec", &ns, "nft", "-f", path.to_str().unwrap()]);
