@@ -84,6 +84,8 @@ struct AgentFile {
     fence: FenceSection,
     /// Optional second medium: COBS-framed heartbeats on a tty or unix socket.
     serial: Option<crate::serial::SerialSection>,
+    /// Optional firewall-pair section (see crate::pair::config).
+    pair: Option<crate::pair::config::PairSection>,
 }
 
 /// How the agent fences itself, resolved and checked.
@@ -114,6 +116,8 @@ pub struct AgentConfig {
     pub write_deadline: Duration,
     pub fence: Fence,
     pub serial: Option<crate::serial::SerialSection>,
+    /// [pair], resolved: `rearguard agent` runs the firewall-pair agent when present.
+    pub pair: Option<crate::pair::config::PairConfig>,
 }
 
 impl AgentConfig {
@@ -152,7 +156,9 @@ impl AgentConfig {
                 Fence::Command { argv, fence_time: Duration::from_millis(ms) }
             }
         };
+        let pair = f.pair.map(|p| crate::pair::config::PairConfig::resolve(file, &f.cluster, p)).transpose()?;
         Ok(AgentConfig {
+            pair,
             file: file.to_path_buf(),
             cluster_id: f.cluster.id,
             node_id,
