@@ -10,6 +10,9 @@ use std::path::Path;
 
 pub fn run(file: &Path) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{}: cannot read: {e}", file.display()))?;
+    if crate::pair_cmd::is_pair_config(file) {
+        return crate::pair_cmd::check_config(file);
+    }
     let is_listener = text.parse::<toml::Table>().map(|t| t.contains_key("listener")).unwrap_or(false);
     if is_listener {
         let cfg = LinuxListenerConfig::parse(file, &text)?;

@@ -46,6 +46,34 @@ pub fn run_agent(file: &Path, build_stamp: u32, stop: std::sync::Arc<std::sync::
     Ok(0)
 }
 
+/// `check-config` for a pair config: parse and resolve everything, name what is missing on
+/// this machine (interfaces), print the policy digest the peer must match.
+pub fn check_config(file: &Path) -> anyhow::Result<u8> {
+    let cfg = PairConfig::load(file)?;
+    let mut missing = Vec::new();
+    let ifaces = cfg.vips.iter().map(|v| &v.interface).chain(cfg.media.iter().map(|m| &m.interface));
+    for i in ifaces {
+        if pair::netlink::ifindex(i).is_err() && !missing.contains(i) {
+            missing.push(i.clone());
+        }
+    }
+    println!(
+        "{}: pair config ok: node {} priority {}, {} VIP(s), {} medium/media, {} check(s), policy digest {:#010x}{}",
+        file.display(),
+        cfg.node_id,
+        cfg.priority,
+        cfg.vips.len(),
+        cfg.media.len(),
+        cfg.checks.len(),
+        cfg.policy_digest(),
+        if cfg.key.is_some() { "" } else { " (UNAUTHENTICATED: no key)" }
+    );
+    for m in &missing {
+        println!("warning: interface {m} does not exist on this machine");
+    }
+    Ok(0)
+}
+
 pub fn vip_cleanup(file: &Path) -> anyhow::Result<u8> {
     let cfg = PairConfig::load(file)?;
     let removed = pair::remove_vips(&cfg)?;

@@ -482,6 +482,15 @@ interval_ms = 10
     }
 
     #[test]
+    fn the_commented_example_parses() {
+        let text = include_str!("../../../examples/pair.toml");
+        let c = PairConfig::parse(Path::new("examples/pair.toml"), text).unwrap();
+        assert_eq!(c.vips.len(), 2);
+        assert_eq!(c.media.len(), 2);
+        assert_eq!(c.checks.len(), 6);
+    }
+
+    #[test]
     fn a_missing_key_is_refused_with_the_fix() {
         let text = OK.replace("key = \"00112233445566778899aabbccddeeff\"\n", "");
         let e = PairConfig::parse(Path::new("p.toml"), &text).unwrap_err();
