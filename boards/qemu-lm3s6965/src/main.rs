@@ -11,6 +11,8 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
+mod log;
 mod regs;
 mod stack;
 mod sd;
@@ -80,6 +82,7 @@ impl FrameLink for UartLink {
                     return Some(n);
                 }
                 Feed::Bad(e) => {
+                    warn!("link: framing error {=str}", e.name());
                     FRAMING_ERRORS[e as usize].fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -136,6 +139,7 @@ fn main() -> ! {
     }
     let mut con = Console;
     let _ = writeln!(con, "\nrearguard listener firmware {} (lm3s6965evb)", env!("CARGO_PKG_VERSION"));
+    info!("boot: rearguard listener firmware {=str}", env!("CARGO_PKG_VERSION"));
 
     let card = sd::Card::init(sd::Spi::init()).map(core::cell::RefCell::new);
     // A fresh handle on the card whenever one is needed (disk medium, config store).
@@ -187,11 +191,20 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
     match disk {
         Some(mut d) => {
             let _ = writeln!(con, "sd: {} KiB", d.sectors / 2);
+            info!("sd: {=u32} sectors", d.sectors);
             let (cfg, persist, report) = nv::load(&mut d);
+            match report {
+                nv::LoadReport::Loaded { generation, other: None, .. } => info!("config: generation {=u32}", generation),
+                nv::LoadReport::Loaded { generation, other: Some(_), .. } => {
+                    warn!("config: generation {=u32}, the other copy is unusable", generation)
+                }
+                _ => warn!("config: no valid copy, factory settings"),
+            }
             let _ = writeln!(con, "{report}");
             (cfg, persist)
         }
         None => {
+            warn!("sd: no card");
             let _ = writeln!(con, "sd: no card: serial link only, factory settings, nothing can be saved");
             (ListenerConfig::factory(), nv::Persist::NONE)
         }
@@ -223,6 +236,7 @@ fn console_line<'c>(
             }
         },
         Request::Apply(cfg) => {
+            info!("console: settings saved");
             if place.as_ref().is_some_and(|a| a.gate_opened()) {
                 let _ = writeln!(con, "the boot is already released; the saved settings apply at next power-on");
             } else {
@@ -242,11 +256,18 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
     let disk = disk.and_then(|mut d| disk_has_area(&mut d, con).then_some(d));
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = App::new_in(place, cfg, disk, Some(link), GpioGate, now()) {
+        warn!("listener refused to start");
         let _ = writeln!(con, "ERROR: {e}\nholding the boot until this is fixed (type help)");
         return;
     }
     if let Some(a) = place.as_ref() {
         let c = a.config();
+        info!(
+            "listener started: timeout {=u64} ms, poll {=u64} ms, disk medium {=bool}",
+            a.listener().params().timeout.as_millis(),
+            c.poll_period.as_millis(),
+            a.disk_medium().is_some()
+        );
         let _ = writeln!(
             con,
             "listening: role {}, cluster {:#x}, watching node {}, timeout {}, poll {}, media: {}",
@@ -262,6 +283,14 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
 
 #[inline(never)]
 fn report<DE: core::fmt::Debug>(con: &mut Console, ev: Event<DE, core::convert::Infallible>, disk_error_shown: &mut bool) {
+    match &ev {
+        Event::State(s) => info!("state: {=str}", s.name()),
+        Event::Released(_) | Event::PassThrough => info!("BOOT RELEASED"),
+        Event::ClaimWritten { .. } => info!("takeover claim written"),
+        Event::ClaimFailed(_) => warn!("takeover claim not written"),
+        Event::DiskReadFailed(_) => warn!("shared disk read failed"),
+        _ => {}
+    }
     let _ = match ev {
         Event::State(s) => writeln!(con, "state: {}", s.name()),
         Event::TimeoutRaised { configured, disk } => {

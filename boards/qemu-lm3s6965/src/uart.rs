@@ -47,11 +47,6 @@ impl Uart {
         self.0.dr().write(b as u32);
     }
 
-    pub fn write_all(self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_byte(b);
-        }
-    }
 
     /// Interrupt handler body: hardware FIFO → ring; masks itself if the ring is full.
     pub fn on_interrupt<const N: usize>(self, ring: &Ring<N>) {
