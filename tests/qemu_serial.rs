@@ -33,12 +33,22 @@ fn one_medium_dies(first_dies: &str) {
     let dir = tempdir();
     let sd = sd_image(dir.path(), "sd.img", Some(TIMEOUT_MS), Some(&listener_config(TIMEOUT_MS)));
     let scratch = sd_image(dir.path(), "agent-disk.img", Some(TIMEOUT_MS), None);
-    let q = Qemu::start(dir.path(), &sd);
+    let mut q = Qemu::start(dir.path(), &sd);
     q.wait_for("media: disk+serial", 0, Duration::from_secs(10));
     let mut disk_agent = Agent::start(&agent_config(dir.path(), "disk-agent.toml", &sd, None));
     let mut serial_agent = Agent::start(&agent_config(dir.path(), "serial-agent.toml", &scratch, Some(&q.link)));
     q.wait_for("state: watching", 0, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(500)); // both media carrying beats
+    // Both media must be carrying beats before one dies (the status screen says so).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = q.command("status");
+        let live = |m: &str| s.lines().any(|l| l.trim_start().starts_with(m) && !l.contains("heartbeat never") && !l.contains("accepted 0,"));
+        if live("disk") && live("serial") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both media never carried heartbeats:\n{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (dead, alive) = if first_dies == "disk" { (&mut disk_agent, &mut serial_agent) } else { (&mut serial_agent, &mut disk_agent) };
     dead.assert_running();
     dead.kill();
