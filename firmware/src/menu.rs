@@ -485,6 +485,7 @@ impl core::fmt::Display for MenuConfigError {
             "poll_period" => "poll",
             "primary_node" => "primary",
             "node_id" => "node",
+            "never_seen" => "never-seen",
             other => other,
         };
         write!(f, "{name}: {}", self.0.problem)
@@ -503,7 +504,7 @@ fn role_name(r: Role) -> &'static str {
 fn parse_key(hex: &str) -> Option<Key> {
     let h = hex.as_bytes();
     let mut bytes = [0u8; rearguard_shared::integrity::MAX_KEY_LEN];
-    if h.len() % 2 != 0 || h.len() / 2 > bytes.len() {
+    if !h.len().is_multiple_of(2) || h.len() / 2 > bytes.len() {
         return None;
     }
     for (i, pair) in h.chunks_exact(2).enumerate() {
@@ -590,6 +591,7 @@ mod tests {
             (b"set key 12zz\r", "error: key"),
             (b"set role boss\r", "error: role"),
             (b"set primary 1\r", "error: primary: must differ"),
+            (b"set never-seen 500\r", "error: never-seen: the initial wait must be at least the timeout"),
             (b"set colour blue\r", "unknown setting"),
             (b"set timeout\r", "usage: set"),
             (b"frobnicate\r", "unknown command"),

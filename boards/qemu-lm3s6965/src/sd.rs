@@ -303,7 +303,7 @@ impl SdDisk<'_> {
     fn first_sector(&self, offset: u64, len: usize) -> Result<u32, DiskError> {
         let first = offset / SECTOR as u64;
         let n = len.div_ceil(SECTOR) as u64;
-        if offset % SECTOR as u64 != 0 || first + n > self.sectors as u64 {
+        if !offset.is_multiple_of(SECTOR as u64) || first + n > self.sectors as u64 {
             return Err(DiskError::OutOfRange(offset));
         }
         Ok(first as u32)
