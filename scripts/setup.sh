@@ -33,4 +33,10 @@ fi
 for t in "${RUST_TARGETS[@]}"; do
   rustup target list --installed | grep -qx "$t" || rustup target add "$t"
 done
+
+# Reads the firmware's defmt logs (boards/qemu-lm3s6965/README.md); no test needs it, so CI
+# (CI=true) skips the few minutes it takes to build.
+if [[ -z "${CI:-}" ]] && ! command -v defmt-print >/dev/null; then
+  cargo install defmt-print --locked
+fi
 echo "setup: ok"

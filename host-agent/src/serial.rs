@@ -202,6 +202,32 @@ mod tests {
     }
 
     #[test]
+    fn frames_arrive_on_a_tty() {
+        // A pseudo-terminal pair stands in for a null-modem cable: the sink writes the slave
+        // side (set raw at 115200), the test reads the master side.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
+        let mut sink = SerialSink::new(SerialSection { path: slave, baud: 115_200 });
+        sink.send(b"RG\x00tty");
+        assert_eq!((sink.sent, sink.dropped), (1, 0));
+        let mut master = std::fs::File::from(pty.master);
+        let mut r = FrameReader::new();
+        let mut buf = [0u8; 64];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = master.read(&mut buf).unwrap();
+            if let Some(f) = buf[..n].iter().find_map(|&b| match r.feed(b) {
+                Feed::Frame(n) => Some(r.frame()[..n].to_vec()),
+                _ => None,
+            }) {
+                assert_eq!(f, b"RG\x00tty");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no frame on the pty");
+        }
+    }
+
+    #[test]
     fn a_missing_path_is_retried_not_fatal() {
         let mut sink = SerialSink::new(SerialSection { path: "/nonexistent/rearguard.sock".into(), baud: 115_200 });
         sink.send(b"RGx");
