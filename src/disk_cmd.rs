@@ -161,7 +161,7 @@ enum SlotView {
 fn read_slot(disk: &mut DirectDisk, off: u64, v: &Verifier<'_>) -> anyhow::Result<(Result<Heartbeat, Reject>, bool)> {
     let mut block = [0u8; BLOCK];
     disk.read_block(off, &mut block)?;
-    let has_mac = block[0..2] == heartbeat::MAGIC && block[3] & 1 != 0;
+    let has_mac = block[0..2] == heartbeat::MAGIC && rearguard_shared::frame::has_mac(&block);
     Ok((heartbeat::decode(&block, v), has_mac))
 }
 

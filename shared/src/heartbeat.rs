@@ -1,33 +1,17 @@
-//! The heartbeat record and its frame.
-//!
-//! Frame layout (all integers little-endian):
-//!
-//! | bytes | field |
-//! |---|---|
-//! | 2 | magic `RG` |
-//! | 1 | protocol version |
-//! | 1 | flags (bit 0: a MAC tag follows the body) |
-//! | 1 | body length *n* |
-//! | *n* | postcard-encoded [`Heartbeat`] |
-//! | 16 | truncated HMAC-SHA256 over everything before it (only if flagged) |
-//! | 4 | CRC-32C over everything before it |
-//!
-//! The CRC is checked first (cheap, catches torn sectors and line noise), then the version,
-//! then the MAC, then the body. The frame never contains a zero-length body, and a block of
-//! zeros is reported as "never written" rather than as corruption.
+//! The heartbeat record. It travels in the common envelope of [`crate::frame`] (magic `RG`):
+//! version, optional truncated HMAC-SHA256 tag, CRC-32C.
 
-use crate::integrity::{crc32c, Key, TAG_LEN};
+use crate::frame;
+use crate::integrity::Key;
 use crate::time::Duration;
 use crate::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 2] = *b"RG";
-const HEADER_LEN: usize = 5;
-const FLAG_MAC: u8 = 0x01;
 /// Largest postcard body (the record's varints at their widest fit in 60 bytes).
 pub const MAX_BODY: usize = 64;
 /// Largest frame on any medium.
-pub const MAX_FRAME: usize = HEADER_LEN + MAX_BODY + TAG_LEN + 4;
+pub const MAX_FRAME: usize = frame::max_frame(MAX_BODY);
 
 /// What a node is configured to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,69 +167,12 @@ pub struct Verifier<'a> {
 /// # Panics
 /// If `buf` is shorter than [`MAX_FRAME`]; callers size buffers with that constant.
 pub fn encode(hb: &Heartbeat, key: Option<&Key>, buf: &mut [u8]) -> usize {
-    assert!(buf.len() >= MAX_FRAME, "heartbeat buffer must hold MAX_FRAME bytes");
-    buf[0..2].copy_from_slice(&MAGIC);
-    buf[2] = PROTOCOL_VERSION;
-    buf[3] = if key.is_some() { FLAG_MAC } else { 0 };
-    let body_len = postcard::to_slice(hb, &mut buf[HEADER_LEN..HEADER_LEN + MAX_BODY])
-        .expect("a heartbeat always fits in MAX_BODY")
-        .len();
-    buf[4] = body_len as u8;
-    let mut end = HEADER_LEN + body_len;
-    if let Some(key) = key {
-        let tag = key.tag(&buf[..end]);
-        buf[end..end + TAG_LEN].copy_from_slice(&tag);
-        end += TAG_LEN;
-    }
-    let crc = crc32c(&buf[..end]);
-    buf[end..end + 4].copy_from_slice(&crc.to_le_bytes());
-    end + 4
+    frame::seal(MAGIC, MAX_BODY, hb, key, buf)
 }
 
-/// Decodes and verifies one frame. Trailing bytes after the frame are ignored (a disk slot
-/// is a whole block; the frame sits at its start).
+/// Decodes and verifies one heartbeat frame (see [`crate::frame`] for the checks and order).
 pub fn decode(bytes: &[u8], v: &Verifier<'_>) -> Result<Heartbeat, Reject> {
-    if bytes.iter().take(MAX_FRAME).all(|&b| b == 0) {
-        return Err(Reject::NeverWritten);
-    }
-    if bytes.len() < HEADER_LEN {
-        return Err(Reject::Truncated);
-    }
-    if bytes[0..2] != MAGIC {
-        return Err(Reject::BadMagic);
-    }
-    let has_mac = bytes[3] & FLAG_MAC != 0;
-    let body_len = bytes[4] as usize;
-    if body_len == 0 || body_len > MAX_BODY {
-        return Err(Reject::Truncated);
-    }
-    let signed_end = HEADER_LEN + body_len;
-    let crc_at = signed_end + if has_mac { TAG_LEN } else { 0 };
-    if bytes.len() < crc_at + 4 {
-        return Err(Reject::Truncated);
-    }
-    let mut crc = [0u8; 4];
-    crc.copy_from_slice(&bytes[crc_at..crc_at + 4]);
-    if crc32c(&bytes[..crc_at]) != u32::from_le_bytes(crc) {
-        return Err(Reject::BadCrc);
-    }
-    if bytes[2] != PROTOCOL_VERSION {
-        return Err(Reject::UnsupportedVersion { found: bytes[2] });
-    }
-    match (v.key, has_mac) {
-        (Some(_), false) => return Err(Reject::MissingMac),
-        (Some(key), true) => {
-            if !key.verify(&bytes[..signed_end], &bytes[signed_end..crc_at]) {
-                return Err(Reject::BadMac);
-            }
-        }
-        // No key configured: a tag, if present, cannot be checked and is ignored.
-        (None, _) => {}
-    }
-    let hb: Heartbeat = match postcard::from_bytes(&bytes[HEADER_LEN..signed_end]) {
-        Ok(hb) => hb,
-        Err(_) => return Err(Reject::Malformed),
-    };
+    let hb: Heartbeat = frame::open(MAGIC, MAX_BODY, bytes, v.key)?;
     if hb.cluster_id != v.cluster_id {
         return Err(Reject::WrongCluster { found: hb.cluster_id });
     }

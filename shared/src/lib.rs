@@ -15,6 +15,7 @@ pub mod detector;
 pub mod disk;
 pub mod election;
 pub mod fencing;
+pub mod frame;
 pub mod heartbeat;
 pub mod image;
 pub mod integrity;
