@@ -157,8 +157,10 @@ fn one_takeover(interval_ms: u64, timeout_ms: u64, poll_ms: u64, verbose: bool) 
     wait_for(&rx, "state watching", Duration::from_millis(timeout_ms * 5 + 5000))?;
     say("listener sees the primary's heartbeat advancing: watching");
 
-    // Let it run a while, so the kill lands at an arbitrary point of the interval.
-    std::thread::sleep(Duration::from_millis(3 * interval_ms + 337 % interval_ms.max(1)));
+    // Let it run a while; the kill lands at a random point of the heartbeat interval, so
+    // repeated runs sample every phase between two writes.
+    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    std::thread::sleep(Duration::from_millis(3 * interval_ms + jitter % interval_ms.max(1)));
     let killed = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGKILL)?;
     let _ = agent.0.wait();
