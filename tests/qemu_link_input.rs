@@ -121,6 +121,8 @@ fn bad_frames_are_rejected_and_counted_and_never_keep_the_primary_alive() {
 
     let status = q.command("status");
     println!("{status}");
+    let (peak, room) = assert_stack_within_budget(&status);
+    println!("stack: peak {peak} of {room} bytes (keyed frames: HMAC-SHA256 on the deepest path)");
     println!("sent: {n_crc} bad-crc, {n_cluster} wrong-cluster, {n_mac} bad-mac, {n_replay} replays, {n_random} noise bursts");
     assert!(count(&status, "bad-crc") >= n_crc, "{status}");
     assert_eq!(count(&status, "wrong-cluster"), n_cluster, "{status}");

@@ -61,5 +61,6 @@ fn a_saved_timeout_persists_and_a_corrupt_copy_a_falls_back_to_copy_b() {
     assert!(out.contains("BOOT RELEASED: released by operator"), "{out}");
     let out = q.command("status");
     assert!(out.contains("gate RELEASED"), "{out}");
+    assert_stack_within_budget(&out);
     println!("{out}");
 }

@@ -70,8 +70,9 @@ pub struct Status {
     /// Link chunks that were not frames: (name, count).
     pub framing: [(&'static str, u32); 2],
     pub gate_open: bool,
-    /// Deepest stack use so far, in bytes, where the board measures it.
-    pub stack_peak: Option<u32>,
+    /// Deepest stack use so far and the RAM left for the stack, in bytes, where the board
+    /// measures them.
+    pub stack_peak: Option<(u32, u32)>,
 }
 
 impl Status {
@@ -143,7 +144,7 @@ impl Status {
         }
         writeln!(out)?;
         match self.stack_peak {
-            Some(n) => writeln!(out, "  stack peak {n} bytes"),
+            Some((n, room)) => writeln!(out, "  stack peak {n} of {room} bytes"),
             None => Ok(()),
         }
     }

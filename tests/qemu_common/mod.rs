@@ -286,6 +286,17 @@ impl Drop for Agent {
     }
 }
 
+/// Checks the status screen's "stack peak N of M bytes": the stack stayed within the RAM the
+/// statics leave it (8 KiB in all), with a margin. Returns (N, M).
+pub fn assert_stack_within_budget(status: &str) -> (u32, u32) {
+    let line = status.lines().find(|l| l.contains("stack peak")).unwrap_or_else(|| panic!("no stack line: {status}"));
+    let nums: Vec<u32> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let (peak, room) = (nums[0], nums[1]);
+    assert!(peak + 64 <= room, "stack peak {peak} bytes leaves less than 64 of {room} bytes: {line}");
+    assert!(room <= 8192, "RAM region larger than the 8 KiB budget: {line}");
+    (peak, room)
+}
+
 pub fn median(v: &mut [u128]) -> u128 {
     v.sort_unstable();
     v[v.len() / 2]

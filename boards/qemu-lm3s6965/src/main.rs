@@ -224,7 +224,7 @@ fn console_line<'c>(
 ) -> bool {
     let t = now();
     let mut status = Status::of(place.as_ref(), framing(), t);
-    status.stack_peak = Some(stack::peak());
+    status.stack_peak = Some((stack::peak(), stack::room()));
     let mut restarted = false;
     match menu.run_line(&status, nv.as_mut(), con) {
         Request::None => {}

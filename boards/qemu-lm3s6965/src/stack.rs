@@ -33,7 +33,13 @@ pub fn paint() {
     }
 }
 
-/// Bytes of stack used at the deepest point so far.
+/// Bytes of RAM the stack can use: from the end of the statics to the top of RAM.
+pub fn room() -> u32 {
+    let (lo, hi) = bounds();
+    (hi - lo as usize) as u32
+}
+
+/// Bytes of stack used at the deepest point so far (equal to [`room`] if it overflowed).
 pub fn peak() -> u32 {
     let (lo, hi) = bounds();
     let mut p = lo;
