@@ -4,7 +4,7 @@
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::detector::MediumKind;
-use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, BLOCK};
+use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
 use rearguard_shared::heartbeat::{self, Role, Verifier, MAX_FRAME};
 use rearguard_shared::listener::{Action, ListenerState, MediumId, ReleaseReason, StandbyListener};
 use rearguard_shared::{Duration, Instant};
@@ -78,7 +78,7 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
     gate: G,
     gate_opened: bool,
     pending_start: Option<Event<D::Error, G::Error>>,
-    block: [u8; BLOCK],
+    block: [u8; RECORD_SECTOR],
 }
 
 impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
@@ -113,7 +113,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             gate,
             gate_opened: false,
             pending_start: None,
-            block: [0u8; BLOCK],
+            block: [0u8; RECORD_SECTOR],
         });
         let Some(app) = place.as_mut() else { unreachable!() };
         if let Some(mut dev) = disk {
@@ -141,8 +141,8 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         Ok(())
     }
 
-    fn check_disk(dev: &mut D, cfg: &ListenerConfig, block: &mut [u8; BLOCK]) -> Result<DiskHeader, StartError<D::Error>> {
-        dev.read_block(0, block).map_err(StartError::DiskRead)?;
+    fn check_disk(dev: &mut D, cfg: &ListenerConfig, block: &mut [u8; RECORD_SECTOR]) -> Result<DiskHeader, StartError<D::Error>> {
+        dev.read_record(0, block).map_err(StartError::DiskRead)?;
         let header = DiskHeader::decode(block).map_err(StartError::Header)?;
         if header.cluster_id != cfg.cluster_id {
             return Err(StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id });
@@ -187,7 +187,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         }
         if let Some(d) = self.disk.as_mut() {
             let id = d.id;
-            match d.dev.read_block(d.slot, &mut self.block) {
+            match d.dev.read_record(d.slot, &mut self.block) {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() });
                     let acts = self.listener.on_frame(id, frame, now);
@@ -233,7 +233,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
                     if let Some(d) = self.disk.as_mut() {
                         let msg = MailboxMessage::TakeoverClaim { by: self.cfg.node_id, primary_epoch: primary_epoch.unwrap_or(0) };
                         msg.encode(&mut self.block);
-                        match d.dev.write_block(d.mailbox, &self.block) {
+                        match d.dev.write_record(d.mailbox, &self.block) {
                             Ok(()) => {
                                 let _ = ev.push(Event::ClaimWritten { primary_epoch });
                             }
@@ -265,6 +265,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rearguard_shared::disk::BLOCK;
     use rearguard_shared::disk::area_len;
     use rearguard_shared::heartbeat::{encode, HealthFlags, Heartbeat, NodeState, MAX_FRAME};
     use std::vec;
@@ -274,14 +275,14 @@ mod tests {
     struct RamDisk(Vec<u8>);
     impl SharedDisk for RamDisk {
         type Error = ();
-        fn read_block(&mut self, off: u64, buf: &mut [u8; BLOCK]) -> Result<(), ()> {
+        fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
             let o = off as usize;
-            buf.copy_from_slice(self.0.get(o..o + BLOCK).ok_or(())?);
+            buf.copy_from_slice(self.0.get(o..o + RECORD_SECTOR).ok_or(())?);
             Ok(())
         }
-        fn write_block(&mut self, off: u64, buf: &[u8; BLOCK]) -> Result<(), ()> {
+        fn write_record(&mut self, off: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), ()> {
             let o = off as usize;
-            self.0.get_mut(o..o + BLOCK).ok_or(())?.copy_from_slice(buf);
+            self.0.get_mut(o..o + RECORD_SECTOR).ok_or(())?.copy_from_slice(buf);
             Ok(())
         }
     }
@@ -309,9 +310,9 @@ mod tests {
             uuid: [0; 16],
         };
         let mut d = RamDisk(vec![0u8; area_len(2) as usize]);
-        let mut b = [0u8; BLOCK];
+        let mut b = [0u8; RECORD_SECTOR];
         h.encode(&mut b);
-        d.write_block(0, &b).unwrap();
+        d.write_record(0, &b).unwrap();
         d
     }
 
@@ -330,9 +331,9 @@ mod tests {
         };
         let mut f = [0u8; MAX_FRAME];
         let n = encode(&hb, None, &mut f);
-        let mut b = [0u8; BLOCK];
+        let mut b = [0u8; RECORD_SECTOR];
         b[..n].copy_from_slice(&f[..n]);
-        app.disk.as_mut().unwrap().dev.write_block(BLOCK as u64, &b).unwrap();
+        app.disk.as_mut().unwrap().dev.write_record(BLOCK as u64, &b).unwrap();
     }
 
     #[test]
@@ -359,8 +360,8 @@ mod tests {
         assert_eq!(app.gate.0, 1);
         assert!(app.release_now(Instant::from_millis(20_000)).is_empty());
         assert_eq!(app.gate.0, 1);
-        let mut b = [0u8; BLOCK];
-        app.disk.as_mut().unwrap().dev.read_block(3 * BLOCK as u64, &mut b).unwrap();
+        let mut b = [0u8; RECORD_SECTOR];
+        app.disk.as_mut().unwrap().dev.read_record(3 * BLOCK as u64, &mut b).unwrap();
         assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 1 }));
     }
 

@@ -1,16 +1,19 @@
 //! What a board must provide. Each trait is as small as the application needs.
 
 use rearguard_shared::config::RECORD_LEN;
-use rearguard_shared::disk::BLOCK;
+use rearguard_shared::disk::RECORD_SECTOR;
 
 /// Which of the two config copies (A/B) a [`NvStore`] call addresses.
 pub use rearguard_shared::config::Copy as NvCopy;
 
-/// The shared disk, addressed in whole 4096-byte blocks at 4096-byte offsets.
+/// The shared disk. Every structure on it is a 4096-byte block whose meaningful bytes sit in
+/// its first 512-byte sector, so the application moves only that sector: `offset` is the
+/// block's byte offset. A board whose device needs whole blocks (O_DIRECT on a 4Kn disk)
+/// reads the block and hands over its first sector, and writes the sector zero-padded.
 pub trait SharedDisk {
     type Error: core::fmt::Debug;
-    fn read_block(&mut self, offset: u64, buf: &mut [u8; BLOCK]) -> Result<(), Self::Error>;
-    fn write_block(&mut self, offset: u64, buf: &[u8; BLOCK]) -> Result<(), Self::Error>;
+    fn read_record(&mut self, offset: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
+    fn write_record(&mut self, offset: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
 }
 
 /// A link that delivers whole heartbeat frames (already de-framed, e.g. COBS-decoded).
@@ -39,10 +42,10 @@ pub trait NvStore {
 pub struct NoDisk;
 impl SharedDisk for NoDisk {
     type Error = core::convert::Infallible;
-    fn read_block(&mut self, _: u64, _: &mut [u8; BLOCK]) -> Result<(), Self::Error> {
+    fn read_record(&mut self, _: u64, _: &mut [u8; RECORD_SECTOR]) -> Result<(), Self::Error> {
         unreachable!("NoDisk is never read: the app only polls configured media")
     }
-    fn write_block(&mut self, _: u64, _: &[u8; BLOCK]) -> Result<(), Self::Error> {
+    fn write_record(&mut self, _: u64, _: &[u8; RECORD_SECTOR]) -> Result<(), Self::Error> {
         unreachable!("NoDisk is never written")
     }
 }

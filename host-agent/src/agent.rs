@@ -192,8 +192,14 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
         } else {
             match check_mailbox(cfg, &mut disk, mailbox, &mut block) {
                 Ok(()) => {
-                    last_good.store(now().as_millis(), Ordering::Release);
+                    let done = now();
+                    last_good.store(done.as_millis(), Ordering::Release);
                     fencer.pet();
+                    // Early warning, before the deadline fences the node: the disk is slow.
+                    let took = done.saturating_since(t);
+                    if took.saturating_mul(2) > cfg.write_deadline {
+                        tracing::warn!(took_ms = took.as_millis(), deadline_ms = cfg.write_deadline.as_millis(), "slow heartbeat cycle (write + mailbox read)");
+                    }
                 }
                 Err(e @ (AgentError::Claimed { .. } | AgentError::MailboxCorrupt { .. })) => {
                     stop.store(true, Ordering::Relaxed);

@@ -15,6 +15,10 @@ use crate::integrity::crc32c;
 use crate::time::Duration;
 
 pub const BLOCK: usize = 4096;
+/// The first sector of every block holds all of its meaningful bytes: a reader may read
+/// just this much (an 8 KiB controller cannot spare 4 KiB for a block buffer), and a writer
+/// may write just this much where the device allows it.
+pub const RECORD_SECTOR: usize = 512;
 pub const HEADER_MAGIC: [u8; 8] = *b"RGUARD\x00\x01";
 pub const LAYOUT_VERSION: u16 = 1;
 pub const MAX_SLOTS: u8 = 32;
@@ -71,7 +75,8 @@ impl DiskHeader {
         area_len(self.slot_count)
     }
 
-    pub fn encode(&self, block: &mut [u8; BLOCK]) {
+    /// Encodes into `block` (a whole block, or at least its [`RECORD_SECTOR`]).
+    pub fn encode(&self, block: &mut [u8]) {
         block.fill(0);
         let mut w = Writer { buf: &mut block[..], at: 0 };
         w.put(&HEADER_MAGIC);
@@ -170,7 +175,8 @@ impl core::fmt::Display for MailboxError {
 }
 
 impl MailboxMessage {
-    pub fn encode(&self, block: &mut [u8; BLOCK]) {
+    /// Encodes into `block` (a whole block, or at least its [`RECORD_SECTOR`]).
+    pub fn encode(&self, block: &mut [u8]) {
         block.fill(0);
         if *self == MailboxMessage::Empty {
             return; // an empty mailbox is a zeroed block

@@ -7,20 +7,35 @@ use rearguard_firmware::board::{BootGate, NoLink, SharedDisk};
 use rearguard_host_agent::blockdev::{DirectDisk, DiskError};
 use rearguard_host_agent::config::LinuxListenerConfig;
 use rearguard_host_agent::time::now;
-use rearguard_shared::disk::BLOCK;
+use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
 use rearguard_shared::listener::ListenerState;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub struct LinuxDisk(pub DirectDisk);
+/// The shared disk through O_DIRECT, which needs whole aligned blocks on 4Kn devices: the
+/// record sector is cut from (or zero-padded into) a full block.
+pub struct LinuxDisk {
+    dev: DirectDisk,
+    block: Box<[u8; BLOCK]>,
+}
+
+impl LinuxDisk {
+    pub fn new(dev: DirectDisk) -> LinuxDisk {
+        LinuxDisk { dev, block: Box::new([0; BLOCK]) }
+    }
+}
 
 impl SharedDisk for LinuxDisk {
     type Error = DiskError;
-    fn read_block(&mut self, offset: u64, buf: &mut [u8; BLOCK]) -> Result<(), DiskError> {
-        self.0.read_block(offset, buf)
+    fn read_record(&mut self, offset: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), DiskError> {
+        self.dev.read_block(offset, &mut self.block)?;
+        buf.copy_from_slice(&self.block[..RECORD_SECTOR]);
+        Ok(())
     }
-    fn write_block(&mut self, offset: u64, buf: &[u8; BLOCK]) -> Result<(), DiskError> {
-        self.0.write_block(offset, buf)
+    fn write_record(&mut self, offset: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), DiskError> {
+        self.block.fill(0);
+        self.block[..RECORD_SECTOR].copy_from_slice(buf);
+        self.dev.write_block(offset, &self.block)
     }
 }
 
@@ -68,7 +83,7 @@ pub enum ListenerExit {
 /// Runs the listener until it releases the boot (then returns) or `stop` is set. Every event
 /// is printed as a line on `console`; the release line starts with `BOOT RELEASED`.
 pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool) -> Result<ListenerExit, ListenerError> {
-    let disk = LinuxDisk(DirectDisk::open(&cfg.device, true)?);
+    let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, true)?);
     let gate = CommandGate { argv: cfg.gate_command.clone() };
     let start = now();
     let mut app: App<LinuxDisk, NoLink, CommandGate> = App::new(cfg.listener.clone(), Some(disk), None, gate, start)

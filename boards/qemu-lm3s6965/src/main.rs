@@ -145,7 +145,7 @@ fn main() -> ! {
     // A fresh handle on the card whenever one is needed (disk medium, config store).
     let handle = || card.as_ref().ok().map(|c| sd::SdDisk { card: c, sectors: c.borrow().sectors });
     let (cfg, persist) = boot_config(handle(), &mut con);
-    // Built in place: the application's 4 KiB block buffer must not be copied on the stack.
+    // Built in place: the application must not be copied on the stack.
     let mut place: Option<BoardApp> = None;
     start(&mut place, cfg.clone(), handle(), &mut con);
     let mut menu = Menu::new(cfg, persist);

@@ -6,12 +6,13 @@
 //! which embedded-sdmmc 0.8 treats as `Cmd58Error`, so it never brings the card up under
 //! QEMU. This driver accepts any R1 without error bits there, and only uses the commands every
 //! SPI-mode card supports: CMD0, CMD8, ACMD41, CMD58, CMD16, CMD9, CMD17, CMD24.
-//! Rearguard's 4096-byte blocks are 8 consecutive 512-byte sectors, one command each.
+//! The application moves only the first 512-byte sector of each 4096-byte block (where every
+//! on-disk record lives): one single-sector command each way.
 
 use crate::regs::{ssi0, GPIO_A, GPIO_D, RCGC1, RCGC2};
 use rearguard_firmware::board::{NvCopy, NvStore, SharedDisk};
 use rearguard_shared::config::RECORD_LEN;
-use rearguard_shared::disk::BLOCK;
+use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
 
 const SR_TNF: u32 = 1 << 1;
 const SR_RNE: u32 = 1 << 2;
@@ -320,19 +321,14 @@ impl SdDisk<'_> {
 
 impl SharedDisk for SdDisk<'_> {
     type Error = DiskError;
-    fn read_block(&mut self, offset: u64, buf: &mut [u8; BLOCK]) -> Result<(), DiskError> {
-        let first = self.first_sector(offset, BLOCK)?;
-        for (i, chunk) in buf.chunks_exact_mut(SECTOR).enumerate() {
-            self.read_sector(first + i as u32, chunk)?;
-        }
-        Ok(())
+    // One SD sector is exactly a block's record sector: a single-sector command each way.
+    fn read_record(&mut self, offset: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), DiskError> {
+        let s = self.first_sector(offset, BLOCK)?;
+        self.read_sector(s, buf)
     }
-    fn write_block(&mut self, offset: u64, buf: &[u8; BLOCK]) -> Result<(), DiskError> {
-        let first = self.first_sector(offset, BLOCK)?;
-        for (i, chunk) in buf.chunks_exact(SECTOR).enumerate() {
-            self.write_sector(first + i as u32, chunk)?;
-        }
-        Ok(())
+    fn write_record(&mut self, offset: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), DiskError> {
+        let s = self.first_sector(offset, BLOCK)?;
+        self.write_sector(s, buf)
     }
 }
 
