@@ -89,3 +89,49 @@ fn maintenance_hands_over_and_never_takes_over() {
     assert!(p.ctl(0, &["maintenance", "off"]).status.success());
     p.wait_until(Duration::from_secs(2), "node 1 takes over once out of maintenance", |p| p.holders() == vec![0]);
 }
+
+#[test]
+fn hooks_get_keepalived_arguments_and_rg_variables() {
+    let dir = std::env::temp_dir().join(format!("rg-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("hook-a.out");
+    let hook = dir.join("hook.sh");
+    let _ = std::fs::remove_file(&out);
+    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@ state=$RG_STATE term=$RG_TERM node=$RG_NODE_ID\" >> {}\n", out.display())).unwrap();
+    must(&["chmod", "+x", hook.to_str().unwrap()]);
+    let mut a = NodeOpts::new(200);
+    a.pair_keys = format!("hooks = [\"{}\"]", hook.display());
+    let mut p = Pair::new(false, a, NodeOpts::new(100));
+    p.start_both();
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    p.wait_until(Duration::from_secs(3), "node 1's hook ran with MASTER", |_| read().contains("INSTANCE VI_TEST MASTER 200 state=active"));
+    assert!(p.ctl(0, &["switchover"]).status.success());
+    p.wait_until(Duration::from_secs(3), "the hook ran with BACKUP after the switchover", |_| {
+        read().contains("INSTANCE VI_TEST BACKUP 200 state=standby")
+    });
+    assert!(read().contains("node=1"), "{}", read());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_ipv6_vip_moves_with_an_unsolicited_neighbour_advertisement() {
+    let mut a = NodeOpts::new(200);
+    let mut b = NodeOpts::new(100);
+    for o in [&mut a, &mut b] {
+        o.extra = "[[pair.vip]]\naddress = \"fd00:200::100/64\"\ninterface = \"lan\"\n".into();
+    }
+    let mut p = Pair::new(false, a, b);
+    must(&["ip", "-n", &p.ns("c"), "-6", "addr", "add", "fd00:200::10/64", "dev", "lan", "nodad"]);
+    p.start_both();
+    let ping6 = |p: &Pair| sh(&["ip", "netns", "exec", &p.ns("c"), "ping", "-6", "-c1", "-W0.3", "-n", "-q", "fd00:200::100"]).status.success();
+    let neigh6 = |p: &Pair| {
+        let o = must(&["ip", "-n", &p.ns("c"), "-6", "neigh", "show", "fd00:200::100"]);
+        o.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_string)
+    };
+    p.wait_until(Duration::from_secs(5), "client reaches the IPv6 VIP on node 1", |p| ping6(p) && neigh6(p) == Some(p.mac(0)));
+    assert!(p.ctl(0, &["switchover"]).status.success());
+    // The client's neighbour entry flips to node 2 without waiting for it to go stale:
+    // that is the unsolicited NA (override flag) at work.
+    p.wait_until(Duration::from_secs(2), "client's neighbour entry for the IPv6 VIP names node 2", |p| neigh6(p) == Some(p.mac(1)));
+    p.wait_until(Duration::from_secs(3), "client reaches the IPv6 VIP on node 2", |p| ping6(p));
+}

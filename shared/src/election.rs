@@ -43,9 +43,9 @@
 
 use crate::detector::{FailureDetector, MediumKind};
 use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
-use crate::integrity::{crc32c, Key, TAG_LEN};
+use crate::frame;
+use crate::integrity::Key;
 use crate::time::{Duration, Instant};
-use crate::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
 
 /// Most heartbeat media one node uses (LAN, side link, serial, disk).
@@ -55,17 +55,15 @@ pub const MAX_MEDIA: usize = 4;
 // Wire format
 // ---------------------------------------------------------------------------------------
 
-/// Magic of a pair advert frame ("Rearguard Pair"); otherwise laid out like a heartbeat
-/// frame (see [`crate::heartbeat`]): magic, version, flags, body length, postcard body,
-/// optional truncated HMAC-SHA256, CRC-32C.
+/// Magic of a pair advert frame ("Rearguard Pair"), in the common envelope
+/// ([`crate::frame`]): magic, version, flags, body length, postcard body, optional
+/// truncated HMAC-SHA256, CRC-32C.
 pub const ADVERT_MAGIC: [u8; 2] = *b"RP";
-const HEADER_LEN: usize = 5;
-const FLAG_MAC: u8 = 0x01;
 /// Largest postcard body of an [`Advert`] (heartbeat ≤ 60, priority 1, term ≤ 5, flags 1,
 /// ack ≤ 15).
 pub const MAX_ADVERT_BODY: usize = 96;
 /// Largest advert frame.
-pub const MAX_ADVERT_FRAME: usize = HEADER_LEN + MAX_ADVERT_BODY + TAG_LEN + 4;
+pub const MAX_ADVERT_FRAME: usize = frame::max_frame(MAX_ADVERT_BODY);
 
 /// What a pair node says about itself, several times a second, on every medium.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,64 +99,12 @@ impl Advert {
 
 /// Encodes an advert into `buf` (at least [`MAX_ADVERT_FRAME`] bytes); returns its length.
 pub fn encode_advert(a: &Advert, key: Option<&Key>, buf: &mut [u8]) -> usize {
-    assert!(buf.len() >= MAX_ADVERT_FRAME, "advert buffer must hold MAX_ADVERT_FRAME bytes");
-    buf[0..2].copy_from_slice(&ADVERT_MAGIC);
-    buf[2] = PROTOCOL_VERSION;
-    buf[3] = if key.is_some() { FLAG_MAC } else { 0 };
-    let body_len = postcard::to_slice(a, &mut buf[HEADER_LEN..HEADER_LEN + MAX_ADVERT_BODY])
-        .expect("an advert always fits in MAX_ADVERT_BODY")
-        .len();
-    buf[4] = body_len as u8;
-    let mut end = HEADER_LEN + body_len;
-    if let Some(key) = key {
-        let tag = key.tag(&buf[..end]);
-        buf[end..end + TAG_LEN].copy_from_slice(&tag);
-        end += TAG_LEN;
-    }
-    let crc = crc32c(&buf[..end]);
-    buf[end..end + 4].copy_from_slice(&crc.to_le_bytes());
-    end + 4
+    frame::seal(ADVERT_MAGIC, MAX_ADVERT_BODY, a, key, buf)
 }
 
 /// Decodes and verifies one advert frame (CRC, version, MAC when keyed, body, cluster).
 pub fn decode_advert(bytes: &[u8], v: &Verifier<'_>) -> Result<Advert, Reject> {
-    if bytes.is_empty() || bytes.iter().all(|&b| b == 0) {
-        return Err(Reject::NeverWritten);
-    }
-    if bytes.len() < HEADER_LEN {
-        return Err(Reject::Truncated);
-    }
-    if bytes[0..2] != ADVERT_MAGIC {
-        return Err(Reject::BadMagic);
-    }
-    let has_mac = bytes[3] & FLAG_MAC != 0;
-    let body_len = bytes[4] as usize;
-    if body_len == 0 || body_len > MAX_ADVERT_BODY {
-        return Err(Reject::Truncated);
-    }
-    let signed_end = HEADER_LEN + body_len;
-    let crc_at = signed_end + if has_mac { TAG_LEN } else { 0 };
-    if bytes.len() < crc_at + 4 {
-        return Err(Reject::Truncated);
-    }
-    let mut crc = [0u8; 4];
-    crc.copy_from_slice(&bytes[crc_at..crc_at + 4]);
-    if crc32c(&bytes[..crc_at]) != u32::from_le_bytes(crc) {
-        return Err(Reject::BadCrc);
-    }
-    if bytes[2] != PROTOCOL_VERSION {
-        return Err(Reject::UnsupportedVersion { found: bytes[2] });
-    }
-    match (v.key, has_mac) {
-        (Some(_), false) => return Err(Reject::MissingMac),
-        (Some(key), true) => {
-            if !key.verify(&bytes[..signed_end], &bytes[signed_end..crc_at]) {
-                return Err(Reject::BadMac);
-            }
-        }
-        (None, _) => {}
-    }
-    let a: Advert = postcard::from_bytes(&bytes[HEADER_LEN..signed_end]).map_err(|_| Reject::Malformed)?;
+    let a: Advert = frame::open(ADVERT_MAGIC, MAX_ADVERT_BODY, bytes, v.key)?;
     if a.hb.cluster_id != v.cluster_id {
         return Err(Reject::WrongCluster { found: a.hb.cluster_id });
     }
@@ -440,6 +386,8 @@ pub struct Election {
     preempt_ready: bool,
     /// Term of our current (or last) tenure.
     held_term: u32,
+    /// `now` of the latest input.
+    last_now: Instant,
     /// Sequence of our first advert since our position (state, yield, priority) last
     /// changed. The peer's adverts that ack at least this were written knowing it.
     changed_seq: u64,
@@ -470,6 +418,7 @@ impl Election {
             preempt_ready: false,
             held_term: 0,
             changed_seq: 1,
+            last_now: now,
             peer: None,
             media: [MediumStats::new(); MAX_MEDIA],
             seq: 0,
@@ -612,23 +561,30 @@ impl Election {
     }
 
     /// When [`poll`](Self::poll) must next be called at the latest.
+    ///
+    /// Only deadlines still ahead of the last input count: one that has passed was acted on
+    /// then (a dead peer stays dead), and returning it again would make the caller spin.
     pub fn poll_at(&self) -> Instant {
-        let mut at = self.next_advert;
         let dead = self.p.dead_after();
+        let mut at = self.next_advert;
+        let mut consider = |t: Instant| {
+            if t > self.last_now {
+                at = at.min(t);
+            }
+        };
         if self.state == PairState::Starting {
-            at = at.min(self.started + dead);
+            consider(self.started + dead);
         }
         if let Some(pv) = &self.peer {
-            let deadline = pv.last_heard + dead;
-            if deadline > self.started {
-                at = at.min(deadline);
-            }
+            consider(pv.last_heard + dead);
         }
         if let Some(since) = self.preempt_since {
-            at = at.min(since + self.p.preempt_delay);
+            if !self.preempt_ready {
+                consider(since + self.p.preempt_delay);
+            }
         }
         if let Some(until) = self.manual_request_until {
-            at = at.min(until);
+            consider(until);
         }
         at
     }
@@ -637,6 +593,7 @@ impl Election {
 
     /// Timers: periodic advert, peer death, end of the start-up wait, preempt delay.
     pub fn poll(&mut self, now: Instant) -> Actions {
+        self.last_now = self.last_now.max(now);
         let mut out = Actions::new();
         self.evaluate(now, &mut out);
         if now >= self.next_advert && !out.contains(&Action::SendAdvert) {
@@ -651,6 +608,7 @@ impl Election {
     /// A frame from `medium` (0..MAX_MEDIA), decoded by [`decode_advert`] or rejected there.
     /// Rejections are counted per medium and change nothing else.
     pub fn on_frame(&mut self, medium: usize, frame: Result<Advert, Reject>, now: Instant) -> Actions {
+        self.last_now = self.last_now.max(now);
         let mut out = Actions::new();
         let medium = medium.min(MAX_MEDIA - 1);
         let locked_peer = self.peer.map(|pv| pv.node_id());
@@ -736,6 +694,7 @@ impl Election {
 
     /// The tracked checks' combined result (bit set = problem).
     pub fn set_health(&mut self, health: HealthFlags, now: Instant) -> Actions {
+        self.last_now = self.last_now.max(now);
         let mut out = Actions::new();
         if health == self.health {
             return out;
@@ -759,6 +718,7 @@ impl Election {
     }
 
     pub fn set_maintenance(&mut self, on: bool, now: Instant) -> Actions {
+        self.last_now = self.last_now.max(now);
         let mut out = Actions::new();
         if on == self.maintenance {
             return out;

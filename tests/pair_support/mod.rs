@@ -63,6 +63,10 @@ pub struct NodeOpts {
     /// Extra `[[pair.check]]` blocks, verbatim.
     pub checks: String,
     pub key: String,
+    /// `[[pair.vip]]` blocks appended verbatim after the LAN VIP.
+    pub extra: String,
+    /// Extra `[pair]` keys (e.g. hooks), verbatim.
+    pub pair_keys: String,
 }
 
 impl NodeOpts {
@@ -75,6 +79,8 @@ impl NodeOpts {
             preempt_delay_ms: 0,
             checks: String::new(),
             key: KEY.into(),
+            extra: String::new(),
+            pair_keys: String::new(),
         }
     }
 }
@@ -174,10 +180,13 @@ announce_count = 3
 announce_interval_ms = 20
 control_socket = "{sock}"
 state_dir = "{state}"
+{pair_keys}
 
 [[pair.vip]]
 address = "{VIP}/24"
 interface = "lan"
+
+{extra}
 
 {media}
 [[pair.check]]
@@ -197,6 +206,8 @@ interval_ms = 5
             sock = self.socket(i).display(),
             state = self.dir.join(format!("state-{}", Self::node(i))).display(),
             checks = o.checks,
+            extra = o.extra,
+            pair_keys = o.pair_keys,
         );
         let path = self.config_path(i);
         std::fs::write(&path, text).unwrap();

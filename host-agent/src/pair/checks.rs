@@ -22,8 +22,13 @@ pub struct CheckReport {
     pub detail: String,
 }
 
-pub fn spawn(index: usize, check: Check, tx: Sender<super::Event>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+pub fn spawn(index: usize, check: Check, tx: Sender<super::Event>, stop: Arc<AtomicBool>, rt_prio: u8) -> std::io::Result<()> {
     std::thread::Builder::new().name(format!("check-{index}")).stack_size(256 * 1024).spawn(move || {
+        // Carrier checks are the fast path of uplink failover: same priority as the loop.
+        // (Commands they run are reset to normal priority on fork.)
+        if matches!(check.kind, CheckKind::Carrier { .. }) {
+            super::realtime(rt_prio);
+        }
         let mut prober = Prober::new(&check, index);
         let mut state: Option<bool> = None;
         let mut streak = 0u32;

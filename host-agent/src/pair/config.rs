@@ -50,6 +50,9 @@ pub struct PairSection {
     /// Run without a MAC key (refused unless set: heartbeats are authenticated by default).
     #[serde(default)]
     pub insecure_no_key: bool,
+    /// SCHED_RR priority of the election loop, receivers and carrier checks (0 = off).
+    #[serde(default = "default_rt")]
+    pub realtime_priority: u8,
     /// Scripts run on every state change: `SCRIPT INSTANCE NAME STATE PRIORITY`.
     #[serde(default)]
     pub hooks: Vec<PathBuf>,
@@ -61,6 +64,9 @@ pub struct PairSection {
     pub check: Vec<CheckSection>,
 }
 
+fn default_rt() -> u8 {
+    10
+}
 fn default_name() -> String {
     "rearguard".into()
 }
@@ -243,6 +249,7 @@ pub struct PairConfig {
     pub announce_interval: std::time::Duration,
     pub control_socket: PathBuf,
     pub state_dir: PathBuf,
+    pub realtime_priority: u8,
     pub hooks: Vec<PathBuf>,
     pub vips: Vec<Vip>,
     pub media: Vec<Medium>,
@@ -300,6 +307,9 @@ impl PairConfig {
         };
         if p.priority == 0 {
             return Err(err(file, "[pair] priority = 0: use 1..=255 (higher is preferred)"));
+        }
+        if p.realtime_priority > 99 {
+            return Err(err(file, format!("[pair] realtime_priority = {}: use 1..=99 (SCHED_RR), or 0 to run at normal priority", p.realtime_priority)));
         }
         if p.interval_ms == 0 {
             return Err(err(file, "[pair] interval_ms = 0: use at least 1 (100 is typical)"));
@@ -395,6 +405,7 @@ impl PairConfig {
             announce_interval: std::time::Duration::from_millis(p.announce_interval_ms),
             control_socket: p.control_socket,
             state_dir: p.state_dir,
+            realtime_priority: p.realtime_priority,
             hooks: p.hooks,
             vips,
             media,

@@ -123,10 +123,21 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         let tx = tx.clone();
         let key = cfg.key.clone();
         let cluster_id = cfg.cluster_id;
+        let rt = cfg.realtime_priority;
         std::thread::Builder::new().name(format!("rx-{}", m.interface)).stack_size(256 * 1024).spawn(move || {
+            realtime(rt);
             let mut buf = [0u8; 512];
             loop {
-                let Ok((n, _from)) = rxs.recv_from(&mut buf) else { continue };
+                let n = match rxs.recv_from(&mut buf) {
+                    Ok((n, _from)) => n,
+                    Err(e) => {
+                        // E.g. ECONNREFUSED after a unicast send to a peer that is not
+                        // listening yet; never spin on a persistent error.
+                        debug!("receive: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        continue;
+                    }
+                };
                 let v = Verifier { cluster_id, key: key.as_ref() };
                 let frame = decode_advert(&buf[..n], &v);
                 if tx.send(Event::Frame(i, frame)).is_err() {
@@ -137,7 +148,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         media.push((s.sock, s.dest, s.interface));
     }
     for (i, c) in cfg.checks.iter().enumerate() {
-        checks::spawn(i, c.clone(), tx.clone(), stop.clone())?;
+        checks::spawn(i, c.clone(), tx.clone(), stop.clone(), cfg.realtime_priority)?;
     }
     control::serve(&cfg.control_socket, tx.clone(), stop.clone())
         .map_err(|source| PairError::Control { path: cfg.control_socket.clone(), source })?;
@@ -159,6 +170,9 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
     d.execute(acts, t0);
+    if let Some(e) = realtime(cfg.realtime_priority) {
+        warn!("cannot run the election loop at real-time priority {}: {e}; heartbeats may stall under load", cfg.realtime_priority);
+    }
     let watchdog = Watchdog::from_env();
     watchdog.notify("READY=1");
 
@@ -455,6 +469,19 @@ fn run_hooks(cfg: &PairConfig, state: &str, priority: u8, sm: &Election, reason:
             Err(e) => warn!("hook {}: cannot run: {e}", hook.display()),
         }
     }
+}
+
+/// Puts the calling thread under SCHED_RR at `prio` (0 = leave it alone), with
+/// SCHED_RESET_ON_FORK so that hooks, check commands and helper threads it starts run at
+/// normal priority. A loaded machine must not delay heartbeats past the dead interval.
+pub(crate) fn realtime(prio: u8) -> Option<std::io::Error> {
+    if prio == 0 {
+        return None;
+    }
+    let param = libc::sched_param { sched_priority: prio as i32 };
+    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    (rc != 0).then(std::io::Error::last_os_error)
 }
 
 fn rss_kb() -> Option<u64> {

@@ -270,6 +270,20 @@ fn an_unhealthy_active_keeps_the_vips_when_the_peer_cannot_take_them() {
     assert_eq!(s.nodes[0].state(), PairState::Active);
 }
 
+#[test]
+fn poll_at_never_stays_in_the_past() {
+    // A dead peer, a preempt already asked for: the next deadline is still ahead, so a
+    // driver sleeping until poll_at() never spins.
+    let mut s = started_pair(PairParams { preempt: true, ..params(1, 200) }, params(2, 100));
+    s.link_up[0] = false;
+    s.run(2000);
+    let n = &mut s.nodes[1];
+    assert_eq!(n.state(), PairState::Active);
+    let now = s.now;
+    n.poll(now);
+    assert!(n.poll_at() > now, "poll_at {:?} not after {:?}", n.poll_at(), now);
+}
+
 // ----- operator -----
 
 #[test]
