@@ -148,6 +148,7 @@ fn one_takeover(interval_ms: u64, timeout_ms: u64, poll_ms: u64, verbose: bool) 
             .args(["listener", "--config"])
             .arg(dir.path().join("listener.toml"))
             .env("REARGUARD_LOG", "warn")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,

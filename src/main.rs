@@ -52,6 +52,9 @@ enum Cmd {
     ///
     /// Holds until the primary is seen alive, then releases the boot (runs [gate] command)
     /// once the primary's heartbeats stop for the timeout. Exits 0 after releasing.
+    ///
+    /// Standard input is the controller's console: type `help` for the configuration menu
+    /// (status, set, save, release). Settings saved there go to `[listener] nv_file`.
     Listener {
         /// Listener config (TOML); see examples/listener.toml.
         #[arg(long, short)]
@@ -160,7 +163,17 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             let cfg = rearguard_host_agent::config::LinuxListenerConfig::load(&config)?;
             let stop = stop_flag()?;
             let mut out = std::io::stdout();
-            rearguard_board_linux::run(&cfg, &mut out, &stop)?;
+            // The console: stdin bytes drive the firmware's configuration menu.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                for b in std::io::stdin().lock().bytes().map_while(Result::ok) {
+                    if tx.send(b).is_err() {
+                        return;
+                    }
+                }
+            });
+            rearguard_board_linux::run(&cfg, &mut out, Some(rx), &stop)?;
             Ok(0)
         }
         Cmd::Status { socket, json } => pair_cmd::status(&socket, json),

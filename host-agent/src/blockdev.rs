@@ -19,6 +19,9 @@ pub enum DiskError {
     Io { path: PathBuf, op: &'static str, offset: u64, source: std::io::Error },
 }
 
+/// Open flag for synchronous data writes, for callers outside this module.
+pub const O_DSYNC: i32 = libc::O_DSYNC;
+
 /// 4096-aligned buffer, as O_DIRECT requires on 4Kn disks.
 #[repr(C, align(4096))]
 struct Aligned([u8; BLOCK]);

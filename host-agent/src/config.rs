@@ -194,6 +194,9 @@ struct ListenerSection {
     #[serde(default = "default_never_seen")]
     never_seen: String,
     never_seen_release_after_ms: Option<u64>,
+    /// Where settings saved from the console menu are kept (A/B copies); they override this
+    /// section at the next start. Without it, console changes last until the listener stops.
+    nv_file: Option<PathBuf>,
 }
 
 fn default_poll() -> u64 {
@@ -232,6 +235,7 @@ pub struct LinuxListenerConfig {
     pub listener: ListenerConfig,
     pub device: PathBuf,
     pub gate_command: Vec<String>,
+    pub nv_file: Option<PathBuf>,
 }
 
 impl LinuxListenerConfig {
@@ -280,7 +284,7 @@ impl LinuxListenerConfig {
             };
             err(file, format!("[listener] {key}: {}", e.problem))
         })?;
-        Ok(LinuxListenerConfig { file: file.to_path_buf(), listener, device: f.disk.device, gate_command: f.gate.command })
+        Ok(LinuxListenerConfig { file: file.to_path_buf(), listener, device: f.disk.device, gate_command: f.gate.command, nv_file: f.listener.nv_file })
     }
 }
 

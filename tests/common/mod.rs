@@ -222,7 +222,7 @@ impl Cluster {
 
     pub fn spawn_listener(&self) -> Proc {
         let mut c = rearguard();
-        c.args(["listener", "--config"]).arg(self.listener_config()).env("REARGUARD_LOG", "warn");
+        c.args(["listener", "--config"]).arg(self.listener_config()).env("REARGUARD_LOG", "warn").stdin(Stdio::null());
         Proc::spawn(c)
     }
 

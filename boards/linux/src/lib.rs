@@ -1,9 +1,16 @@
 //! The Linux board: runs the unchanged firmware application as a Linux process, so a
 //! Linux-based controller or BMC can be the listener. Disk = a file or block device opened
-//! O_DIRECT; boot gate = a configured command; console = stdout.
+//! O_DIRECT; boot gate = a configured command; console = stdin/stdout (the firmware's menu);
+//! NV store = a file.
 
 use rearguard_firmware::app::{App, Event, StartError};
-use rearguard_firmware::board::{BootGate, NoLink, SharedDisk};
+use rearguard_firmware::board::{BootGate, NoLink, NvCopy, NvStore, SharedDisk};
+use rearguard_firmware::menu::{Menu, Request, Status};
+use rearguard_firmware::nv::{self, LoadReport};
+use rearguard_shared::config::{ListenerConfig, RecordError, RECORD_LEN};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 use rearguard_host_agent::blockdev::{DirectDisk, DiskError};
 use rearguard_host_agent::config::LinuxListenerConfig;
 use rearguard_host_agent::time::now;
@@ -71,6 +78,8 @@ pub enum ListenerError {
     Start { device: String, message: String },
     #[error("boot gate command {argv:?} failed: {why}; the boot was NOT released — release it by hand")]
     Gate { argv: Vec<String>, why: String },
+    #[error("{path}: cannot open the console settings file: {source}")]
+    Nv { path: PathBuf, source: std::io::Error },
 }
 
 /// How the listener ended.
@@ -80,24 +89,115 @@ pub enum ListenerExit {
     Stopped,
 }
 
-/// Runs the listener until it releases the boot (then returns) or `stop` is set. Every event
-/// is printed as a line on `console`; the release line starts with `BOOT RELEASED`.
-pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool) -> Result<ListenerExit, ListenerError> {
+/// The console's settings store: the two A/B copies in a small file (copy A at offset 0,
+/// copy B at 4096), each written with one O_DSYNC write.
+pub struct FileNv {
+    file: std::fs::File,
+}
+
+impl FileNv {
+    pub fn open(path: &Path) -> Result<FileNv, ListenerError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc_o_dsync())
+            .open(path)
+            .map_err(|source| ListenerError::Nv { path: path.to_path_buf(), source })?;
+        Ok(FileNv { file })
+    }
+
+    fn offset(copy: NvCopy) -> u64 {
+        match copy {
+            NvCopy::A => 0,
+            NvCopy::B => BLOCK as u64,
+        }
+    }
+}
+
+impl NvStore for FileNv {
+    type Error = std::io::Error;
+    fn read_copy(&mut self, copy: NvCopy, buf: &mut [u8; RECORD_LEN]) -> Result<(), std::io::Error> {
+        buf.fill(0);
+        // A short file (never saved, or only copy A so far) reads as blank.
+        let n = self.file.read_at(buf, Self::offset(copy))?;
+        buf[n..].fill(0);
+        Ok(())
+    }
+    fn write_copy(&mut self, copy: NvCopy, buf: &[u8; RECORD_LEN]) -> Result<(), std::io::Error> {
+        self.file.write_all_at(buf, Self::offset(copy))
+    }
+}
+
+fn libc_o_dsync() -> i32 {
+    rearguard_host_agent::blockdev::O_DSYNC
+}
+
+type LinuxApp = App<LinuxDisk, NoLink, CommandGate>;
+
+/// Writes to the console through `core::fmt::Write`, as the firmware's menu expects.
+struct FmtOut<'a>(&'a mut dyn Write);
+impl core::fmt::Write for FmtOut<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.write_all(s.as_bytes()).map_err(|_| core::fmt::Error)
+    }
+}
+
+/// Swallows the menu's echo: a terminal in line mode already echoes what is typed.
+struct NoEcho;
+impl core::fmt::Write for NoEcho {
+    fn write_str(&mut self, _: &str) -> core::fmt::Result {
+        Ok(())
+    }
+}
+
+fn start_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, console: &mut dyn Write) -> Result<LinuxApp, ListenerError> {
     let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, true)?);
     let gate = CommandGate { argv: cfg.gate_command.clone() };
-    let start = now();
-    let mut app: App<LinuxDisk, NoLink, CommandGate> = App::new(cfg.listener.clone(), Some(disk), None, gate, start)
+    let app = App::new(listener, Some(disk), None, gate, now())
         .map_err(|e: StartError<DiskError>| ListenerError::Start { device: cfg.device.display().to_string(), message: e.to_string() })?;
-    let timeout = app.listener().params().timeout;
+    let c = app.config();
     let _ = writeln!(
         console,
-        "listener: watching node {} on {} (timeout {}, poll {}); state holding",
-        cfg.listener.primary_node,
+        "listener: watching node {} on {} (cluster {:#x}, timeout {}, poll {}); state holding",
+        c.primary_node,
         cfg.device.display(),
-        timeout,
-        cfg.listener.poll_period
+        c.cluster_id,
+        app.listener().params().timeout,
+        c.poll_period
     );
-    let poll = std::time::Duration::from_millis(cfg.listener.poll_period.as_millis());
+    Ok(app)
+}
+
+/// Runs the listener until it releases the boot (then returns) or `stop` is set. Every event
+/// is printed as a line on `console`; the release line starts with `BOOT RELEASED`. Bytes
+/// arriving on `input` drive the firmware's configuration menu (type `help`); settings saved
+/// there go to `[listener] nv_file` and override the config file's at the next start.
+pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Receiver<u8>>, stop: &AtomicBool) -> Result<ListenerExit, ListenerError> {
+    let mut nv = cfg.nv_file.as_deref().map(FileNv::open).transpose()?;
+    let (listener, persist) = match nv.as_mut() {
+        None => (cfg.listener.clone(), nv::Persist::NONE),
+        Some(store) => {
+            let (saved, persist, report) = nv::load(store);
+            match report {
+                LoadReport::Loaded { .. } => {
+                    let _ = writeln!(console, "{report}: settings saved from the console override [cluster] and [listener] in {}", cfg.file.display());
+                    (saved, persist)
+                }
+                LoadReport::Factory { a: RecordError::Blank, b: RecordError::Blank } => (cfg.listener.clone(), persist),
+                other => {
+                    let _ = writeln!(console, "warning: {other}; using [listener] from {} instead", cfg.file.display());
+                    (cfg.listener.clone(), persist)
+                }
+            }
+        }
+    };
+    // The disk and gate always come from the config file; the console saves only the
+    // listener record (cluster id, key, ids, timings, never-seen policy).
+    let mut app = start_app(cfg, listener.clone(), console)?;
+    let mut menu = Menu::new(listener, persist);
+    let start = now();
     let mut next = std::time::Instant::now();
     let mut last_reject = None;
     loop {
@@ -107,7 +207,25 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool
         }
         let t = now();
         let mut gate_failure = None;
-        for ev in app.poll(t) {
+        let mut events: Vec<_> = app.poll(t).into_iter().collect();
+        while let Some(b) = input.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            if !menu.feed(b, &mut NoEcho) {
+                continue;
+            }
+            let status = Status::of(Some(&app), [("bad-cobs", 0), ("overlong", 0)], t);
+            match menu.run_line(&status, nv.as_mut(), &mut FmtOut(console)) {
+                Request::None => {}
+                Request::ReleaseNow => events.extend(app.release_now(t)),
+                Request::Apply(new) if !app.gate_opened() => {
+                    app = start_app(cfg, new, console)?;
+                    last_reject = None;
+                }
+                Request::Apply(_) => {
+                    let _ = writeln!(console, "the boot is already released; the saved settings apply at the next start");
+                }
+            }
+        }
+        for ev in events {
             let ms = t.saturating_since(start).as_millis();
             let line = match ev {
                 Event::State(ListenerState::Watching) => "state watching: primary is alive".to_string(),
@@ -118,7 +236,7 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool
                 }
                 Event::ClaimWritten { primary_epoch } => {
                     let epoch = primary_epoch.map_or("never seen".to_string(), |e| e.to_string());
-                    format!("takeover claim written to node {}'s mailbox (primary epoch {epoch})", cfg.listener.primary_node)
+                    format!("takeover claim written to node {}'s mailbox (primary epoch {epoch})", app.config().primary_node)
                 }
                 Event::ClaimFailed(e) => format!("warning: takeover claim NOT written: {e}"),
                 Event::Released(reason) => format!("BOOT RELEASED: {reason}"),
@@ -147,6 +265,7 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, stop: &AtomicBool
                 None => Ok(ListenerExit::Released),
             };
         }
+        let poll = std::time::Duration::from_millis(app.config().poll_period.as_millis());
         next += poll;
         let now_std = std::time::Instant::now();
         if next > now_std {

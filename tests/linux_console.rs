@@ -1,0 +1,70 @@
+//! The Linux board's console (stdin/stdout) and its settings file: the firmware's menu,
+//! driven for real through the listener process's standard input.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn listener_with_console(c: &Cluster, nv: &std::path::Path) -> (Proc, std::process::ChildStdin) {
+    let cfg = c.listener_config();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("poll_ms", &format!("nv_file = {nv:?}\npoll_ms"));
+    std::fs::write(&cfg, text).unwrap();
+    let mut cmd = rearguard();
+    cmd.args(["listener", "--config"]).arg(&cfg).env("REARGUARD_LOG", "warn").stdin(Stdio::piped());
+    let mut p = Proc::spawn(cmd);
+    let stdin = p.child.stdin.take().unwrap();
+    (p, stdin)
+}
+
+#[test]
+fn console_settings_are_saved_and_survive_a_restart_and_a_corrupt_copy() {
+    let c = Cluster::new(Timing::default());
+    let nv = c.path("listener.nv");
+    let (mut l, mut input) = listener_with_console(&c, &nv);
+    l.wait_line("state holding", Duration::from_secs(10));
+    input.write_all(b"set timeout 2500\nsave\n").unwrap();
+    l.wait_line("saved to copy A (generation 1)", Duration::from_secs(5));
+    l.wait_line("timeout 2500 ms", Duration::from_secs(5)); // the listener restarted with it
+    input.write_all(b"set poll 20\nsave\n").unwrap();
+    l.wait_line("saved to copy B (generation 2)", Duration::from_secs(5));
+    // Garbage and overlong lines never act and never crash it.
+    input.write_all(&[0x1b, b'[', b'A', 0x07, 0xff, b'\n']).unwrap();
+    input.write_all(&vec![b'x'; 5000]).unwrap();
+    input.write_all(b"\nset timeout banana\n").unwrap();
+    l.wait_line("timeout", Duration::from_secs(5));
+    assert!(l.is_running());
+    drop(input);
+    l.sigkill();
+
+    // Restart: the newest copy (B) wins over the config file.
+    let (mut l, _input) = listener_with_console(&c, &nv);
+    l.wait_line("copy B (generation 2)", Duration::from_secs(10));
+    l.wait_line("timeout 2500 ms, poll 20 ms", Duration::from_secs(5));
+    l.sigkill();
+
+    // Copy B torn: copy A is used, and the listener says so.
+    let f = std::fs::OpenOptions::new().write(true).open(&nv).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"torn!", 4096 + 20).unwrap();
+    let (mut l, _input) = listener_with_console(&c, &nv);
+    let (_, line) = l.wait_line("copy A (generation 1)", Duration::from_secs(10));
+    assert!(line.contains("copy B unusable"), "{line}");
+    l.wait_line("timeout 2500 ms, poll 10 ms", Duration::from_secs(5));
+}
+
+#[test]
+fn release_now_from_the_console_asks_first_and_releases_once() {
+    let c = Cluster::new(Timing::default());
+    let nv = c.path("listener.nv");
+    let (mut l, mut input) = listener_with_console(&c, &nv);
+    l.wait_line("state holding", Duration::from_secs(10));
+    input.write_all(b"release\nno\n").unwrap();
+    l.wait_line("cancelled", Duration::from_secs(5));
+    input.write_all(b"release\nyes\n").unwrap();
+    l.wait_line("BOOT RELEASED: released by operator", Duration::from_secs(5));
+    assert_eq!(l.wait_exit(Duration::from_secs(5)), Some(Some(0)));
+    assert_eq!(l.seen.iter().filter(|s| s.contains("BOOT RELEASED")).count(), 1);
+    assert_eq!(c.dump_json()["mailboxes"][0]["message"], "takeover-claim");
+}
