@@ -135,3 +135,22 @@ fn an_ipv6_vip_moves_with_an_unsolicited_neighbour_advertisement() {
     p.wait_until(Duration::from_secs(2), "client's neighbour entry for the IPv6 VIP names node 2", |p| neigh6(p) == Some(p.mac(1)));
     p.wait_until(Duration::from_secs(3), "client reaches the IPv6 VIP on node 2", |p| ping6(p));
 }
+
+#[test]
+fn a_peer_with_another_pair_policy_is_reported_and_refused() {
+    let a = NodeOpts::new(200);
+    let mut b = NodeOpts::new(100);
+    b.dead_count = 5; // policy differs from node 1's (4)
+    let mut p = Pair::new(false, a, b);
+    p.start_both();
+    let st = p.status(0);
+    let refused = st["peer"]["refused"].as_str().unwrap_or("");
+    assert!(refused.contains("pair-config digest") && refused.contains("[pair] policy identical"), "{st}");
+    let out = p.ctl(0, &["switchover"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("peer refused"), "{}", String::from_utf8_lossy(&out.stderr));
+    let human = String::from_utf8_lossy(&p.ctl(1, &["status"]).stdout).into_owned();
+    assert!(human.contains("peer REFUSED"), "{human}");
+    // Refused, but heard: never a second holder.
+    p.hold_for(Duration::from_millis(500), "exactly one holder", |p| p.holders().len() == 1);
+}
