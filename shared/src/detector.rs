@@ -82,6 +82,46 @@ impl FailureDetector {
     }
 }
 
+/// One medium's receive side: its failure detector and what it has accepted and rejected,
+/// by reason. The standby listener and the pair election both keep one per medium.
+#[derive(Clone, Copy, Debug)]
+pub struct MediumStats {
+    pub detector: FailureDetector,
+    /// When the last frame that passed every check arrived (liveness or not).
+    pub last_valid: Option<Instant>,
+    pub accepted: u32,
+    pub rejected: [u32; Reject::COUNT],
+    pub last_reject: Option<Reject>,
+}
+
+impl MediumStats {
+    pub const fn new(kind: MediumKind) -> Self {
+        MediumStats { detector: FailureDetector::new(kind), last_valid: None, accepted: 0, rejected: [0; Reject::COUNT], last_reject: None }
+    }
+
+    pub fn rejected_total(&self) -> u32 {
+        self.rejected.iter().sum()
+    }
+
+    /// Runs a frame that already passed decoding and the caller's checks through the
+    /// detector, and counts the outcome.
+    pub fn observe(&mut self, checked: Result<&Heartbeat, Reject>, now: Instant) -> Result<Observation, Reject> {
+        match checked.and_then(|hb| self.detector.observe(hb, now)) {
+            Ok(obs) => {
+                self.accepted = self.accepted.saturating_add(1);
+                self.last_valid = Some(now);
+                Ok(obs)
+            }
+            Err(r) => {
+                let c = &mut self.rejected[r.index()];
+                *c = c.saturating_add(1);
+                self.last_reject = Some(r);
+                Err(r)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

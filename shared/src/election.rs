@@ -16,7 +16,7 @@
 //!
 //! ## Rules
 //!
-//! * Only *progressing* adverts are liveness (per-medium [`FailureDetector`], stream kind:
+//! * Only *progressing* adverts are liveness (per-medium [`crate::detector::FailureDetector`], stream kind:
 //!   a repeat is a replay). The peer is dead when no medium showed progress for
 //!   `interval × dead_count`.
 //! * **Takeover carries a term** (an epoch): `term = highest term known + 1`. Takeover is
@@ -41,7 +41,8 @@
 //!   still heard (it is alive: treating it as dead would make two actives).
 //! * A standby that cannot take over reports why ([`Blocker`]).
 
-use crate::detector::{FailureDetector, MediumKind};
+pub use crate::detector::MediumStats;
+use crate::detector::MediumKind;
 use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
 use crate::frame;
 use crate::integrity::Key;
@@ -341,31 +342,6 @@ impl PeerView {
     }
 }
 
-/// Per-medium receive statistics.
-#[derive(Clone, Copy, Debug)]
-pub struct MediumStats {
-    pub detector: FailureDetector,
-    pub last_heard: Option<Instant>,
-    pub accepted: u32,
-    pub rejected: [u32; Reject::COUNT],
-    pub last_reject: Option<Reject>,
-}
-
-impl MediumStats {
-    const fn new() -> Self {
-        MediumStats {
-            detector: FailureDetector::new(MediumKind::Stream),
-            last_heard: None,
-            accepted: 0,
-            rejected: [0; Reject::COUNT],
-            last_reject: None,
-        }
-    }
-    pub fn rejected_total(&self) -> u32 {
-        self.rejected.iter().sum()
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Election {
     p: PairParams,
@@ -420,7 +396,7 @@ impl Election {
             changed_seq: 1,
             last_now: now,
             peer: None,
-            media: [MediumStats::new(); MAX_MEDIA],
+            media: [MediumStats::new(MediumKind::Stream); MAX_MEDIA],
             seq: 0,
             next_advert: now,
             leaving: false,
@@ -485,7 +461,7 @@ impl Election {
     pub fn medium_alive(&self, medium: usize, now: Instant) -> bool {
         self.media
             .get(medium)
-            .and_then(|m| m.last_heard)
+            .and_then(|m| m.last_valid)
             .is_some_and(|t| now.saturating_since(t) < self.p.dead_after())
     }
 
@@ -621,21 +597,12 @@ impl Election {
                 } else {
                     Ok(a)
                 }
-            })
-            .and_then(|a| m.detector.observe(&a.hb, now).map(|_| a));
-        let a = match accepted {
-            Ok(a) => a,
-            Err(r) => {
-                let c = &mut m.rejected[r.index()];
-                *c = c.saturating_add(1);
-                m.last_reject = Some(r);
-                return out;
-            }
-        };
+            });
         // On a stream every accepted frame is new (the detector refuses repeats), so even
         // the first one is proof of life.
-        m.accepted = m.accepted.saturating_add(1);
-        m.last_heard = Some(now);
+        let (Ok(_), Ok(a)) = (m.observe(accepted.as_ref().map(|a| &a.hb).map_err(|r| *r), now), accepted) else {
+            return out;
+        };
         let mismatch = if a.hb.build_stamp != self.p.build_stamp {
             Some(Mismatch::Build { ours: self.p.build_stamp, theirs: a.hb.build_stamp })
         } else if a.hb.config_digest != self.p.config_digest {

@@ -11,7 +11,7 @@
 //! `Released` is terminal: the boot gate is driven exactly once, whatever arrives later.
 //! Every input is `(…, now)`; the listener never reads a clock.
 
-use crate::detector::{FailureDetector, MediumKind};
+use crate::detector::{MediumKind, MediumStats};
 use crate::heartbeat::{Heartbeat, Reject};
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
@@ -96,30 +96,7 @@ pub enum Action {
 pub type Actions = heapless::Vec<Action, 4>;
 
 /// Per-medium view, for status screens.
-#[derive(Clone, Copy, Debug)]
-pub struct MediumStatus {
-    pub detector: FailureDetector,
-    /// When the last frame that passed every check arrived (liveness or not).
-    pub last_valid: Option<Instant>,
-    pub accepted: u32,
-    pub rejected: [u32; Reject::COUNT],
-    pub last_reject: Option<Reject>,
-}
-
-impl MediumStatus {
-    const fn new(kind: MediumKind) -> Self {
-        MediumStatus {
-            detector: FailureDetector::new(kind),
-            last_valid: None,
-            accepted: 0,
-            rejected: [0; Reject::COUNT],
-            last_reject: None,
-        }
-    }
-    pub fn rejected_total(&self) -> u32 {
-        self.rejected.iter().sum()
-    }
-}
+pub type MediumStatus = MediumStats;
 
 #[derive(Clone, Debug)]
 pub struct StandbyListener {
@@ -171,21 +148,10 @@ impl StandbyListener {
         let Some(m) = self.media.get_mut(medium.0 as usize) else {
             return Actions::new();
         };
-        let observed = frame
-            .and_then(|hb| if hb.node_id == watched { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) })
-            .and_then(|hb| m.detector.observe(&hb, now));
-        match observed {
-            Ok(obs) => {
-                m.accepted = m.accepted.saturating_add(1);
-                m.last_valid = Some(now);
-                if obs.is_liveness() {
-                    self.last_progress = Some(now);
-                }
-            }
-            Err(r) => {
-                let c = &mut m.rejected[r.index()];
-                *c = c.saturating_add(1);
-                m.last_reject = Some(r);
+        let checked = frame.and_then(|hb| if hb.node_id == watched { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) });
+        if let Ok(obs) = m.observe(checked.as_ref().map_err(|r| *r), now) {
+            if obs.is_liveness() {
+                self.last_progress = Some(now);
             }
         }
         let mut out = Actions::new();
