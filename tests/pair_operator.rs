@@ -154,3 +154,24 @@ fn a_peer_with_another_pair_policy_is_reported_and_refused() {
     // Refused, but heard: never a second holder.
     p.hold_for(Duration::from_millis(500), "exactly one holder", |p| p.holders().len() == 1);
 }
+
+#[test]
+fn a_hwmon_reading_past_its_threshold_hands_over_before_the_crash() {
+    // A stand-in for /sys/class/hwmon/hwmonN/temp1_input (millidegrees).
+    let dir = std::env::temp_dir().join(format!("rg-hwmon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let temp = dir.join("temp1_input");
+    std::fs::write(&temp, "45000\n").unwrap();
+    let mut a = NodeOpts::new(200);
+    a.checks = format!("[[pair.check]]\nkind = \"hwmon\"\npath = \"{}\"\nmax = 90000\ninterval_ms = 20\nfall = 2\n", temp.display());
+    let mut p = Pair::new(false, a, NodeOpts::new(100));
+    p.start_both();
+    assert_eq!(p.holders(), vec![0]);
+    std::fs::write(&temp, "97000\n").unwrap();
+    p.wait_until(Duration::from_secs(3), "node 1 hands the VIP over on the sensor warning", |p| p.holders() == vec![1]);
+    let st = p.status(0);
+    assert!(st["last_resign"].as_str().unwrap_or("").contains("health"), "{st}");
+    assert!(st["why_not_active"].as_str().unwrap_or("").contains("above 90000"), "{st}");
+    assert!(!p.status(1)["last_takeover"].as_str().unwrap_or("").contains("silent"), "a planned handover, not a timeout");
+    let _ = std::fs::remove_dir_all(&dir);
+}
