@@ -47,7 +47,7 @@ impl Netlink {
         m.header.index = ifindex(&vip.interface)?;
         m.attributes.push(AddressAttribute::Local(vip.addr));
         m.attributes.push(AddressAttribute::Address(vip.addr));
-        if let IpAddr::V6(_) = vip.addr {
+        if vip.addr.is_ipv6() {
             // No duplicate address detection: the peer has just removed it, and DAD would
             // keep the address tentative (unusable) for a second or more.
             m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
