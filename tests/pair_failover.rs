@@ -88,3 +88,18 @@ fn vip_cleanup_removes_what_a_crash_left_behind() {
     assert!(out.contains("removed 10.200.0.100/24"), "{out}");
     assert!(p.holders().is_empty());
 }
+
+#[test]
+fn a_clean_stop_hands_over_at_once_and_leaves_no_vip() {
+    let mut a = NodeOpts::new(200);
+    let mut b = NodeOpts::new(100);
+    a.dead_count = 40;
+    b.dead_count = 40; // 2 s: only the leaving advert explains a fast takeover
+    let mut p = Pair::new(false, a, b);
+    p.start_both();
+    p.stop(0);
+    let took = p.wait_until(Duration::from_secs(1), "node 2 active well before the dead interval", |p| p.holders() == vec![1]);
+    eprintln!("clean stop: node 2 holds the VIP {} ms after SIGTERM returned", took.as_millis());
+    assert!(!p.status(1)["last_takeover"].as_str().unwrap_or("").contains("silent"), "{}", p.status(1));
+    assert!(!p.socket(0).exists(), "control socket removed on exit");
+}
