@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 interval=${1:-100}; secs=${2:-30}; runs=${3:-5}
-bin=target/release/rearguard
+bin=${REARGUARD_BIN:-target/release/rearguard}
 [[ -x $bin ]] || cargo build --release
 hz=$(getconf CLK_TCK)
 rss_all=(); cpu_all=()

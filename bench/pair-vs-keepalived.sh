@@ -45,7 +45,7 @@ for t in ip ping keepalived python3; do
   command -v "$t" >/dev/null || { echo "$t missing: run scripts/setup.sh as root" >&2; exit 1; }
 done
 cargo build --release --bin rearguard -q
-RG=$PWD/target/release/rearguard
+RG=${REARGUARD_BIN:-$PWD/target/release/rearguard}
 VIP=10.200.0.100
 KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 P=rgbench$$
