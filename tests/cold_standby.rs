@@ -273,3 +273,17 @@ fn a_corrupt_mailbox_is_treated_as_a_claim() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("mailbox is unreadable"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_clean_stop_says_leaving_and_does_not_fence() {
+    let c = Cluster::new(Timing::default());
+    let mut agent = c.spawn_agent();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(agent.wait_exit(Duration::from_secs(5)), Some(Some(0)), "SIGTERM should stop the agent with status 0");
+    // Well past interval + write deadline: a monitor left running would have fenced by now.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!c.fenced(), "a clean stop fenced the node");
+    let dump = c.dump_json();
+    assert_eq!(dump["slots"][0]["state"], "leaving", "{dump}");
+}

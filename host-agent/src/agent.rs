@@ -132,15 +132,18 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
     // interval + write_deadline (a hung write, a hung mailbox read, a stalled process).
     let last_good = Arc::new(AtomicU64::new(started.as_millis()));
     let budget = cfg.interval + cfg.write_deadline;
+    // Set only when the main loop has finished its last disk access: a SIGTERM must not
+    // switch the monitor off before the final "leaving" write, which can hang too.
+    let done = Arc::new(AtomicBool::new(false));
     {
-        let (last_good, fencer, stop) = (last_good.clone(), fencer.clone(), stop.clone());
+        let (last_good, fencer, done) = (last_good.clone(), fencer.clone(), done.clone());
         let device = cfg.device.clone();
         let tick = std::time::Duration::from_millis((cfg.write_deadline.as_millis() / 4).clamp(1, 10));
         std::thread::Builder::new()
             .name("fence-monitor".into())
             .spawn(move || loop {
                 std::thread::sleep(tick);
-                if stop.load(Ordering::Relaxed) {
+                if done.load(Ordering::Acquire) {
                     return;
                 }
                 let since = now().saturating_since(Instant::from_millis(last_good.load(Ordering::Acquire)));
@@ -202,7 +205,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
                     }
                 }
                 Err(e @ (AgentError::Claimed { .. } | AgentError::MailboxCorrupt { .. })) => {
-                    stop.store(true, Ordering::Relaxed);
+                    done.store(true, Ordering::Release);
                     fencer.fire("takeover claim found in this node's mailbox");
                     return Err(e);
                 }
@@ -211,10 +214,8 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
         }
         if leaving {
             tracing::info!(sequence, "stopped; last heartbeat says leaving");
-            stop.store(true, Ordering::Relaxed);
-            if let Ok(f) = Arc::try_unwrap(fencer) {
-                f.disarm();
-            }
+            done.store(true, Ordering::Release);
+            fencer.disarm();
             return Ok(AgentExit::Stopped);
         }
         next = next + cfg.interval;

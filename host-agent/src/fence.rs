@@ -75,9 +75,9 @@ impl Fencer {
     }
 
     /// Clean shutdown: disarm the watchdog with the magic close so the node is not reset.
-    pub fn disarm(self) {
-        if let Fencer::Watchdog { mut file, path } = self {
-            if let Err(e) = file.write_all(b"V") {
+    pub fn disarm(&self) {
+        if let Fencer::Watchdog { file, path } = self {
+            if let Err(e) = (&*file).write_all(b"V") {
                 tracing::warn!(device = %path.display(), error = %e, "watchdog magic close failed; the machine may reset");
             }
         }
