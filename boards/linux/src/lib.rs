@@ -200,6 +200,7 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
     let start = now();
     let mut next = std::time::Instant::now();
     let mut last_reject = None;
+    let (mut read_failures, mut last_failure_note) = (0u64, None);
     loop {
         if stop.load(Ordering::Relaxed) {
             let _ = writeln!(console, "listener: stopped by signal; boot still held");
@@ -225,6 +226,11 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
                 }
             }
         }
+        if last_failure_note.is_some() && !events.iter().any(|e| matches!(e, Event::DiskReadFailed(_))) && app.disk_medium().is_some() {
+            let ms = t.saturating_since(start).as_millis();
+            let _ = writeln!(console, "[{ms:>8} ms] slot reads work again after {read_failures} failures");
+            (read_failures, last_failure_note) = (0, None);
+        }
         for ev in events {
             let ms = t.saturating_since(start).as_millis();
             let line = match ev {
@@ -245,7 +251,16 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
                     gate_failure = Some(format!("{e:?}"));
                     format!("error: boot gate command failed: {e:?}")
                 }
-                Event::DiskReadFailed(e) => format!("warning: slot read failed: {e}"),
+                Event::DiskReadFailed(e) => {
+                    // First failure at once, then a reminder every 10 s: a dead device must
+                    // not flood the log at the poll rate.
+                    read_failures += 1;
+                    if last_failure_note.is_some_and(|at: rearguard_shared::Instant| t.saturating_since(at).as_millis() < 10_000) {
+                        continue;
+                    }
+                    last_failure_note = Some(t);
+                    format!("warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}")
+                }
             };
             let _ = writeln!(console, "[{:>8} ms] {line}", ms);
         }
