@@ -35,7 +35,11 @@ fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<(Instant, Str
 }
 
 /// Waits for a line containing `needle`; returns it and every line seen before it.
-fn wait_for(rx: &mpsc::Receiver<(Instant, String)>, needle: &str, within: Duration) -> anyhow::Result<(Instant, String, Vec<String>)> {
+fn wait_for(
+    rx: &mpsc::Receiver<(Instant, String)>,
+    needle: &str,
+    within: Duration,
+) -> anyhow::Result<(Instant, String, Vec<String>)> {
     let deadline = Instant::now() + within;
     let mut before = Vec::new();
     loop {
@@ -123,7 +127,15 @@ fn one_takeover(interval_ms: u64, timeout_ms: u64, poll_ms: u64, verbose: bool) 
     let init = Command::new(&exe)
         .args(["disk", "init"])
         .arg(&img)
-        .args(["--create", "--cluster-id", "0xDE30", "--interval-ms", &interval_ms.to_string(), "--timeout-ms", &timeout_ms.to_string()])
+        .args([
+            "--create",
+            "--cluster-id",
+            "0xDE30",
+            "--interval-ms",
+            &interval_ms.to_string(),
+            "--timeout-ms",
+            &timeout_ms.to_string(),
+        ])
         .output()?;
     if !init.status.success() {
         bail!("disk init failed: {}", String::from_utf8_lossy(&init.stderr));
@@ -160,7 +172,8 @@ fn one_takeover(interval_ms: u64, timeout_ms: u64, poll_ms: u64, verbose: bool) 
 
     // Let it run a while; the kill lands at a random point of the heartbeat interval, so
     // repeated runs sample every phase between two writes.
-    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    let jitter =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
     std::thread::sleep(Duration::from_millis(3 * interval_ms + jitter % interval_ms.max(1)));
     let killed = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGKILL)?;
@@ -184,7 +197,11 @@ fn one_takeover(interval_ms: u64, timeout_ms: u64, poll_ms: u64, verbose: bool) 
     }
 
     say("the old primary comes back and starts its agent again…");
-    let again = Command::new(&exe).args(["agent", "--config"]).arg(dir.path().join("agent.toml")).env("REARGUARD_LOG", "warn").output()?;
+    let again = Command::new(&exe)
+        .args(["agent", "--config"])
+        .arg(dir.path().join("agent.toml"))
+        .env("REARGUARD_LOG", "warn")
+        .output()?;
     let msg = String::from_utf8_lossy(&again.stderr);
     let first = msg.lines().find(|l| l.starts_with("error:")).unwrap_or("").to_string();
     if again.status.code() != Some(3) {

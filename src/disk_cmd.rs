@@ -90,7 +90,15 @@ fn open_area(device: &Path) -> anyhow::Result<(DirectDisk, DiskHeader)> {
     Ok((disk, header))
 }
 
-fn init(device: &Path, cluster_id: u32, slots: u8, interval_ms: u32, timeout_ms: u32, create: bool, force: bool) -> anyhow::Result<u8> {
+fn init(
+    device: &Path,
+    cluster_id: u32,
+    slots: u8,
+    interval_ms: u32,
+    timeout_ms: u32,
+    create: bool,
+    force: bool,
+) -> anyhow::Result<u8> {
     if slots == 0 || slots > MAX_SLOTS {
         bail!("--slots {slots}: use 1 to {MAX_SLOTS} (2 for a pair)");
     }
@@ -102,7 +110,8 @@ fn init(device: &Path, cluster_id: u32, slots: u8, interval_ms: u32, timeout_ms:
     }
     let need = area_len(slots);
     if create && !device.exists() {
-        let f = std::fs::File::create(device).with_context(|| format!("{}: cannot create the image file", device.display()))?;
+        let f = std::fs::File::create(device)
+            .with_context(|| format!("{}: cannot create the image file", device.display()))?;
         // 1 MiB, a power of two, so the same image also works as an emulated SD card.
         f.set_len(need.max(1 << 20).next_power_of_two())?;
     }
@@ -115,7 +124,12 @@ fn init(device: &Path, cluster_id: u32, slots: u8, interval_ms: u32, timeout_ms:
     disk.read_block(0, &mut block)?;
     match DiskHeader::decode(&block) {
         Err(HeaderError::NotInitialised) => {}
-        Ok(_) | Err(HeaderError::BadCrc) | Err(HeaderError::UnsupportedLayout { .. }) | Err(HeaderError::Invalid(_)) if !force => {
+        Ok(_)
+        | Err(HeaderError::BadCrc)
+        | Err(HeaderError::UnsupportedLayout { .. })
+        | Err(HeaderError::Invalid(_))
+            if !force =>
+        {
             bail!("{}: already holds a Rearguard heartbeat area; re-initialising erases its slots and takeover claims. Pass --force if that is what you want", device.display())
         }
         Err(HeaderError::NotRearguard) if !force => {
@@ -258,7 +272,8 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
         match s {
             SlotView::Rejected(r) => println!("  slot {i}: {} — {r}", r.name()),
             SlotView::Valid { first, last, mac } => {
-                let owner = if last.node_id as usize == i { String::new() } else { format!(" (WRONG OWNER: slot {i})") };
+                let owner =
+                    if last.node_id as usize == i { String::new() } else { format!(" (WRONG OWNER: slot {i})") };
                 println!(
                     "  slot {i}: {} — node {}{owner}, {:?}/{:?}, epoch {}, seq {}, up {} ms, mac {mac}",
                     progress_status(first, last),

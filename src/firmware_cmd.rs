@@ -27,9 +27,7 @@ pub enum FirmwareCmd {
         load_addr: u32,
     },
     /// Check an image's header, length and CRC; exit status 1 if it is corrupt.
-    Verify {
-        image: PathBuf,
-    },
+    Verify { image: PathBuf },
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -103,7 +101,8 @@ fn flatten_elf(elf: &[u8]) -> anyhow::Result<(Vec<u8>, u32)> {
     let mut segs = Vec::new();
     for i in 0..phnum {
         let p = phoff + i * phentsize;
-        let (kind, offset, paddr, filesz) = (u32_at(p)?, u32_at(p + 4)? as usize, u32_at(p + 12)?, u32_at(p + 16)? as usize);
+        let (kind, offset, paddr, filesz) =
+            (u32_at(p)?, u32_at(p + 4)? as usize, u32_at(p + 12)?, u32_at(p + 16)? as usize);
         if kind == 1 && filesz > 0 {
             let data = elf.get(offset..offset + filesz).context("segment beyond the end of the file")?;
             segs.push((paddr, data));

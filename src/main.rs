@@ -119,7 +119,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     match run(cli.command) {
@@ -143,7 +144,9 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Disk(d) => disk_cmd::run(d),
         Cmd::Firmware(f) => firmware_cmd::run(f),
-        Cmd::Agent { config } if pair_cmd::is_pair_config(&config) => pair_cmd::run_agent(&config, build_info::stamp(), stop_flag()?),
+        Cmd::Agent { config } if pair_cmd::is_pair_config(&config) => {
+            pair_cmd::run_agent(&config, build_info::stamp(), stop_flag()?)
+        }
         Cmd::Agent { config } => {
             let cfg = rearguard_host_agent::config::AgentConfig::load(&config)?;
             let text = std::fs::read(&config).unwrap_or_default();

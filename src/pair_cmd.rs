@@ -40,9 +40,14 @@ pub fn is_pair_config(file: &Path) -> bool {
     std::fs::read_to_string(file).is_ok_and(|t| PairConfig::has_pair_section(&t))
 }
 
-pub fn run_agent(file: &Path, build_stamp: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<u8> {
+pub fn run_agent(
+    file: &Path,
+    build_stamp: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<u8> {
     let cfg = PairConfig::load(file)?;
-    pair::run(&cfg, pair::PairOptions { build_stamp }, stop).with_context(|| format!("pair agent ({})", file.display()))?;
+    pair::run(&cfg, pair::PairOptions { build_stamp }, stop)
+        .with_context(|| format!("pair agent ({})", file.display()))?;
     Ok(0)
 }
 
@@ -92,28 +97,49 @@ pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    let s = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
-    println!("node {} ({}): {}  term {}  priority {} (effective {})", s("node_id"), s("name"), s("state"), s("term"), s("priority"), s("effective_priority"));
+    let s =
+        |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+    println!(
+        "node {} ({}): {}  term {}  priority {} (effective {})",
+        s("node_id"),
+        s("name"),
+        s("state"),
+        s("term"),
+        s("priority"),
+        s("effective_priority")
+    );
     if v["maintenance"].as_bool() == Some(true) {
         println!("  MAINTENANCE MODE");
     }
     if let Some(why) = v["why_not_active"].as_str() {
         println!("  not active: {why}");
     }
-    println!("  VIP holder: {}", match &v["vip_holder"] {
-        serde_json::Value::String(x) => x.clone(),
-        serde_json::Value::Null => "nobody known".into(),
-        x => format!("node {x}"),
-    });
+    println!(
+        "  VIP holder: {}",
+        match &v["vip_holder"] {
+            serde_json::Value::String(x) => x.clone(),
+            serde_json::Value::Null => "nobody known".into(),
+            x => format!("node {x}"),
+        }
+    );
     for vip in v["vips"].as_array().into_iter().flatten() {
-        println!("    {} on {}: {}", vip["address"].as_str().unwrap_or("?"), vip["interface"].as_str().unwrap_or("?"), if vip["present"].as_bool() == Some(true) { "present" } else { "absent" });
+        println!(
+            "    {} on {}: {}",
+            vip["address"].as_str().unwrap_or("?"),
+            vip["interface"].as_str().unwrap_or("?"),
+            if vip["present"].as_bool() == Some(true) { "present" } else { "absent" }
+        );
     }
     match v["peer"].as_object() {
         None => println!("  peer: never heard"),
         Some(p) => {
             println!(
                 "  peer node {}: {}  priority {}  term {}  heartbeat age {} ms  {}",
-                p["node_id"], p["state"].as_str().unwrap_or("?"), p["priority"], p["term"], p["heartbeat_age_ms"],
+                p["node_id"],
+                p["state"].as_str().unwrap_or("?"),
+                p["priority"],
+                p["term"],
+                p["heartbeat_age_ms"],
                 if p["alive"].as_bool() == Some(true) { "alive" } else { "DEAD" }
             );
             if let Some(r) = p["refused"].as_str() {
@@ -133,9 +159,12 @@ pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
     for m in v["media"].as_array().into_iter().flatten() {
         println!(
             "  medium {} -> {}: peer {}  accepted {}  rejected {} {}",
-            m["interface"].as_str().unwrap_or("?"), m["dest"].as_str().unwrap_or("?"),
+            m["interface"].as_str().unwrap_or("?"),
+            m["dest"].as_str().unwrap_or("?"),
             if m["peer_alive"].as_bool() == Some(true) { "heard" } else { "silent" },
-            m["accepted"], m["rejected_total"], m["rejected"]
+            m["accepted"],
+            m["rejected_total"],
+            m["rejected"]
         );
     }
     if let Some(l) = v["last_change"].as_object() {

@@ -32,7 +32,11 @@ impl Loop {
         let dir = tempfile::tempdir().unwrap();
         let backing = dir.path().join("backing.img");
         std::fs::File::create(&backing).unwrap().set_len(size).unwrap();
-        let dev = must(Command::new("losetup").args(["--find", "--show", "--direct-io=on", "--sector-size", &sector_size.to_string()]).arg(&backing));
+        let dev = must(
+            Command::new("losetup")
+                .args(["--find", "--show", "--direct-io=on", "--sector-size", &sector_size.to_string()])
+                .arg(&backing),
+        );
         Loop { dev, _dir: dir }
     }
 }
@@ -120,9 +124,15 @@ fn a_hung_heartbeat_write_fences_the_primary_before_the_secondary_releases() {
     }
     let fenced_after = frozen_at.elapsed().as_millis() as u64;
     assert!(c.fenced(), "the agent did not run its fence command within 5 s of its disk hanging");
-    println!("primary fenced {fenced_after} ms after its disk froze (limit interval + write deadline = {} ms)", t.interval_ms + t.write_deadline_ms);
+    println!(
+        "primary fenced {fenced_after} ms after its disk froze (limit interval + write deadline = {} ms)",
+        t.interval_ms + t.write_deadline_ms
+    );
     // Fenced before the secondary's timeout could have expired, whatever it saw last.
-    assert!(fenced_after < t.timeout_ms, "fenced only after {fenced_after} ms; the secondary could already have booted");
+    assert!(
+        fenced_after < t.timeout_ms,
+        "fenced only after {fenced_after} ms; the secondary could already have booted"
+    );
     // The disk comes back: the agent's stuck write lands, its pending exit completes (status
     // 4: fenced), and the listener, seeing no more progress, takes over.
     drop(freeze);

@@ -93,8 +93,12 @@ fn fsync_hammer_on_the_same_image_causes_no_release() {
     let writes: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     println!("hammer: {writes} fsync'd 64 KiB writes in {} s", started.elapsed().as_secs());
     let agent_exit = agent.child.try_wait().unwrap();
-    let diag = format!("agent exit {agent_exit:?}, fenced {}, listener said:\n{}", c.fenced(), listener.drain().join("\n"));
-    assert!(!c.fenced() && agent_exit.is_none(), "the agent stopped under load (a heartbeat cycle missed its deadline): {diag}");
+    let diag =
+        format!("agent exit {agent_exit:?}, fenced {}, listener said:\n{}", c.fenced(), listener.drain().join("\n"));
+    assert!(
+        !c.fenced() && agent_exit.is_none(),
+        "the agent stopped under load (a heartbeat cycle missed its deadline): {diag}"
+    );
     assert!(released.is_none(), "released while the agent was alive and heartbeating: {diag}");
     assert!(started.elapsed() >= Duration::from_secs(30));
     assert!(writes > 100, "the hammer did not run ({writes} writes)");
@@ -115,9 +119,17 @@ fn assert_not_liveness(c: &Cluster, mut next_bad: impl FnMut(u64) -> Vec<u8>, re
     }
     listener.drain();
     assert!(listener.is_running(), "listener crashed: {:#?}", listener.seen);
-    assert!(!listener.seen.iter().any(|l| l.contains("state watching") || l.contains("BOOT RELEASED")), "{:#?}", listener.seen);
+    assert!(
+        !listener.seen.iter().any(|l| l.contains("state watching") || l.contains("BOOT RELEASED")),
+        "{:#?}",
+        listener.seen
+    );
     if !reason.is_empty() {
-        assert!(listener.seen.iter().any(|l| l.contains("slot rejected") && l.contains(reason)), "no {reason} rejection: {:#?}", listener.seen);
+        assert!(
+            listener.seen.iter().any(|l| l.contains("slot rejected") && l.contains(reason)),
+            "no {reason} rejection: {:#?}",
+            listener.seen
+        );
     }
     let dump = c.dump_json();
     assert_eq!(dump["slots"][0]["status"], dump_status, "{dump}");
@@ -230,7 +242,10 @@ fn a_restarted_primary_refuses_to_serve_after_a_takeover() {
     let o = run(&["agent", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("takeover claim by node 1") && err.contains("must not serve") && err.contains("disk clear"), "{err}");
+    assert!(
+        err.contains("takeover claim by node 1") && err.contains("must not serve") && err.contains("disk clear"),
+        "{err}"
+    );
     // Its slot was not touched by the refused start: no heartbeat after the claim.
     let before = c.read_slot(0);
     std::thread::sleep(Duration::from_millis(300));

@@ -87,7 +87,8 @@ fn a_bad_listener_value_is_named() {
     let text = std::fs::read_to_string(&l).unwrap().replace("timeout_ms = 1000", "timeout_ms = 5");
     std::fs::write(&l, text).unwrap();
     refuse(&["check-config", l.to_str().unwrap()], &["listener.toml", "timeout_ms"]);
-    let text = std::fs::read_to_string(&l).unwrap().replace("timeout_ms = 5", "timeout_ms = 1000\nnever_seen = \"sometimes\"");
+    let text =
+        std::fs::read_to_string(&l).unwrap().replace("timeout_ms = 5", "timeout_ms = 1000\nnever_seen = \"sometimes\"");
     std::fs::write(&l, text).unwrap();
     refuse(&["check-config", l.to_str().unwrap()], &["never_seen", "release-after"]);
 }

@@ -27,7 +27,11 @@ fn the_firmware_packs_verifies_and_a_corrupt_image_is_refused() {
         ("flipped", Box::new(|b: &mut Vec<u8>| b[1000] ^= 0x04) as Box<dyn Fn(&mut Vec<u8>)>, "payload CRC mismatch"),
         ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 7)), "truncated or padded"),
         ("header", Box::new(|b: &mut Vec<u8>| b[8] ^= 1), "header CRC mismatch"),
-        ("not-an-image", Box::new(|b: &mut Vec<u8>| b[..4].copy_from_slice(b"\x7fELF")), "not a Rearguard firmware image"),
+        (
+            "not-an-image",
+            Box::new(|b: &mut Vec<u8>| b[..4].copy_from_slice(b"\x7fELF")),
+            "not a Rearguard firmware image",
+        ),
     ] {
         let mut b = bytes.clone();
         mutate(&mut b);

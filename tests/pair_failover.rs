@@ -45,7 +45,9 @@ fn uplink_loss_with_the_side_link_alive_resigns_at_once() {
     p.start_both();
     assert_eq!(p.holders(), vec![0]);
     p.set_lan(0, false);
-    let took = p.wait_until(Duration::from_secs(1), "node 2 active well before the 2 s dead interval", |p| p.state(1) == "active");
+    let took = p.wait_until(Duration::from_secs(1), "node 2 active well before the 2 s dead interval", |p| {
+        p.state(1) == "active"
+    });
     eprintln!("uplink loss: standby active {} ms after the carrier dropped (dead interval 2000 ms)", took.as_millis());
     let st = p.status(1);
     let why = st["last_takeover"].as_str().unwrap_or("");
@@ -84,7 +86,16 @@ fn vip_cleanup_removes_what_a_crash_left_behind() {
     p.wait_until(Duration::from_secs(3), "node 1 alone becomes active", |p| p.holders() == vec![0]);
     p.kill9(0);
     let cfg = p.config_path(0);
-    let out = must(&["ip", "netns", "exec", &p.ns("a"), env!("CARGO_BIN_EXE_rearguard"), "vip-cleanup", "--config", cfg.to_str().unwrap()]);
+    let out = must(&[
+        "ip",
+        "netns",
+        "exec",
+        &p.ns("a"),
+        env!("CARGO_BIN_EXE_rearguard"),
+        "vip-cleanup",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(out.contains("removed 10.200.0.100/24"), "{out}");
     assert!(p.holders().is_empty());
 }
@@ -98,7 +109,8 @@ fn a_clean_stop_hands_over_at_once_and_leaves_no_vip() {
     let mut p = Pair::new(false, a, b);
     p.start_both();
     p.stop(0);
-    let took = p.wait_until(Duration::from_secs(1), "node 2 active well before the dead interval", |p| p.holders() == vec![1]);
+    let took =
+        p.wait_until(Duration::from_secs(1), "node 2 active well before the dead interval", |p| p.holders() == vec![1]);
     eprintln!("clean stop: node 2 holds the VIP {} ms after SIGTERM returned", took.as_millis());
     assert!(!p.status(1)["last_takeover"].as_str().unwrap_or("").contains("silent"), "{}", p.status(1));
     assert!(!p.socket(0).exists(), "control socket removed on exit");

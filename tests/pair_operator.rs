@@ -22,7 +22,9 @@ fn manual_switchover_moves_the_vip_without_overlap() {
     // Issued on the standby (node 1 now): it asks, node 2 hands over.
     let out = p.ctl(0, &["switchover"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    p.wait_until(Duration::from_secs(2), "node 1 holds the VIP again", |p| p.holders() == vec![0] && p.state(1) == "standby");
+    p.wait_until(Duration::from_secs(2), "node 1 holds the VIP again", |p| {
+        p.holders() == vec![0] && p.state(1) == "standby"
+    });
     p.hold_for(Duration::from_millis(300), "exactly one holder", |p| p.holders() == vec![0]);
 }
 
@@ -33,7 +35,11 @@ fn switchover_with_no_live_peer_is_refused_and_says_why() {
     p.wait_until(Duration::from_secs(3), "node 1 alone active", |p| p.state(0) == "active");
     let out = p.ctl(0, &["switchover"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("peer is not alive"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("peer is not alive"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(p.holders(), vec![0]);
 }
 
@@ -70,7 +76,9 @@ fn no_failback_with_preempt_off() {
     let p = failback(false);
     p.wait_until(Duration::from_secs(3), "node 1 back as standby", |p| p.state(0) == "standby");
     // Several preempt delays and dead intervals: node 2 keeps the VIP.
-    p.hold_for(Duration::from_millis(1500), "node 2 keeps the VIP", |p| p.holders() == vec![1] && p.state(1) == "active");
+    p.hold_for(Duration::from_millis(1500), "node 2 keeps the VIP", |p| {
+        p.holders() == vec![1] && p.state(1) == "active"
+    });
     assert_eq!(p.status(0)["why_not_active"], "peer is active and alive");
 }
 
@@ -97,14 +105,20 @@ fn hooks_get_keepalived_arguments_and_rg_variables() {
     let out = dir.join("hook-a.out");
     let hook = dir.join("hook.sh");
     let _ = std::fs::remove_file(&out);
-    std::fs::write(&hook, format!("#!/bin/sh\necho \"$@ state=$RG_STATE term=$RG_TERM node=$RG_NODE_ID\" >> {}\n", out.display())).unwrap();
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$@ state=$RG_STATE term=$RG_TERM node=$RG_NODE_ID\" >> {}\n", out.display()),
+    )
+    .unwrap();
     must(&["chmod", "+x", hook.to_str().unwrap()]);
     let mut a = NodeOpts::new(200);
     a.pair_keys = format!("hooks = [\"{}\"]", hook.display());
     let mut p = Pair::new(false, a, NodeOpts::new(100));
     p.start_both();
     let read = || std::fs::read_to_string(&out).unwrap_or_default();
-    p.wait_until(Duration::from_secs(3), "node 1's hook ran with MASTER", |_| read().contains("INSTANCE VI_TEST MASTER 200 state=active"));
+    p.wait_until(Duration::from_secs(3), "node 1's hook ran with MASTER", |_| {
+        read().contains("INSTANCE VI_TEST MASTER 200 state=active")
+    });
     assert!(p.ctl(0, &["switchover"]).status.success());
     p.wait_until(Duration::from_secs(3), "the hook ran with BACKUP after the switchover", |_| {
         read().contains("INSTANCE VI_TEST BACKUP 200 state=standby")
@@ -123,16 +137,24 @@ fn an_ipv6_vip_moves_with_an_unsolicited_neighbour_advertisement() {
     let mut p = Pair::new(false, a, b);
     must(&["ip", "-n", &p.ns("c"), "-6", "addr", "add", "fd00:200::10/64", "dev", "lan", "nodad"]);
     p.start_both();
-    let ping6 = |p: &Pair| sh(&["ip", "netns", "exec", &p.ns("c"), "ping", "-6", "-c1", "-W0.3", "-n", "-q", "fd00:200::100"]).status.success();
+    let ping6 = |p: &Pair| {
+        sh(&["ip", "netns", "exec", &p.ns("c"), "ping", "-6", "-c1", "-W0.3", "-n", "-q", "fd00:200::100"])
+            .status
+            .success()
+    };
     let neigh6 = |p: &Pair| {
         let o = must(&["ip", "-n", &p.ns("c"), "-6", "neigh", "show", "fd00:200::100"]);
         o.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_string)
     };
-    p.wait_until(Duration::from_secs(5), "client reaches the IPv6 VIP on node 1", |p| ping6(p) && neigh6(p) == Some(p.mac(0)));
+    p.wait_until(Duration::from_secs(5), "client reaches the IPv6 VIP on node 1", |p| {
+        ping6(p) && neigh6(p) == Some(p.mac(0))
+    });
     assert!(p.ctl(0, &["switchover"]).status.success());
     // The client's neighbour entry flips to node 2 without waiting for it to go stale:
     // that is the unsolicited NA (override flag) at work.
-    p.wait_until(Duration::from_secs(2), "client's neighbour entry for the IPv6 VIP names node 2", |p| neigh6(p) == Some(p.mac(1)));
+    p.wait_until(Duration::from_secs(2), "client's neighbour entry for the IPv6 VIP names node 2", |p| {
+        neigh6(p) == Some(p.mac(1))
+    });
     p.wait_until(Duration::from_secs(3), "client reaches the IPv6 VIP on node 2", |p| ping6(p));
 }
 
@@ -163,7 +185,10 @@ fn a_hwmon_reading_past_its_threshold_hands_over_before_the_crash() {
     let temp = dir.join("temp1_input");
     std::fs::write(&temp, "45000\n").unwrap();
     let mut a = NodeOpts::new(200);
-    a.checks = format!("[[pair.check]]\nkind = \"hwmon\"\npath = \"{}\"\nmax = 90000\ninterval_ms = 20\nfall = 2\n", temp.display());
+    a.checks = format!(
+        "[[pair.check]]\nkind = \"hwmon\"\npath = \"{}\"\nmax = 90000\ninterval_ms = 20\nfall = 2\n",
+        temp.display()
+    );
     let mut p = Pair::new(false, a, NodeOpts::new(100));
     p.start_both();
     assert_eq!(p.holders(), vec![0]);
@@ -172,6 +197,9 @@ fn a_hwmon_reading_past_its_threshold_hands_over_before_the_crash() {
     let st = p.status(0);
     assert!(st["last_resign"].as_str().unwrap_or("").contains("health"), "{st}");
     assert!(st["why_not_active"].as_str().unwrap_or("").contains("above 90000"), "{st}");
-    assert!(!p.status(1)["last_takeover"].as_str().unwrap_or("").contains("silent"), "a planned handover, not a timeout");
+    assert!(
+        !p.status(1)["last_takeover"].as_str().unwrap_or("").contains("silent"),
+        "a planned handover, not a timeout"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -24,7 +24,10 @@ fn a_silent_partition_heals_to_exactly_one_holder_within_an_interval() {
     p.block_heartbeats(0, false);
     p.block_heartbeats(1, false);
     let took = p.wait_until(Duration::from_secs(2), "exactly one holder after the heal", |p| p.holders().len() == 1);
-    eprintln!("partition heal: one holder {} ms after the heal (interval 100 ms; polling adds up to 10 ms + 2 `ip` calls)", took.as_millis());
+    eprintln!(
+        "partition heal: one holder {} ms after the heal (interval 100 ms; polling adds up to 10 ms + 2 `ip` calls)",
+        took.as_millis()
+    );
     // The later takeover (node 2, higher term) keeps the VIP; node 1 removed its VIP and
     // announced nothing.
     assert_eq!(p.holders(), vec![1]);
@@ -35,7 +38,9 @@ fn a_silent_partition_heals_to_exactly_one_holder_within_an_interval() {
     assert!(!after.contains("re-announcing") && !after.contains("took the VIPs"), "{after}");
     assert!(healed.elapsed() < Duration::from_secs(2));
     p.hold_for(Duration::from_millis(500), "still one holder", |p| p.holders() == vec![1]);
-    p.wait_until(Duration::from_secs(3), "client reaches the VIP", |p| p.client_reaches_vip() && p.client_vip_mac() == Some(p.mac(1)));
+    p.wait_until(Duration::from_secs(3), "client reaches the VIP", |p| {
+        p.client_reaches_vip() && p.client_vip_mac() == Some(p.mac(1))
+    });
 }
 
 #[test]
@@ -43,7 +48,9 @@ fn a_standby_whose_monitored_target_is_unreachable_does_not_take_over_and_says_w
     let a = NodeOpts::new(200);
     let mut b = NodeOpts::new(100);
     // Nobody has 10.200.0.254: the target is unreachable from node 2.
-    b.checks = "[[pair.check]]\nkind = \"ping\"\ntarget = \"10.200.0.254\"\ninterval_ms = 100\ntimeout_ms = 100\nfall = 1\n".into();
+    b.checks =
+        "[[pair.check]]\nkind = \"ping\"\ntarget = \"10.200.0.254\"\ninterval_ms = 100\ntimeout_ms = 100\nfall = 1\n"
+            .into();
     let mut p = Pair::new(false, a, b);
     p.start(0);
     p.start(1);
@@ -52,7 +59,9 @@ fn a_standby_whose_monitored_target_is_unreachable_does_not_take_over_and_says_w
     });
     p.set_lan(0, false);
     p.wait_until(Duration::from_secs(3), "node 2 sees node 1 dead", |p| p.status(1)["peer"]["alive"] == false);
-    p.hold_for(Duration::from_millis(600), "node 2 does not take over", |p| p.state(1) == "standby" && !p.holders().contains(&1));
+    p.hold_for(Duration::from_millis(600), "node 2 does not take over", |p| {
+        p.state(1) == "standby" && !p.holders().contains(&1)
+    });
     let st = p.status(1);
     let why = st["why_not_active"].as_str().unwrap_or("");
     assert!(why.contains("health") && why.contains("10.200.0.254") && why.contains("unreachable"), "{st}");

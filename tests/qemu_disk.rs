@@ -52,5 +52,9 @@ fn release_latency_over_ten_runs() {
         lat.push(ms);
     }
     let max = *lat.iter().max().unwrap();
-    println!("release latency over {} runs (timeout {TIMEOUT_MS} ms): median {} ms, max {max} ms", lat.len(), median(&mut lat));
+    println!(
+        "release latency over {} runs (timeout {TIMEOUT_MS} ms): median {} ms, max {max} ms",
+        lat.len(),
+        median(&mut lat)
+    );
 }

@@ -117,7 +117,11 @@ fn bad_frames_are_rejected_and_counted_and_never_keep_the_primary_alive() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(watching_at.is_some(), "valid heartbeats among the noise were never seen:\n{}", q.text());
-    assert!(q.try_wait_for("BOOT RELEASED", 0, Duration::ZERO).is_none(), "released while valid heartbeats continued:\n{}", q.text());
+    assert!(
+        q.try_wait_for("BOOT RELEASED", 0, Duration::ZERO).is_none(),
+        "released while valid heartbeats continued:\n{}",
+        q.text()
+    );
 
     let status = q.command("status");
     println!("{status}");
@@ -128,12 +132,13 @@ fn bad_frames_are_rejected_and_counted_and_never_keep_the_primary_alive() {
     assert_eq!(count(&status, "wrong-cluster"), n_cluster, "{status}");
     assert_eq!(count(&status, "bad-mac"), n_mac, "{status}");
     assert_eq!(count(&status, "replay"), n_replay, "{status}");
-    let noise_seen: u32 = ["bad-cobs", "overlong", "bad-magic", "truncated", "never-written", "unsupported-version", "missing-mac"]
-        .iter()
-        .map(|r| count(&status, r))
-        .sum::<u32>()
-        + count(&status, "bad-crc")
-        - n_crc;
+    let noise_seen: u32 =
+        ["bad-cobs", "overlong", "bad-magic", "truncated", "never-written", "unsupported-version", "missing-mac"]
+            .iter()
+            .map(|r| count(&status, r))
+            .sum::<u32>()
+            + count(&status, "bad-crc")
+            - n_crc;
     assert!(noise_seen >= 1, "noise bursts left no trace in the counters: {status}");
 
     // The valid heartbeats stop, the noise goes on: released after the timeout.

@@ -42,14 +42,18 @@ fn one_medium_dies(first_dies: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let s = q.command("status");
-        let live = |m: &str| s.lines().any(|l| l.trim_start().starts_with(m) && !l.contains("heartbeat never") && !l.contains("accepted 0,"));
+        let live = |m: &str| {
+            s.lines()
+                .any(|l| l.trim_start().starts_with(m) && !l.contains("heartbeat never") && !l.contains("accepted 0,"))
+        };
         if live("disk") && live("serial") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "both media never carried heartbeats:\n{s}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (dead, alive) = if first_dies == "disk" { (&mut disk_agent, &mut serial_agent) } else { (&mut serial_agent, &mut disk_agent) };
+    let (dead, alive) =
+        if first_dies == "disk" { (&mut disk_agent, &mut serial_agent) } else { (&mut serial_agent, &mut disk_agent) };
     dead.assert_running();
     dead.kill();
     let from = q.mark();

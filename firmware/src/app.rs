@@ -20,8 +20,14 @@ pub enum StartError<E> {
     NoMedium,
     DiskRead(E),
     Header(HeaderError),
-    ClusterMismatch { disk: u32, config: u32 },
-    NoSlot { node: u8, slots: u8 },
+    ClusterMismatch {
+        disk: u32,
+        config: u32,
+    },
+    NoSlot {
+        node: u8,
+        slots: u8,
+    },
 }
 
 impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
@@ -50,8 +56,13 @@ pub enum Event<DE, GE> {
     State(ListenerState),
     /// The disk asks for a longer timeout than configured; the longer one is used so the
     /// primary's fencing bound (checked against the disk's number) holds.
-    TimeoutRaised { configured: Duration, disk: Duration },
-    ClaimWritten { primary_epoch: Option<u32> },
+    TimeoutRaised {
+        configured: Duration,
+        disk: Duration,
+    },
+    ClaimWritten {
+        primary_epoch: Option<u32>,
+    },
     ClaimFailed(DE),
     Released(ReleaseReason),
     /// Role is primary: the gate was opened at start without watching anything.
@@ -82,7 +93,13 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
 }
 
 impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
-    pub fn new(cfg: ListenerConfig, disk: Option<D>, link: Option<L>, gate: G, now: Instant) -> Result<Self, StartError<D::Error>> {
+    pub fn new(
+        cfg: ListenerConfig,
+        disk: Option<D>,
+        link: Option<L>,
+        gate: G,
+        now: Instant,
+    ) -> Result<Self, StartError<D::Error>> {
         let mut place = None;
         Self::new_in(&mut place, cfg, disk, link, gate, now)?;
         Ok(place.expect("new_in fills the place on success"))
@@ -141,7 +158,11 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         Ok(())
     }
 
-    fn check_disk(dev: &mut D, cfg: &ListenerConfig, block: &mut [u8; RECORD_SECTOR]) -> Result<DiskHeader, StartError<D::Error>> {
+    fn check_disk(
+        dev: &mut D,
+        cfg: &ListenerConfig,
+        block: &mut [u8; RECORD_SECTOR],
+    ) -> Result<DiskHeader, StartError<D::Error>> {
         dev.read_record(0, block).map_err(StartError::DiskRead)?;
         let header = DiskHeader::decode(block).map_err(StartError::Header)?;
         if header.cluster_id != cfg.cluster_id {
@@ -189,7 +210,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let id = d.id;
             match d.dev.read_record(d.slot, &mut self.block) {
                 Ok(()) => {
-                    let frame = heartbeat::decode(&self.block, &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() });
+                    let frame = heartbeat::decode(
+                        &self.block,
+                        &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() },
+                    );
                     let acts = self.listener.on_frame(id, frame, now);
                     self.run(acts, &mut ev);
                 }
@@ -204,7 +228,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let Some((link, id)) = self.link.as_mut() else { break };
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
-            let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() });
+            let frame = heartbeat::decode(
+                &buf[..n.min(MAX_FRAME)],
+                &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() },
+            );
             let acts = self.listener.on_frame(id, frame, now);
             self.run(acts, &mut ev);
         }
@@ -231,7 +258,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
                     // Best effort: a serial-only listener has no mailbox to write, and a failed
                     // write must not stop the boot (the primary is dead by the detector's view).
                     if let Some(d) = self.disk.as_mut() {
-                        let msg = MailboxMessage::TakeoverClaim { by: self.cfg.node_id, primary_epoch: primary_epoch.unwrap_or(0) };
+                        let msg = MailboxMessage::TakeoverClaim {
+                            by: self.cfg.node_id,
+                            primary_epoch: primary_epoch.unwrap_or(0),
+                        };
                         msg.encode(&mut self.block);
                         match d.dev.write_record(d.mailbox, &self.block) {
                             Ok(()) => {
@@ -265,8 +295,8 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rearguard_shared::disk::BLOCK;
     use rearguard_shared::disk::area_len;
+    use rearguard_shared::disk::BLOCK;
     use rearguard_shared::heartbeat::{encode, HealthFlags, Heartbeat, NodeState, MAX_FRAME};
     use std::vec;
     use std::vec::Vec;
@@ -297,7 +327,12 @@ mod tests {
     }
 
     fn cfg() -> ListenerConfig {
-        ListenerConfig { cluster_id: 5, timeout: Duration::from_millis(1000), poll_period: Duration::from_millis(10), ..ListenerConfig::factory() }
+        ListenerConfig {
+            cluster_id: 5,
+            timeout: Duration::from_millis(1000),
+            poll_period: Duration::from_millis(10),
+            ..ListenerConfig::factory()
+        }
     }
 
     fn disk() -> RamDisk {
@@ -338,7 +373,9 @@ mod tests {
 
     #[test]
     fn claims_the_disk_then_opens_the_gate_exactly_once() {
-        let mut app = App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0)).unwrap();
+        let mut app =
+            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+                .unwrap();
         for t in 0..10u64 {
             beat(&mut app, t + 1);
             app.poll(Instant::from_millis(t * 100));

@@ -42,8 +42,12 @@ pub struct Reason(pub ReleaseReason);
 impl core::fmt::Display for Reason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
-            ReleaseReason::HeartbeatTimeout { silent_for } => write!(f, "primary silent for {} on every medium", Ms(silent_for)),
-            ReleaseReason::NeverSeen { waited } => write!(f, "primary never seen alive in {} since power-on", Ms(waited)),
+            ReleaseReason::HeartbeatTimeout { silent_for } => {
+                write!(f, "primary silent for {} on every medium", Ms(silent_for))
+            }
+            ReleaseReason::NeverSeen { waited } => {
+                write!(f, "primary never seen alive in {} since power-on", Ms(waited))
+            }
             ReleaseReason::Manual => f.write_str("released by operator"),
         }
     }
@@ -76,7 +80,11 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn of<D: SharedDisk, L: FrameLink, G: BootGate>(app: Option<&App<D, L, G>>, framing: [(&'static str, u32); 2], now: Instant) -> Status {
+    pub fn of<D: SharedDisk, L: FrameLink, G: BootGate>(
+        app: Option<&App<D, L, G>>,
+        framing: [(&'static str, u32); 2],
+        now: Instant,
+    ) -> Status {
         let mut s = Status {
             state: None,
             timeout: Duration::ZERO,
@@ -310,7 +318,13 @@ impl Menu {
         req
     }
 
-    fn execute<S: NvStore>(&mut self, line: &str, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
+    fn execute<S: NvStore>(
+        &mut self,
+        line: &str,
+        status: &Status,
+        nv: Option<&mut S>,
+        out: &mut impl Write,
+    ) -> Request {
         if let Some(c) = self.confirm.take() {
             if !line.eq_ignore_ascii_case("yes") {
                 let _ = writeln!(out, "cancelled (type yes in full to confirm)");
@@ -401,18 +415,28 @@ impl Menu {
                 Err("role: use primary or secondary")
             }
         } else if k("timeout") {
-            parse_num(v).map(|n| next.timeout = Duration::from_millis(n)).ok_or("timeout: milliseconds, e.g. set timeout 10000")
+            parse_num(v)
+                .map(|n| next.timeout = Duration::from_millis(n))
+                .ok_or("timeout: milliseconds, e.g. set timeout 10000")
         } else if k("poll") {
-            parse_num(v).map(|n| next.poll_period = Duration::from_millis(n)).ok_or("poll: milliseconds, e.g. set poll 100")
+            parse_num(v)
+                .map(|n| next.poll_period = Duration::from_millis(n))
+                .ok_or("poll: milliseconds, e.g. set poll 100")
         } else if k("cluster") {
             parse_num(v)
                 .and_then(|n| u32::try_from(n).ok())
                 .map(|n| next.cluster_id = n)
                 .ok_or("cluster: a number 0..=4294967295, decimal or 0x-hex")
         } else if k("node") {
-            parse_num(v).and_then(|n| u8::try_from(n).ok()).map(|n| next.node_id = n).ok_or("node: this node's id, 0..=31")
+            parse_num(v)
+                .and_then(|n| u8::try_from(n).ok())
+                .map(|n| next.node_id = n)
+                .ok_or("node: this node's id, 0..=31")
         } else if k("primary") {
-            parse_num(v).and_then(|n| u8::try_from(n).ok()).map(|n| next.primary_node = n).ok_or("primary: the watched node's id, 0..=31")
+            parse_num(v)
+                .and_then(|n| u8::try_from(n).ok())
+                .map(|n| next.primary_node = n)
+                .ok_or("primary: the watched node's id, 0..=31")
         } else if k("key") {
             if v.eq_ignore_ascii_case("none") {
                 next.key = None;
@@ -652,9 +676,17 @@ mod tests {
         let mut rejected = [0; Reject::COUNT];
         rejected[Reject::BadCrc.index()] = 3;
         rejected[Reject::Replay.index()] = 2;
-        let _ = s.media.push(MediumView { name: "serial", last_valid_age: Some(Duration::from_millis(40)), accepted: 9, rejected });
+        let _ = s.media.push(MediumView {
+            name: "serial",
+            last_valid_age: Some(Duration::from_millis(40)),
+            accepted: 9,
+            rejected,
+        });
         let mut out = String::new();
         s.print(&mut out).unwrap();
-        assert!(out.contains("serial last valid heartbeat 40 ms ago, accepted 9, rejected 5 bad-crc=3 replay=2"), "{out}");
+        assert!(
+            out.contains("serial last valid heartbeat 40 ms ago, accepted 9, rejected 5 bad-crc=3 replay=2"),
+            "{out}"
+        );
     }
 }

@@ -66,7 +66,8 @@ pub fn preflight(cfg: &AgentConfig) -> Result<Preflight, AgentError> {
     let mut disk = DirectDisk::open(&cfg.device, true)?;
     let mut block = [0u8; BLOCK];
     disk.read_block(0, &mut block)?;
-    let header = DiskHeader::decode(&block).map_err(|source| AgentError::Header { path: cfg.device.clone(), source })?;
+    let header =
+        DiskHeader::decode(&block).map_err(|source| AgentError::Header { path: cfg.device.clone(), source })?;
     if header.cluster_id != cfg.cluster_id {
         return Err(AgentError::ClusterMismatch {
             path: cfg.device.clone(),
@@ -76,19 +77,30 @@ pub fn preflight(cfg: &AgentConfig) -> Result<Preflight, AgentError> {
         });
     }
     let (Some(slot), Some(mailbox)) = (header.slot_offset(cfg.node_id), header.mailbox_offset(cfg.node_id)) else {
-        return Err(AgentError::NoSlot { path: cfg.device.clone(), config: cfg.file.clone(), node: cfg.node_id, slots: header.slot_count });
+        return Err(AgentError::NoSlot {
+            path: cfg.device.clone(),
+            config: cfg.file.clone(),
+            node: cfg.node_id,
+            slots: header.slot_count,
+        });
     };
     cfg.fencing_budget()
         .check(header.timeout)
         .map_err(|violation| AgentError::Fencing { config: cfg.file.clone(), violation })?;
     check_mailbox(cfg, &mut disk, mailbox, &mut block)?;
     disk.read_block(slot, &mut block)?;
-    let previous_epoch =
-        heartbeat::decode(&block, &Verifier { cluster_id: cfg.cluster_id, key: cfg.key.as_ref() }).ok().map(|hb| hb.boot_epoch);
+    let previous_epoch = heartbeat::decode(&block, &Verifier { cluster_id: cfg.cluster_id, key: cfg.key.as_ref() })
+        .ok()
+        .map(|hb| hb.boot_epoch);
     Ok(Preflight { disk, header, slot, mailbox, previous_epoch })
 }
 
-fn check_mailbox(cfg: &AgentConfig, disk: &mut DirectDisk, mailbox: u64, block: &mut [u8; BLOCK]) -> Result<(), AgentError> {
+fn check_mailbox(
+    cfg: &AgentConfig,
+    disk: &mut DirectDisk,
+    mailbox: u64,
+    block: &mut [u8; BLOCK],
+) -> Result<(), AgentError> {
     disk.read_block(mailbox, block)?;
     match MailboxMessage::decode(block) {
         Ok(MailboxMessage::Empty) => Ok(()),
@@ -148,7 +160,8 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
                 }
                 let since = now().saturating_since(Instant::from_millis(last_good.load(Ordering::Acquire)));
                 if since > budget {
-                    let why = format!("no heartbeat cycle on {} completed in {} (limit {})", device.display(), since, budget);
+                    let why =
+                        format!("no heartbeat cycle on {} completed in {} (limit {})", device.display(), since, budget);
                     fencer.fire(&why);
                     eprintln!("rearguard agent: fenced: {why}");
                     std::process::exit(4);
@@ -201,7 +214,11 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
                     // Early warning, before the deadline fences the node: the disk is slow.
                     let took = done.saturating_since(t);
                     if took.saturating_mul(2) > cfg.write_deadline {
-                        tracing::warn!(took_ms = took.as_millis(), deadline_ms = cfg.write_deadline.as_millis(), "slow heartbeat cycle (write + mailbox read)");
+                        tracing::warn!(
+                            took_ms = took.as_millis(),
+                            deadline_ms = cfg.write_deadline.as_millis(),
+                            "slow heartbeat cycle (write + mailbox read)"
+                        );
                     }
                 }
                 Err(e @ (AgentError::Claimed { .. } | AgentError::MailboxCorrupt { .. })) => {

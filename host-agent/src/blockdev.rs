@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("{path}: no such file or device; check the path (to make a test image: `rearguard disk init {path} --create`)")]
+    #[error(
+        "{path}: no such file or device; check the path (to make a test image: `rearguard disk init {path} --create`)"
+    )]
     NotFound { path: PathBuf },
     #[error("{path}: permission denied; run as a user that may open it read-write (often root, or the `disk` group)")]
     PermissionDenied { path: PathBuf },
-    #[error("{path}: {size} bytes is too small for the heartbeat area ({need} bytes); use a larger device or fewer slots")]
+    #[error(
+        "{path}: {size} bytes is too small for the heartbeat area ({need} bytes); use a larger device or fewer slots"
+    )]
     TooSmall { path: PathBuf, size: u64, need: u64 },
     #[error("{path}: {op} at offset {offset} failed: {source}")]
     Io { path: PathBuf, op: &'static str, offset: u64, source: std::io::Error },
@@ -95,7 +99,8 @@ impl DirectDisk {
     pub fn read_block(&mut self, offset: u64, out: &mut [u8; BLOCK]) -> Result<(), DiskError> {
         let n = self.file.read_at(&mut self.buf.0, offset).map_err(|e| self.io("read", offset, e))?;
         if n != BLOCK {
-            let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("short read ({n} of {BLOCK} bytes)"));
+            let e =
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("short read ({n} of {BLOCK} bytes)"));
             return Err(self.io("read", offset, e));
         }
         out.copy_from_slice(&self.buf.0);

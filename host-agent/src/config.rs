@@ -133,7 +133,10 @@ impl AgentConfig {
         })?;
         let key = parse_key(file, f.cluster.key.as_deref())?;
         if f.disk.interval_ms == 0 {
-            return Err(err(file, "[disk] interval_ms = 0: the heartbeat interval must be at least 1 ms (100 is typical)"));
+            return Err(err(
+                file,
+                "[disk] interval_ms = 0: the heartbeat interval must be at least 1 ms (100 is typical)",
+            ));
         }
         if f.disk.write_deadline_ms == 0 {
             return Err(err(file, "[disk] write_deadline_ms = 0: must be at least 1 ms (a few intervals is typical)"));
@@ -178,7 +181,11 @@ impl AgentConfig {
     }
 
     pub fn fencing_budget(&self) -> FencingBudget {
-        FencingBudget { interval: self.interval, write_deadline: self.write_deadline, fence_time: self.fence.fence_time() }
+        FencingBudget {
+            interval: self.interval,
+            write_deadline: self.write_deadline,
+            fence_time: self.fence.fence_time(),
+        }
     }
 }
 
@@ -247,7 +254,10 @@ impl LinuxListenerConfig {
     pub fn parse(file: &Path, text: &str) -> Result<LinuxListenerConfig, ConfigError> {
         let f: ListenerFile = toml::from_str(text).map_err(|e| err(file, toml_message(e)))?;
         if f.cluster.node_id.is_some() {
-            return Err(err(file, "[cluster] node_id is for the agent; in a listener config set [listener] node_id instead"));
+            return Err(err(
+                file,
+                "[cluster] node_id is for the agent; in a listener config set [listener] node_id instead",
+            ));
         }
         let never_seen = match (f.listener.never_seen.as_str(), f.listener.never_seen_release_after_ms) {
             ("wait", None) => NeverSeenPolicy::WaitForever,
@@ -284,20 +294,31 @@ impl LinuxListenerConfig {
             };
             err(file, format!("[listener] {key}: {}", e.problem))
         })?;
-        Ok(LinuxListenerConfig { file: file.to_path_buf(), listener, device: f.disk.device, gate_command: f.gate.command, nv_file: f.listener.nv_file })
+        Ok(LinuxListenerConfig {
+            file: file.to_path_buf(),
+            listener,
+            device: f.disk.device,
+            gate_command: f.gate.command,
+            nv_file: f.listener.nv_file,
+        })
     }
 }
 
 fn read(file: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(file).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => err(file, "no such file; the examples/ folder has commented configs to start from"),
+        std::io::ErrorKind::NotFound => {
+            err(file, "no such file; the examples/ folder has commented configs to start from")
+        }
         _ => err(file, format!("cannot read: {e}")),
     })
 }
 
 fn parse_key(file: &Path, hex: Option<&str>) -> Result<Option<Key>, ConfigError> {
-    hex.map(|h| Key::from_hex(h).map_err(|e| err(file, format!("[cluster] key: {e} (generate one with `openssl rand -hex 32`)"))))
-        .transpose()
+    hex.map(|h| {
+        Key::from_hex(h)
+            .map_err(|e| err(file, format!("[cluster] key: {e} (generate one with `openssl rand -hex 32`)")))
+    })
+    .transpose()
 }
 
 /// toml's message names the key and shows the line; drop its leading "TOML parse error" noise.
@@ -335,9 +356,13 @@ fence_time_ms = 100
     fn errors_name_the_file_and_key() {
         let e = AgentConfig::parse(Path::new("a.toml"), &AGENT.replace("node_id = 0\n", "")).unwrap_err().to_string();
         assert!(e.contains("a.toml") && e.contains("node_id"), "{e}");
-        let e = AgentConfig::parse(Path::new("a.toml"), &AGENT.replace("interval_ms", "intervall_ms")).unwrap_err().to_string();
+        let e = AgentConfig::parse(Path::new("a.toml"), &AGENT.replace("interval_ms", "intervall_ms"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("intervall_ms"), "{e}");
-        let e = AgentConfig::parse(Path::new("a.toml"), &AGENT.replace("fence_time_ms = 100\n", "")).unwrap_err().to_string();
+        let e = AgentConfig::parse(Path::new("a.toml"), &AGENT.replace("fence_time_ms = 100\n", ""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fence_time_ms"), "{e}");
     }
 }

@@ -17,8 +17,13 @@ pub enum FenceError {
 
 pub enum Fencer {
     /// Armed watchdog: petted after every good cycle; firing means "stop petting".
-    Watchdog { file: File, path: PathBuf },
-    Command { argv: Vec<String> },
+    Watchdog {
+        file: File,
+        path: PathBuf,
+    },
+    Command {
+        argv: Vec<String>,
+    },
 }
 
 nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, libc::c_int);

@@ -165,7 +165,8 @@ fn raw_mode(f: &std::fs::File, baud: u32) -> std::io::Result<()> {
     cfmakeraw(&mut t);
     t.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
     t.control_flags &= !ControlFlags::CRTSCTS;
-    let speed = baud_flag(baud).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported baud rate"))?;
+    let speed = baud_flag(baud)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported baud rate"))?;
     cfsetspeed(&mut t, speed)?;
     tcsetattr(f.as_fd(), SetArg::TCSANOW, &t)?;
     Ok(())
@@ -206,7 +207,8 @@ mod tests {
         // A pseudo-terminal pair stands in for a null-modem cable: the sink writes the slave
         // side (set raw at 115200), the test reads the master side.
         let pty = nix::pty::openpty(None, None).unwrap();
-        let slave = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
+        let slave =
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
         let mut sink = SerialSink::new(SerialSection { path: slave, baud: 115_200 });
         sink.send(b"RG\x00tty");
         assert_eq!((sink.sent, sink.dropped), (1, 0));

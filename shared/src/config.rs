@@ -129,9 +129,8 @@ pub fn encode_record(cfg: &ListenerConfig, generation: u32, out: &mut [u8; RECOR
     out.fill(0xFF); // erased-flash pattern for the unused tail
     out[..4].copy_from_slice(&RECORD_MAGIC);
     out[4..8].copy_from_slice(&generation.to_le_bytes());
-    let n = postcard::to_slice(cfg, &mut out[10..10 + BODY_MAX])
-        .expect("a listener config always fits in a record")
-        .len();
+    let n =
+        postcard::to_slice(cfg, &mut out[10..10 + BODY_MAX]).expect("a listener config always fits in a record").len();
     out[8..10].copy_from_slice(&(n as u16).to_le_bytes());
     let crc = crc32c(&out[..10 + n]);
     out[10 + n..14 + n].copy_from_slice(&crc.to_le_bytes());

@@ -69,9 +69,7 @@ impl FailureDetector {
             Some((epoch, _)) if hb.boot_epoch > epoch => Observation::Restarted,
             Some((epoch, _)) if hb.boot_epoch < epoch => return Err(Reject::StaleEpoch),
             Some((_, seq)) if hb.sequence > seq => Observation::Progress,
-            Some((_, seq)) if hb.sequence == seq && self.kind == MediumKind::Polled => {
-                Observation::Repeat
-            }
+            Some((_, seq)) if hb.sequence == seq && self.kind == MediumKind::Polled => Observation::Repeat,
             Some(_) => return Err(Reject::Replay),
         };
         self.last = Some((hb.boot_epoch, hb.sequence));
@@ -96,7 +94,13 @@ pub struct MediumStats {
 
 impl MediumStats {
     pub const fn new(kind: MediumKind) -> Self {
-        MediumStats { detector: FailureDetector::new(kind), last_valid: None, accepted: 0, rejected: [0; Reject::COUNT], last_reject: None }
+        MediumStats {
+            detector: FailureDetector::new(kind),
+            last_valid: None,
+            accepted: 0,
+            rejected: [0; Reject::COUNT],
+            last_reject: None,
+        }
     }
 
     pub fn rejected_total(&self) -> u32 {

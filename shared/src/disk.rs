@@ -45,7 +45,9 @@ pub enum HeaderError {
     NotInitialised,
     /// Something else lives here (a filesystem, another tool's data).
     NotRearguard,
-    UnsupportedLayout { found: u16 },
+    UnsupportedLayout {
+        found: u16,
+    },
     BadCrc,
     /// The header makes no sense (zero or too many slots, zero timeouts).
     Invalid(&'static str),
@@ -149,9 +151,14 @@ pub enum MailboxMessage {
     Empty,
     /// Node `by` took over the service. The mailbox owner must stop, fence, and never
     /// resume until an operator clears the claim.
-    TakeoverClaim { by: u8, primary_epoch: u32 },
+    TakeoverClaim {
+        by: u8,
+        primary_epoch: u32,
+    },
     /// Fence yourself now (an operator or a peer's decision).
-    Poison { by: u8 },
+    Poison {
+        by: u8,
+    },
 }
 
 pub const MAILBOX_MAGIC: [u8; 4] = *b"RGMB";

@@ -41,10 +41,10 @@
 //!   still heard (it is alive: treating it as dead would make two actives).
 //! * A standby that cannot take over reports why ([`Blocker`]).
 
-pub use crate::detector::MediumStats;
 use crate::detector::MediumKind;
-use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
+pub use crate::detector::MediumStats;
 use crate::frame;
+use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
 use crate::integrity::Key;
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
@@ -171,7 +171,9 @@ pub enum TakeoverReason {
     /// Nothing heard from a peer while listening: after start, after own health
     /// recovered, or after maintenance ended, with the peer silent.
     AloneAtStart,
-    PeerDead { silent_for: Duration },
+    PeerDead {
+        silent_for: Duration,
+    },
     /// The peer resigned in our favour (switchover, preempt request, its health).
     PeerYielded,
     /// The peer is alive but not eligible (unhealthy, maintenance, leaving).
@@ -183,7 +185,9 @@ pub enum TakeoverReason {
 impl core::fmt::Display for TakeoverReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            TakeoverReason::AloneAtStart => f.write_str("no peer heard in a dead interval of listening (start, or recovery)"),
+            TakeoverReason::AloneAtStart => {
+                f.write_str("no peer heard in a dead interval of listening (start, or recovery)")
+            }
             TakeoverReason::PeerDead { silent_for } => write!(f, "peer silent for {silent_for} on every medium"),
             TakeoverReason::PeerYielded => f.write_str("peer resigned in our favour"),
             TakeoverReason::PeerIneligible => f.write_str("peer alive but not eligible"),
@@ -203,7 +207,9 @@ pub enum ResignReason {
     Unhealthy(HealthFlags),
     Maintenance,
     /// Both were active; the peer wins `(term, priority, lower id)`.
-    LostConflict { peer_term: u32 },
+    LostConflict {
+        peer_term: u32,
+    },
     Shutdown,
 }
 
@@ -245,7 +251,9 @@ pub enum Blocker {
     Maintenance,
     /// Own tracked checks fail.
     Unhealthy(HealthFlags),
-    Starting { remaining: Duration },
+    Starting {
+        remaining: Duration,
+    },
     /// The peer holds the VIPs and is alive.
     PeerActive,
     /// Neither is active yet and the peer is preferred.
@@ -338,7 +346,8 @@ impl PeerView {
     }
     /// Willing and able to hold the VIPs.
     pub fn is_eligible(&self) -> bool {
-        self.advert.priority > 0 && matches!(self.advert.hb.state, NodeState::Active | NodeState::Standby | NodeState::Starting)
+        self.advert.priority > 0
+            && matches!(self.advert.hb.state, NodeState::Active | NodeState::Standby | NodeState::Starting)
     }
 }
 
@@ -459,10 +468,7 @@ impl Election {
     /// Whether `medium` showed the peer alive within the dead interval (tells "peer dead"
     /// from "one network partitioned").
     pub fn medium_alive(&self, medium: usize, now: Instant) -> bool {
-        self.media
-            .get(medium)
-            .and_then(|m| m.last_valid)
-            .is_some_and(|t| now.saturating_since(t) < self.p.dead_after())
+        self.media.get(medium).and_then(|m| m.last_valid).is_some_and(|t| now.saturating_since(t) < self.p.dead_after())
     }
 
     /// Why a non-active node is not active (None when active).
@@ -590,14 +596,13 @@ impl Election {
         let locked_peer = self.peer.map(|pv| pv.node_id());
         let me = self.p.node_id;
         let m = &mut self.media[medium];
-        let accepted = frame
-            .and_then(|a| {
-                if a.hb.node_id == me || locked_peer.is_some_and(|id| id != a.hb.node_id) {
-                    Err(Reject::WrongNode { found: a.hb.node_id })
-                } else {
-                    Ok(a)
-                }
-            });
+        let accepted = frame.and_then(|a| {
+            if a.hb.node_id == me || locked_peer.is_some_and(|id| id != a.hb.node_id) {
+                Err(Reject::WrongNode { found: a.hb.node_id })
+            } else {
+                Ok(a)
+            }
+        });
         // On a stream every accepted frame is new (the detector refuses repeats), so even
         // the first one is proof of life.
         let (Ok(_), Ok(a)) = (m.observe(accepted.as_ref().map(|a| &a.hb).map_err(|r| *r), now), accepted) else {
@@ -613,7 +618,10 @@ impl Election {
         // The same advert goes out on every medium and media reorder: an advert older than
         // one already taken from another medium proves liveness but must not roll the
         // peer's view back.
-        if self.peer.is_some_and(|pv| (pv.advert.hb.boot_epoch, pv.advert.hb.sequence) >= (a.hb.boot_epoch, a.hb.sequence)) {
+        if self
+            .peer
+            .is_some_and(|pv| (pv.advert.hb.boot_epoch, pv.advert.hb.sequence) >= (a.hb.boot_epoch, a.hb.sequence))
+        {
             if let Some(pv) = self.peer.as_mut() {
                 pv.last_heard = now;
             }
@@ -791,9 +799,7 @@ impl Election {
 
     /// The peer's latest advert was written after it saw our latest position.
     fn peer_current(&self) -> bool {
-        self.peer.is_some_and(|pv| {
-            pv.advert.ack_epoch == self.p.boot_epoch && pv.advert.ack_seq >= self.changed_seq
-        })
+        self.peer.is_some_and(|pv| pv.advert.ack_epoch == self.p.boot_epoch && pv.advert.ack_seq >= self.changed_seq)
     }
 
     fn set_state(&mut self, to: PairState, out: &mut Actions) {

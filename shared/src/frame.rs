@@ -54,7 +54,12 @@ pub fn seal<T: Serialize>(magic: [u8; 2], max_body: usize, value: &T, key: Optio
 /// Opens a frame sealed with `magic`: checks integrity, version and (when `key` is set)
 /// authenticity, then decodes the body. Trailing bytes after the frame are ignored (a disk
 /// slot is a whole block with the frame at its start).
-pub fn open<'a, T: Deserialize<'a>>(magic: [u8; 2], max_body: usize, bytes: &'a [u8], key: Option<&Key>) -> Result<T, Reject> {
+pub fn open<'a, T: Deserialize<'a>>(
+    magic: [u8; 2],
+    max_body: usize,
+    bytes: &'a [u8],
+    key: Option<&Key>,
+) -> Result<T, Reject> {
     if bytes.iter().take(max_frame(max_body)).all(|&b| b == 0) {
         return Err(Reject::NeverWritten);
     }
@@ -84,7 +89,9 @@ pub fn open<'a, T: Deserialize<'a>>(magic: [u8; 2], max_body: usize, bytes: &'a 
     }
     match (key, has_mac) {
         (Some(_), false) => return Err(Reject::MissingMac),
-        (Some(key), true) if !key.verify(&bytes[..signed_end], &bytes[signed_end..crc_at]) => return Err(Reject::BadMac),
+        (Some(key), true) if !key.verify(&bytes[..signed_end], &bytes[signed_end..crc_at]) => {
+            return Err(Reject::BadMac)
+        }
         // No key configured: a tag, if present, cannot be checked and is ignored.
         _ => {}
     }

@@ -78,15 +78,21 @@ pub enum Reject {
     Truncated,
     BadMagic,
     BadCrc,
-    UnsupportedVersion { found: u8 },
+    UnsupportedVersion {
+        found: u8,
+    },
     /// A key is configured but the frame carries no MAC.
     MissingMac,
     BadMac,
     /// CRC and MAC were fine but the body does not decode (a sender bug, not noise).
     Malformed,
-    WrongCluster { found: u32 },
+    WrongCluster {
+        found: u32,
+    },
     /// From a node other than the one this medium is watching.
-    WrongNode { found: u8 },
+    WrongNode {
+        found: u8,
+    },
     /// Sequence not above the last one seen in this epoch.
     Replay,
     /// Epoch older than the last one seen.

@@ -32,13 +32,23 @@ pub struct ImageHeader {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageError {
     /// Shorter than a header.
-    TooShort { len: usize },
+    TooShort {
+        len: usize,
+    },
     BadMagic,
-    UnsupportedVersion { found: u16 },
+    UnsupportedVersion {
+        found: u16,
+    },
     BadHeaderCrc,
     /// The header's length and the bytes present disagree (truncated or padded).
-    LengthMismatch { header: u32, actual: usize },
-    BadPayloadCrc { header: u32, actual: u32 },
+    LengthMismatch {
+        header: u32,
+        actual: usize,
+    },
+    BadPayloadCrc {
+        header: u32,
+        actual: u32,
+    },
     /// The payload is larger than a u32 length can say.
     TooLarge,
 }
@@ -128,7 +138,10 @@ mod tests {
         let (h, p) = verify(&img).unwrap();
         assert_eq!((h.payload_len, p), (3000, &payload[..]));
         assert_eq!(verify(&img[..10]), Err(ImageError::TooShort { len: 10 }));
-        assert!(matches!(verify(&img[..img.len() - 1]), Err(ImageError::LengthMismatch { header: 3000, actual: 2999 })));
+        assert!(matches!(
+            verify(&img[..img.len() - 1]),
+            Err(ImageError::LengthMismatch { header: 3000, actual: 2999 })
+        ));
         let mut bad = img.clone();
         bad[100] ^= 1;
         assert!(matches!(verify(&bad), Err(ImageError::BadPayloadCrc { .. })));

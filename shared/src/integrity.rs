@@ -36,8 +36,12 @@ impl core::fmt::Debug for Key {
 /// Why a key was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyError {
-    TooShort { len: usize },
-    TooLong { len: usize },
+    TooShort {
+        len: usize,
+    },
+    TooLong {
+        len: usize,
+    },
     /// A hex string had an odd length or a non-hex character.
     NotHex,
 }
@@ -51,11 +55,9 @@ impl core::fmt::Display for KeyError {
                 MIN_KEY_LEN * 2,
                 MAX_KEY_LEN * 2
             ),
-            KeyError::TooLong { len } => write!(
-                f,
-                "key is {len} bytes; use at most {MAX_KEY_LEN} bytes ({} hex digits)",
-                MAX_KEY_LEN * 2
-            ),
+            KeyError::TooLong { len } => {
+                write!(f, "key is {len} bytes; use at most {MAX_KEY_LEN} bytes ({} hex digits)", MAX_KEY_LEN * 2)
+            }
             KeyError::NotHex => f.write_str("key must be hex digits (0-9, a-f), an even number of them"),
         }
     }

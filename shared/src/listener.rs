@@ -68,7 +68,10 @@ pub enum ListenerState {
     Holding,
     /// Primary alive; watching for silence.
     Watching,
-    Released { at: Instant, reason: ReleaseReason },
+    Released {
+        at: Instant,
+        reason: ReleaseReason,
+    },
 }
 
 impl ListenerState {
@@ -148,7 +151,10 @@ impl StandbyListener {
         let Some(m) = self.media.get_mut(medium.0 as usize) else {
             return Actions::new();
         };
-        let checked = frame.and_then(|hb| if hb.node_id == watched { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) });
+        let checked =
+            frame.and_then(
+                |hb| if hb.node_id == watched { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) },
+            );
         if let Ok(obs) = m.observe(checked.as_ref().map_err(|r| *r), now) {
             if obs.is_liveness() {
                 self.last_progress = Some(now);

@@ -51,7 +51,11 @@ impl Proc {
     pub fn wait_line(&mut self, needle: &str, within: Duration) -> (Instant, String) {
         match self.try_wait_line(needle, within) {
             Some(x) => x,
-            None => panic!("no line containing {needle:?} within {} ms; output so far:\n{}", within.as_millis(), self.seen.join("\n")),
+            None => panic!(
+                "no line containing {needle:?} within {} ms; output so far:\n{}",
+                within.as_millis(),
+                self.seen.join("\n")
+            ),
         }
     }
 

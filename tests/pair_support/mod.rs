@@ -29,8 +29,16 @@ pub fn require_root_and_tools() {
     let euid = unsafe_free_euid();
     assert_eq!(euid, 0, "the firewall-pair tests create network namespaces and must run as root: run `sudo bash scripts/setup.sh` then `sudo bash scripts/test.sh`");
     for tool in ["ip", "nft", "ping"] {
-        let ok = Command::new(tool).arg(if tool == "ping" { "-V" } else { "-V" }).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-        assert!(ok, "`{tool}` is missing: run `bash scripts/setup.sh` as root (installs iproute2, nftables, iputils-ping)");
+        let ok = Command::new(tool)
+            .arg(if tool == "ping" { "-V" } else { "-V" })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        assert!(
+            ok,
+            "`{tool}` is missing: run `bash scripts/setup.sh` as root (installs iproute2, nftables, iputils-ping)"
+        );
     }
 }
 
@@ -122,16 +130,46 @@ impl Pair {
         let br = pair.ns("br");
         must(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"]);
         must(&["ip", "-n", &br, "link", "set", "br0", "up"]);
-        for (node, addr) in [("a", "10.200.0.1/24"), ("b", "10.200.0.2/24"), ("c", "10.200.0.10/24"), ("x", "10.200.0.66/24")] {
+        for (node, addr) in
+            [("a", "10.200.0.1/24"), ("b", "10.200.0.2/24"), ("c", "10.200.0.10/24"), ("x", "10.200.0.66/24")]
+        {
             let port = format!("p{node}");
-            must(&["ip", "link", "add", "lan", "netns", &pair.ns(node), "type", "veth", "peer", "name", &port, "netns", &br]);
+            must(&[
+                "ip",
+                "link",
+                "add",
+                "lan",
+                "netns",
+                &pair.ns(node),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &br,
+            ]);
             must(&["ip", "-n", &br, "link", "set", &port, "master", "br0"]);
             must(&["ip", "-n", &br, "link", "set", &port, "up"]);
             must(&["ip", "-n", &pair.ns(node), "addr", "add", addr, "dev", "lan"]);
             must(&["ip", "-n", &pair.ns(node), "link", "set", "lan", "up"]);
         }
         if side_link {
-            must(&["ip", "link", "add", "side", "netns", &pair.ns("a"), "type", "veth", "peer", "name", "side", "netns", &pair.ns("b")]);
+            must(&[
+                "ip",
+                "link",
+                "add",
+                "side",
+                "netns",
+                &pair.ns("a"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "side",
+                "netns",
+                &pair.ns("b"),
+            ]);
             for (node, addr) in [("a", "10.201.0.1/24"), ("b", "10.201.0.2/24")] {
                 must(&["ip", "-n", &pair.ns(node), "addr", "add", addr, "dev", "side"]);
                 must(&["ip", "-n", &pair.ns(node), "link", "set", "side", "up"]);
@@ -318,7 +356,15 @@ interval_ms = 5
 
     /// Unplugs (or replugs) node i's LAN cable at the switch: its carrier goes down too.
     pub fn set_lan(&self, i: usize, up: bool) {
-        must(&["ip", "-n", &self.ns("br"), "link", "set", &format!("p{}", Self::node(i)), if up { "up" } else { "down" }]);
+        must(&[
+            "ip",
+            "-n",
+            &self.ns("br"),
+            "link",
+            "set",
+            &format!("p{}", Self::node(i)),
+            if up { "up" } else { "down" },
+        ]);
     }
 
     /// Drops every heartbeat into and out of node i (nftables in its namespace), silently:
@@ -353,7 +399,11 @@ interval_ms = 5
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for (i, a) in self.agents.iter().enumerate() {
-            s.push_str(&format!("----- node {} log -----\n{}\n", i + 1, std::fs::read_to_string(&a.log).unwrap_or_default()));
+            s.push_str(&format!(
+                "----- node {} log -----\n{}\n",
+                i + 1,
+                std::fs::read_to_string(&a.log).unwrap_or_default()
+            ));
         }
         s
     }
@@ -383,7 +433,13 @@ interval_ms = 5
     pub fn hold_for(&self, dur: Duration, what: &str, mut inv: impl FnMut(&Pair) -> bool) {
         let start = Instant::now();
         while start.elapsed() < dur {
-            assert!(inv(self), "violated after {} ms: {what}\nholders: {:?}\n{}", start.elapsed().as_millis(), self.holders(), self.logs());
+            assert!(
+                inv(self),
+                "violated after {} ms: {what}\nholders: {:?}\n{}",
+                start.elapsed().as_millis(),
+                self.holders(),
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -22,7 +22,8 @@ pub const NV_OFFSET: u64 = 1 << 20;
 pub const SD_SIZE: u64 = 2 << 20;
 
 pub fn firmware_elf() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/qemu-lm3s6965/target/thumbv7m-none-eabi/release/rearguard-fw");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("boards/qemu-lm3s6965/target/thumbv7m-none-eabi/release/rearguard-fw");
     assert!(
         p.exists(),
         "the firmware is not built ({}): run scripts/test.sh, which runs scripts/setup.sh and \

@@ -7,17 +7,17 @@ use rearguard_firmware::app::{App, Event, StartError};
 use rearguard_firmware::board::{BootGate, NoLink, NvCopy, NvStore, SharedDisk};
 use rearguard_firmware::menu::{Menu, Request, Status};
 use rearguard_firmware::nv::{self, LoadReport};
-use rearguard_shared::config::{ListenerConfig, RecordError, RECORD_LEN};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
 use rearguard_host_agent::blockdev::{DirectDisk, DiskError};
 use rearguard_host_agent::config::LinuxListenerConfig;
 use rearguard_host_agent::time::now;
+use rearguard_shared::config::{ListenerConfig, RecordError, RECORD_LEN};
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
 use rearguard_shared::listener::ListenerState;
 use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 
 /// The shared disk through O_DIRECT, which needs whole aligned blocks on 4Kn devices: the
 /// record sector is cut from (or zero-padded into) a full block.
@@ -60,7 +60,8 @@ pub enum GateError {
 impl BootGate for CommandGate {
     type Error = GateError;
     fn release(&mut self) -> Result<(), GateError> {
-        let status = std::process::Command::new(&self.argv[0]).args(&self.argv[1..]).status().map_err(GateError::Spawn)?;
+        let status =
+            std::process::Command::new(&self.argv[0]).args(&self.argv[1..]).status().map_err(GateError::Spawn)?;
         tracing::info!(command = ?self.argv, %status, "boot gate command finished");
         if status.success() {
             Ok(())
@@ -152,11 +153,16 @@ impl core::fmt::Write for NoEcho {
     }
 }
 
-fn start_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, console: &mut dyn Write) -> Result<LinuxApp, ListenerError> {
+fn start_app(
+    cfg: &LinuxListenerConfig,
+    listener: ListenerConfig,
+    console: &mut dyn Write,
+) -> Result<LinuxApp, ListenerError> {
     let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, true)?);
     let gate = CommandGate { argv: cfg.gate_command.clone() };
-    let app = App::new(listener, Some(disk), None, gate, now())
-        .map_err(|e: StartError<DiskError>| ListenerError::Start { device: cfg.device.display().to_string(), message: e.to_string() })?;
+    let app = App::new(listener, Some(disk), None, gate, now()).map_err(|e: StartError<DiskError>| {
+        ListenerError::Start { device: cfg.device.display().to_string(), message: e.to_string() }
+    })?;
     let c = app.config();
     let _ = writeln!(
         console,
@@ -174,7 +180,12 @@ fn start_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, console: &mut 
 /// is printed as a line on `console`; the release line starts with `BOOT RELEASED`. Bytes
 /// arriving on `input` drive the firmware's configuration menu (type `help`); settings saved
 /// there go to `[listener] nv_file` and override the config file's at the next start.
-pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Receiver<u8>>, stop: &AtomicBool) -> Result<ListenerExit, ListenerError> {
+pub fn run(
+    cfg: &LinuxListenerConfig,
+    console: &mut dyn Write,
+    input: Option<Receiver<u8>>,
+    stop: &AtomicBool,
+) -> Result<ListenerExit, ListenerError> {
     let mut nv = cfg.nv_file.as_deref().map(FileNv::open).transpose()?;
     let (listener, persist) = match nv.as_mut() {
         None => (cfg.listener.clone(), nv::Persist::NONE),
@@ -182,7 +193,11 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
             let (saved, persist, report) = nv::load(store);
             match report {
                 LoadReport::Loaded { .. } => {
-                    let _ = writeln!(console, "{report}: settings saved from the console override [cluster] and [listener] in {}", cfg.file.display());
+                    let _ = writeln!(
+                        console,
+                        "{report}: settings saved from the console override [cluster] and [listener] in {}",
+                        cfg.file.display()
+                    );
                     (saved, persist)
                 }
                 LoadReport::Factory { a: RecordError::Blank, b: RecordError::Blank } => (cfg.listener.clone(), persist),
@@ -222,11 +237,15 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
                     last_reject = None;
                 }
                 Request::Apply(_) => {
-                    let _ = writeln!(console, "the boot is already released; the saved settings apply at the next start");
+                    let _ =
+                        writeln!(console, "the boot is already released; the saved settings apply at the next start");
                 }
             }
         }
-        if last_failure_note.is_some() && !events.iter().any(|e| matches!(e, Event::DiskReadFailed(_))) && app.disk_medium().is_some() {
+        if last_failure_note.is_some()
+            && !events.iter().any(|e| matches!(e, Event::DiskReadFailed(_)))
+            && app.disk_medium().is_some()
+        {
             let ms = t.saturating_since(start).as_millis();
             let _ = writeln!(console, "[{ms:>8} ms] slot reads work again after {read_failures} failures");
             (read_failures, last_failure_note) = (0, None);
@@ -242,7 +261,10 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
                 }
                 Event::ClaimWritten { primary_epoch } => {
                     let epoch = primary_epoch.map_or("never seen".to_string(), |e| e.to_string());
-                    format!("takeover claim written to node {}'s mailbox (primary epoch {epoch})", app.config().primary_node)
+                    format!(
+                        "takeover claim written to node {}'s mailbox (primary epoch {epoch})",
+                        app.config().primary_node
+                    )
                 }
                 Event::ClaimFailed(e) => format!("warning: takeover claim NOT written: {e}"),
                 Event::Released(reason) => format!("BOOT RELEASED: {reason}"),
@@ -255,11 +277,15 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
                     // First failure at once, then a reminder every 10 s: a dead device must
                     // not flood the log at the poll rate.
                     read_failures += 1;
-                    if last_failure_note.is_some_and(|at: rearguard_shared::Instant| t.saturating_since(at).as_millis() < 10_000) {
+                    if last_failure_note
+                        .is_some_and(|at: rearguard_shared::Instant| t.saturating_since(at).as_millis() < 10_000)
+                    {
                         continue;
                     }
                     last_failure_note = Some(t);
-                    format!("warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}")
+                    format!(
+                        "warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}"
+                    )
                 }
             };
             let _ = writeln!(console, "[{:>8} ms] {line}", ms);
@@ -268,7 +294,12 @@ pub fn run(cfg: &LinuxListenerConfig, console: &mut dyn Write, input: Option<Rec
             if m.last_reject != last_reject {
                 if let Some(r) = m.last_reject {
                     let ms = t.saturating_since(start).as_millis();
-                    let _ = writeln!(console, "[{ms:>8} ms] slot rejected: {} ({r}); {} rejected so far", r.name(), m.rejected_total());
+                    let _ = writeln!(
+                        console,
+                        "[{ms:>8} ms] slot rejected: {} ({r}); {} rejected so far",
+                        r.name(),
+                        m.rejected_total()
+                    );
                 }
                 last_reject = m.last_reject;
             }

@@ -14,8 +14,8 @@
 #[macro_use]
 mod log;
 mod regs;
-mod stack;
 mod sd;
+mod stack;
 mod uart;
 
 use core::fmt::Write;
@@ -162,7 +162,9 @@ fn main() -> ! {
             }
         }
         while let Some(b) = uart::CONSOLE.pop(&uart::CONSOLE_RX) {
-            if menu.feed(b, &mut con) && console_line(&mut menu, &mut place, handle(), handle(), &mut con, &mut disk_error_shown) {
+            if menu.feed(b, &mut con)
+                && console_line(&mut menu, &mut place, handle(), handle(), &mut con, &mut disk_error_shown)
+            {
                 next_poll = now();
             }
         }
@@ -194,7 +196,9 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
             info!("sd: {=u32} sectors", d.sectors);
             let (cfg, persist, report) = nv::load(&mut d);
             match report {
-                nv::LoadReport::Loaded { generation, other: None, .. } => info!("config: generation {=u32}", generation),
+                nv::LoadReport::Loaded { generation, other: None, .. } => {
+                    info!("config: generation {=u32}", generation)
+                }
                 nv::LoadReport::Loaded { generation, other: Some(_), .. } => {
                     warn!("config: generation {=u32}, the other copy is unusable", generation)
                 }
@@ -282,7 +286,11 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
 }
 
 #[inline(never)]
-fn report<DE: core::fmt::Debug>(con: &mut Console, ev: Event<DE, core::convert::Infallible>, disk_error_shown: &mut bool) {
+fn report<DE: core::fmt::Debug>(
+    con: &mut Console,
+    ev: Event<DE, core::convert::Infallible>,
+    disk_error_shown: &mut bool,
+) {
     match &ev {
         Event::State(s) => info!("state: {=str}", s.name()),
         Event::Released(_) | Event::PassThrough => info!("BOOT RELEASED"),

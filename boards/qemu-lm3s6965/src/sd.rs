@@ -263,7 +263,6 @@ fn csd_sectors(csd: &[u8; 16]) -> u32 {
     }
 }
 
-
 pub enum DiskError {
     Card(CardError),
     /// Offset not sector-aligned or beyond the card.
@@ -351,4 +350,3 @@ fn nv_offset(copy: NvCopy) -> u64 {
         NvCopy::B => NV_OFFSET + BLOCK as u64,
     }
 }
-

@@ -47,7 +47,6 @@ impl Uart {
         self.0.dr().write(b as u32);
     }
 
-
     /// Interrupt handler body: hardware FIFO → ring; masks itself if the ring is full.
     pub fn on_interrupt<const N: usize>(self, ring: &Ring<N>) {
         critical_section::with(|cs| {

@@ -15,7 +15,8 @@ pub fn mac_of(interface: &str) -> io::Result<[u8; 6]> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{interface}: MAC {text:?} is not 6 bytes")));
     }
     for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{interface}: bad MAC {text:?}")))?;
+        *b = u8::from_str_radix(p, 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{interface}: bad MAC {text:?}")))?;
     }
     Ok(mac)
 }
@@ -99,7 +100,8 @@ pub fn announce_once(vips: &[Vip]) -> io::Result<()> {
     let mut first_err = None;
     for v in vips {
         let r = (|| {
-            let idx = super::netlink::ifindex(&v.interface).map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
+            let idx = super::netlink::ifindex(&v.interface)
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
             let mac = mac_of(&v.interface)?;
             match v.addr {
                 IpAddr::V4(a) => send_garp(idx, mac, a),

@@ -22,7 +22,13 @@ pub struct CheckReport {
     pub detail: String,
 }
 
-pub fn spawn(index: usize, check: Check, tx: Sender<super::Event>, stop: Arc<AtomicBool>, rt_prio: u8) -> std::io::Result<()> {
+pub fn spawn(
+    index: usize,
+    check: Check,
+    tx: Sender<super::Event>,
+    stop: Arc<AtomicBool>,
+    rt_prio: u8,
+) -> std::io::Result<()> {
     std::thread::Builder::new().name(format!("check-{index}")).stack_size(256 * 1024).spawn(move || {
         // Carrier checks are the fast path of uplink failover: same priority as the loop.
         // (Commands they run are reset to normal priority on fork.)
@@ -80,12 +86,14 @@ impl Prober {
 
     fn probe(&mut self, kind: &CheckKind) -> (bool, String) {
         match kind {
-            CheckKind::Carrier { interface } => match std::fs::read_to_string(format!("/sys/class/net/{interface}/carrier")) {
-                Ok(s) if s.trim() == "1" => (true, format!("{interface} carrier up")),
-                Ok(_) => (false, format!("{interface} has no carrier")),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (false, format!("{interface} is down")),
-                Err(e) => (false, format!("{interface}: {e}")),
-            },
+            CheckKind::Carrier { interface } => {
+                match std::fs::read_to_string(format!("/sys/class/net/{interface}/carrier")) {
+                    Ok(s) if s.trim() == "1" => (true, format!("{interface} carrier up")),
+                    Ok(_) => (false, format!("{interface} has no carrier")),
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (false, format!("{interface} is down")),
+                    Err(e) => (false, format!("{interface}: {e}")),
+                }
+            }
             CheckKind::Ping { target, timeout_ms } => self.ping(*target, Duration::from_millis(*timeout_ms)),
             CheckKind::Process { pidfile: Some(p), .. } => {
                 let pid = std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<i32>().ok());
@@ -105,16 +113,23 @@ impl Prober {
                 }
             }
             CheckKind::Process { .. } => (false, "process check without pidfile or name".into()),
-            CheckKind::Systemd { unit } => {
-                run_status(&["systemctl".to_string(), "is-active".into(), "--quiet".into(), unit.clone()], Duration::from_secs(5))
-            }
+            CheckKind::Systemd { unit } => run_status(
+                &["systemctl".to_string(), "is-active".into(), "--quiet".into(), unit.clone()],
+                Duration::from_secs(5),
+            ),
             CheckKind::Command { argv, timeout_ms } => run_status(argv, Duration::from_millis(*timeout_ms)),
-            CheckKind::Hwmon { path, min, max } => match std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i64>().ok()) {
-                None => (false, format!("{} unreadable", path.display())),
-                Some(v) if max.is_some_and(|m| v > m) => (false, format!("{} = {v} above {}", path.display(), max.unwrap())),
-                Some(v) if min.is_some_and(|m| v < m) => (false, format!("{} = {v} below {}", path.display(), min.unwrap())),
-                Some(v) => (true, format!("{} = {v}", path.display())),
-            },
+            CheckKind::Hwmon { path, min, max } => {
+                match std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i64>().ok()) {
+                    None => (false, format!("{} unreadable", path.display())),
+                    Some(v) if max.is_some_and(|m| v > m) => {
+                        (false, format!("{} = {v} above {}", path.display(), max.unwrap()))
+                    }
+                    Some(v) if min.is_some_and(|m| v < m) => {
+                        (false, format!("{} = {v} below {}", path.display(), min.unwrap()))
+                    }
+                    Some(v) => (true, format!("{} = {v}", path.display())),
+                }
+            }
         }
     }
 
@@ -180,7 +195,13 @@ fn process_named(name: &str) -> bool {
 
 /// Runs argv, killing it after `timeout`; healthy when it exits 0.
 pub fn run_status(argv: &[String], timeout: Duration) -> (bool, String) {
-    let mut child = match Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
+    let mut child = match Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => return (false, format!("cannot run {}: {e}", argv[0])),
     };
@@ -194,7 +215,14 @@ pub fn run_status(argv: &[String], timeout: Duration) -> (bool, String) {
                     let _ = e.read_to_string(&mut err);
                 }
                 let err = err.lines().next().unwrap_or("").to_string();
-                return (false, format!("{} failed ({st}){}", argv[0], if err.is_empty() { String::new() } else { format!(": {err}") }));
+                return (
+                    false,
+                    format!(
+                        "{} failed ({st}){}",
+                        argv[0],
+                        if err.is_empty() { String::new() } else { format!(": {err}") }
+                    ),
+                );
             }
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();

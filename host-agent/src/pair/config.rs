@@ -226,7 +226,9 @@ impl Check {
         match self.kind {
             CheckKind::Carrier { .. } => HealthFlags::LINK_DOWN,
             CheckKind::Ping { .. } => HealthFlags::TARGET_UNREACHABLE,
-            CheckKind::Process { .. } | CheckKind::Systemd { .. } | CheckKind::Command { .. } => HealthFlags::PROCESS_DOWN,
+            CheckKind::Process { .. } | CheckKind::Systemd { .. } | CheckKind::Command { .. } => {
+                HealthFlags::PROCESS_DOWN
+            }
             CheckKind::Hwmon { .. } => HealthFlags::SENSOR_WARNING,
         }
     }
@@ -291,9 +293,9 @@ impl PairConfig {
     }
 
     pub fn resolve(file: &Path, cluster: &ClusterSection, p: PairSection) -> Result<PairConfig, ConfigError> {
-        let node_id = cluster
-            .node_id
-            .ok_or_else(|| err(file, "[cluster] node_id is missing: give each node of the pair its own id (e.g. 1 and 2)"))?;
+        let node_id = cluster.node_id.ok_or_else(|| {
+            err(file, "[cluster] node_id is missing: give each node of the pair its own id (e.g. 1 and 2)")
+        })?;
         let key = match cluster.key.as_deref() {
             Some(h) => Some(Key::from_hex(h).map_err(|e| err(file, format!("[cluster] key: {e} (generate one with `openssl rand -hex 32`)")))?),
             None if p.insecure_no_key => None,
@@ -309,30 +311,50 @@ impl PairConfig {
             return Err(err(file, "[pair] priority = 0: use 1..=255 (higher is preferred)"));
         }
         if p.realtime_priority > 99 {
-            return Err(err(file, format!("[pair] realtime_priority = {}: use 1..=99 (SCHED_RR), or 0 to run at normal priority", p.realtime_priority)));
+            return Err(err(
+                file,
+                format!(
+                    "[pair] realtime_priority = {}: use 1..=99 (SCHED_RR), or 0 to run at normal priority",
+                    p.realtime_priority
+                ),
+            ));
         }
         if p.interval_ms == 0 {
             return Err(err(file, "[pair] interval_ms = 0: use at least 1 (100 is typical)"));
         }
         if p.dead_count < 2 {
-            return Err(err(file, format!("[pair] dead_count = {}: use at least 2 (one lost advert must not fail over)", p.dead_count)));
+            return Err(err(
+                file,
+                format!("[pair] dead_count = {}: use at least 2 (one lost advert must not fail over)", p.dead_count),
+            ));
         }
         if p.vip.is_empty() {
-            return Err(err(file, "[pair] has no [[pair.vip]]: add at least one { address = \"10.0.0.100/24\", interface = \"eth0\" }"));
+            return Err(err(
+                file,
+                "[pair] has no [[pair.vip]]: add at least one { address = \"10.0.0.100/24\", interface = \"eth0\" }",
+            ));
         }
         let mut vips = Vec::new();
         for (i, v) in p.vip.iter().enumerate() {
             let (a, pfx) = v.address.split_once('/').unwrap_or((v.address.as_str(), ""));
-            let addr: IpAddr = a
-                .parse()
-                .map_err(|_| err(file, format!("[[pair.vip]] #{}: address {:?} is not an IP address (write \"10.0.0.100/24\")", i + 1, v.address)))?;
+            let addr: IpAddr = a.parse().map_err(|_| {
+                err(
+                    file,
+                    format!(
+                        "[[pair.vip]] #{}: address {:?} is not an IP address (write \"10.0.0.100/24\")",
+                        i + 1,
+                        v.address
+                    ),
+                )
+            })?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let prefix: u8 = if pfx.is_empty() {
                 max
             } else {
-                pfx.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
-                    err(file, format!("[[pair.vip]] #{}: prefix /{pfx} is not 0..={max}", i + 1))
-                })?
+                pfx.parse()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| err(file, format!("[[pair.vip]] #{}: prefix /{pfx} is not 0..={max}", i + 1)))?
             };
             check_ifname(file, &format!("[[pair.vip]] #{} interface", i + 1), &v.interface)?;
             vips.push(Vip { addr, prefix, interface: v.interface.clone() });
@@ -351,13 +373,19 @@ impl PairConfig {
             let port = m.port.unwrap_or(DEFAULT_PORT);
             let dest = match (m.peer, m.group) {
                 (Some(_), Some(_)) => {
-                    return Err(err(file, format!("[[pair.medium]] #{}: set either peer (unicast) or group (multicast), not both", i + 1)))
+                    return Err(err(
+                        file,
+                        format!("[[pair.medium]] #{}: set either peer (unicast) or group (multicast), not both", i + 1),
+                    ))
                 }
                 (Some(peer), None) => SocketAddr::new(peer, port),
                 (None, g) => {
                     let g = g.unwrap_or(DEFAULT_GROUP);
                     if !g.is_multicast() {
-                        return Err(err(file, format!("[[pair.medium]] #{}: group {g} is not a multicast address (224.0.0.0/4)", i + 1)));
+                        return Err(err(
+                            file,
+                            format!("[[pair.medium]] #{}: group {g} is not a multicast address (224.0.0.0/4)", i + 1),
+                        ));
                     }
                     SocketAddr::new(IpAddr::V4(g), port)
                 }
@@ -380,7 +408,10 @@ impl PairConfig {
                 CheckKind::Hwmon { path, .. } => format!("hwmon {}", path.display()),
             };
             if c.interval_ms == 0 || c.rise == 0 || c.fall == 0 {
-                return Err(err(file, format!("[[pair.check]] #{} ({name}): interval_ms, rise and fall must be at least 1", i + 1)));
+                return Err(err(
+                    file,
+                    format!("[[pair.check]] #{} ({name}): interval_ms, rise and fall must be at least 1", i + 1),
+                ));
             }
             checks.push(Check {
                 name,
@@ -449,7 +480,10 @@ impl PairConfig {
 
 fn check_ifname(file: &Path, what: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
-        return Err(err(file, format!("{what}: {name:?} is not an interface name (1..=15 characters, no '/' or spaces)")));
+        return Err(err(
+            file,
+            format!("{what}: {name:?} is not an interface name (1..=15 characters, no '/' or spaces)"),
+        ));
     }
     Ok(())
 }
@@ -521,9 +555,14 @@ interval_ms = 10
     #[test]
     fn the_policy_digest_ignores_per_node_fields() {
         let a = PairConfig::parse(Path::new("a"), OK).unwrap();
-        let b = PairConfig::parse(Path::new("b"), &OK.replace("node_id = 1", "node_id = 2").replace("priority = 200", "priority = 100")).unwrap();
+        let b = PairConfig::parse(
+            Path::new("b"),
+            &OK.replace("node_id = 1", "node_id = 2").replace("priority = 200", "priority = 100"),
+        )
+        .unwrap();
         assert_eq!(a.policy_digest(), b.policy_digest());
-        let c = PairConfig::parse(Path::new("c"), &OK.replace("priority = 200", "priority = 200\npreempt = true")).unwrap();
+        let c =
+            PairConfig::parse(Path::new("c"), &OK.replace("priority = 200", "priority = 200\npreempt = true")).unwrap();
         assert_ne!(a.policy_digest(), c.policy_digest());
     }
 }

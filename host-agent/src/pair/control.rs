@@ -43,7 +43,9 @@ pub fn serve(path: &Path, tx: Sender<super::Event>, stop: Arc<AtomicBool>) -> st
             if tx.send(super::Event::Control(line.trim().to_string(), rtx)).is_err() {
                 return;
             }
-            let reply = rrx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| r#"{"ok":false,"error":"agent did not answer"}"#.into());
+            let reply = rrx
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_else(|_| r#"{"ok":false,"error":"agent did not answer"}"#.into());
             let mut conn = conn;
             let _ = conn.write_all(reply.as_bytes());
             let _ = conn.write_all(b"\n");

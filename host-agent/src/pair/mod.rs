@@ -16,9 +16,7 @@ pub mod netlink;
 use crate::time::{now, unix_secs};
 use checks::CheckReport;
 use config::PairConfig;
-use rearguard_shared::election::{
-    decode_advert, encode_advert, Action, Advert, Election, PairState, MAX_ADVERT_FRAME,
-};
+use rearguard_shared::election::{decode_advert, encode_advert, Action, Advert, Election, PairState, MAX_ADVERT_FRAME};
 use rearguard_shared::heartbeat::{HealthFlags, Reject, Verifier};
 use rearguard_shared::Instant;
 use serde_json::json;
@@ -74,7 +72,10 @@ fn boot_epoch(cfg: &PairConfig) -> u32 {
     let stored = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse::<u32>().ok()).unwrap_or(0);
     let epoch = stored.saturating_add(1).max(unix_secs() as u32);
     if let Err(e) = std::fs::create_dir_all(&cfg.state_dir).and_then(|_| std::fs::write(&file, format!("{epoch}\n"))) {
-        warn!("cannot record the boot epoch in {}: {e}; restarts within one second may be taken for replays", file.display());
+        warn!(
+            "cannot record the boot epoch in {}: {e}; restarts within one second may be taken for replays",
+            file.display()
+        );
     }
     epoch
 }
@@ -171,7 +172,10 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let acts = d.sm.set_health(d.health(), t0);
     d.execute(acts, t0);
     if let Some(e) = realtime(cfg.realtime_priority) {
-        warn!("cannot run the election loop at real-time priority {}: {e}; heartbeats may stall under load", cfg.realtime_priority);
+        warn!(
+            "cannot run the election loop at real-time priority {}: {e}; heartbeats may stall under load",
+            cfg.realtime_priority
+        );
     }
     let watchdog = Watchdog::from_env();
     watchdog.notify("READY=1");
@@ -258,7 +262,9 @@ impl Driver {
                 self.execute(acts, t);
                 json!({"ok": true, "maintenance": on})
             }
-            other => json!({"ok": false, "error": format!("unknown request {other:?}; use status, switchover, maintenance on|off")}),
+            other => {
+                json!({"ok": false, "error": format!("unknown request {other:?}; use status, switchover, maintenance on|off")})
+            }
         }
     }
 
@@ -391,7 +397,11 @@ impl Driver {
                     info!("state {} -> {}", from.name(), to.name());
                     let state = match to {
                         PairState::Active => "MASTER",
-                        PairState::Standby | PairState::Starting | PairState::Maintenance if !self.sm.health().is_healthy() => "FAULT",
+                        PairState::Standby | PairState::Starting | PairState::Maintenance
+                            if !self.sm.health().is_healthy() =>
+                        {
+                            "FAULT"
+                        }
                         _ => "BACKUP",
                     };
                     let why = self.last_change.as_ref().map(|c| c.1.clone()).unwrap_or_default();
@@ -507,7 +517,10 @@ impl Watchdog {
             };
             Some((std::os::unix::net::UnixDatagram::unbound().ok()?, addr))
         });
-        let every = std::env::var("WATCHDOG_USEC").ok().and_then(|u| u.parse::<u64>().ok()).map(|u| std::time::Duration::from_micros(u / 2));
+        let every = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|u| u.parse::<u64>().ok())
+            .map(|u| std::time::Duration::from_micros(u / 2));
         Watchdog { sock, every, last: std::cell::Cell::new(std::time::Instant::now()) }
     }
 
@@ -527,4 +540,3 @@ impl Watchdog {
         }
     }
 }
-

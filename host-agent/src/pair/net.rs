@@ -13,7 +13,9 @@ pub struct MediumSocket {
 }
 
 pub fn open(m: &Medium) -> io::Result<MediumSocket> {
-    let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("[[pair.medium]] {} ({}): {what}: {e}", m.interface, m.dest));
+    let ctx = |what: &str, e: io::Error| {
+        io::Error::new(e.kind(), format!("[[pair.medium]] {} ({}): {what}: {e}", m.interface, m.dest))
+    };
     let domain = if m.dest.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| ctx("socket", e))?;
     s.set_reuse_address(true).map_err(|e| ctx("SO_REUSEADDR", e))?;
@@ -28,7 +30,8 @@ pub fn open(m: &Medium) -> io::Result<MediumSocket> {
     s.bind(&any.into()).map_err(|e| ctx("bind", e))?;
     if let IpAddr::V4(group) = m.dest.ip() {
         if group.is_multicast() {
-            let idx = super::netlink::ifindex(&m.interface).map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
+            let idx = super::netlink::ifindex(&m.interface)
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?;
             s.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(idx)).map_err(|e| ctx("join group", e))?;
             s.set_multicast_loop_v4(false).map_err(|e| ctx("IP_MULTICAST_LOOP", e))?;
             s.set_multicast_ttl_v4(1).map_err(|e| ctx("IP_MULTICAST_TTL", e))?;

@@ -1,9 +1,7 @@
 //! Virtual IPs on and off named interfaces, over rtnetlink (RTM_NEWADDR / RTM_DELADDR).
 
 use super::config::Vip;
-use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -65,10 +63,23 @@ impl Netlink {
     pub fn remove(&mut self, vip: &Vip) -> Result<(), VipError> {
         let m = Self::message(vip)?;
         // EADDRNOTAVAIL: not configured; ENODEV: interface gone with it.
-        self.request(RouteNetlinkMessage::DelAddress(m), 0, "remove", vip, &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT])
+        self.request(
+            RouteNetlinkMessage::DelAddress(m),
+            0,
+            "remove",
+            vip,
+            &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT],
+        )
     }
 
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, op: &'static str, vip: &Vip, ok_errnos: &[i32]) -> Result<(), VipError> {
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &'static str,
+        vip: &Vip,
+        ok_errnos: &[i32],
+    ) -> Result<(), VipError> {
         self.seq = self.seq.wrapping_add(1);
         let mut nl = NetlinkMessage::from(msg);
         nl.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -82,7 +93,8 @@ impl Netlink {
             let n = self.sock.recv(&mut rx, 0)?;
             let mut off = 0;
             while off < n {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]).map_err(|e| VipError::Decode(e.to_string()))?;
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                    .map_err(|e| VipError::Decode(e.to_string()))?;
                 let len = reply.header.length as usize;
                 if reply.header.sequence_number == self.seq {
                     if let NetlinkPayload::Error(e) = reply.payload {
@@ -93,7 +105,11 @@ impl Netlink {
                                 if ok_errnos.contains(&errno) {
                                     Ok(())
                                 } else {
-                                    Err(VipError::Kernel { op, vip: vip.to_string(), source: io::Error::from_raw_os_error(errno) })
+                                    Err(VipError::Kernel {
+                                        op,
+                                        vip: vip.to_string(),
+                                        source: io::Error::from_raw_os_error(errno),
+                                    })
                                 }
                             }
                         };

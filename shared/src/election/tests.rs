@@ -136,7 +136,13 @@ fn adverts_round_trip_and_bad_ones_are_named() {
 #[test]
 fn the_widest_advert_fits() {
     let mut e = Election::new(
-        PairParams { cluster_id: u32::MAX, boot_epoch: u32::MAX, config_digest: u32::MAX, build_stamp: u32::MAX, ..params(255, 255) },
+        PairParams {
+            cluster_id: u32::MAX,
+            boot_epoch: u32::MAX,
+            config_digest: u32::MAX,
+            build_stamp: u32::MAX,
+            ..params(255, 255)
+        },
         at(0),
     );
     e.seq = u64::MAX - 1;
@@ -339,7 +345,8 @@ fn maintenance_resigns_and_never_takes_over() {
 
 #[test]
 fn failback_with_preempt_on_after_the_delay() {
-    let mut s = started_pair(PairParams { preempt: true, ..params(1, 200) }, PairParams { preempt: true, ..params(2, 100) });
+    let mut s =
+        started_pair(PairParams { preempt: true, ..params(1, 200) }, PairParams { preempt: true, ..params(2, 100) });
     s.link_up[0] = false;
     s.run(1000);
     assert_eq!(s.nodes[1].state(), PairState::Active);
@@ -403,7 +410,10 @@ fn a_term_tie_is_broken_by_priority_and_the_winner_reannounces() {
 
 #[test]
 fn a_peer_with_another_config_is_refused_but_still_heard() {
-    let mut s = started_pair(params(1, 200), PairParams { config_digest: 0x9999, preempt: true, priority: 250, ..params(2, 100) });
+    let mut s = started_pair(
+        params(1, 200),
+        PairParams { config_digest: 0x9999, preempt: true, priority: 250, ..params(2, 100) },
+    );
     assert!(matches!(s.nodes[0].peer().unwrap().mismatch, Some(Mismatch::Config { .. })));
     assert!(matches!(s.nodes[0].switchover(s.now), Err(SwitchoverError::PeerRefused(_))));
     s.run(3000);
