@@ -3,9 +3,7 @@
 
 use anyhow::anyhow;
 use rearguard_host_agent::agent::preflight;
-use rearguard_host_agent::blockdev::DirectDisk;
 use rearguard_host_agent::config::{AgentConfig, LinuxListenerConfig};
-use rearguard_shared::disk::{DiskHeader, BLOCK};
 use std::path::Path;
 
 pub fn run(file: &Path) -> anyhow::Result<u8> {
@@ -16,34 +14,13 @@ pub fn run(file: &Path) -> anyhow::Result<u8> {
     let is_listener = text.parse::<toml::Table>().map(|t| t.contains_key("listener")).unwrap_or(false);
     if is_listener {
         let cfg = LinuxListenerConfig::parse(file, &text)?;
-        let mut disk = DirectDisk::open(&cfg.device, false)?;
-        let mut block = [0u8; BLOCK];
-        disk.read_block(0, &mut block)?;
-        let h = DiskHeader::decode(&block).map_err(|e| anyhow!("{}: {e}", cfg.device.display()))?;
-        if h.cluster_id != cfg.listener.cluster_id {
-            return Err(anyhow!(
-                "{}: [cluster] id = {:#x} but {} belongs to cluster {:#x}",
-                file.display(),
-                cfg.listener.cluster_id,
-                cfg.device.display(),
-                h.cluster_id
-            ));
-        }
-        if h.slot_offset(cfg.listener.primary_node).is_none() {
-            return Err(anyhow!(
-                "{}: [listener] primary_node = {} but {} has only {} slots",
-                file.display(),
-                cfg.listener.primary_node,
-                cfg.device.display(),
-                h.slot_count
-            ));
-        }
-        if cfg.listener.timeout < h.timeout {
+        let timeout = rearguard_board_linux::check(&cfg)?;
+        if cfg.listener.timeout < timeout {
             println!(
                 "warning: [listener] timeout_ms = {} is below the disk's {} ms; the listener will use {} ms so the primary's fencing bound holds",
                 cfg.listener.timeout.as_millis(),
-                h.timeout.as_millis(),
-                h.timeout.as_millis()
+                timeout.as_millis(),
+                timeout.as_millis()
             );
         }
         println!(
@@ -51,8 +28,8 @@ pub fn run(file: &Path) -> anyhow::Result<u8> {
             file.display(),
             cfg.listener.primary_node,
             cfg.device.display(),
-            h.cluster_id,
-            cfg.listener.timeout.as_millis().max(h.timeout.as_millis()),
+            cfg.listener.cluster_id,
+            timeout.as_millis(),
             cfg.listener.poll_period.as_millis()
         );
     } else {

@@ -153,16 +153,30 @@ impl core::fmt::Write for NoEcho {
     }
 }
 
+/// Opens the disk and builds the application: every check the firmware makes at start
+/// (config, header, cluster, slot, the disk's timeout) runs here.
+fn build_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, write: bool) -> Result<LinuxApp, ListenerError> {
+    let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, write)?);
+    let gate = CommandGate { argv: cfg.gate_command.clone() };
+    App::new(listener, Some(disk), None, gate, now()).map_err(|e: StartError<DiskError>| ListenerError::Start {
+        device: cfg.device.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// What `check-config` reports: the checks of a real start, read-only, gate untouched.
+/// Returns the timeout the listener would use (the disk's, when that is longer).
+pub fn check(cfg: &LinuxListenerConfig) -> Result<rearguard_shared::Duration, ListenerError> {
+    let app = build_app(cfg, cfg.listener.clone(), false)?;
+    Ok(app.listener().params().timeout)
+}
+
 fn start_app(
     cfg: &LinuxListenerConfig,
     listener: ListenerConfig,
     console: &mut dyn Write,
 ) -> Result<LinuxApp, ListenerError> {
-    let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, true)?);
-    let gate = CommandGate { argv: cfg.gate_command.clone() };
-    let app = App::new(listener, Some(disk), None, gate, now()).map_err(|e: StartError<DiskError>| {
-        ListenerError::Start { device: cfg.device.display().to_string(), message: e.to_string() }
-    })?;
+    let app = build_app(cfg, listener, true)?;
     let c = app.config();
     let _ = writeln!(
         console,
