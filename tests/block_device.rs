@@ -53,13 +53,9 @@ fn takeover_on_a_4kn_block_device() {
     let lo = Loop::new(8 << 20, 4096);
     let c = Cluster::on_device(Timing::default(), std::path::Path::new(&lo.dev));
     assert_eq!(c.dump_json()["header"]["sector_size"], 4096);
-    let mut agent = c.spawn_agent();
-    let mut listener = c.spawn_listener();
-    listener.wait_line("state watching", Duration::from_secs(10));
+    let (mut agent, mut listener) = c.start_watched();
     assert_eq!(c.dump_json()["slots"][0]["status"], "alive");
-    let killed = Instant::now();
-    agent.sigkill();
-    let (at, _) = listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    let (killed, at, _) = kill_primary(&mut agent, &mut listener);
     println!("4Kn loop device: released {} ms after SIGKILL", at.duration_since(killed).as_millis());
     assert_eq!(c.dump_json()["mailboxes"][0]["message"], "takeover-claim");
 }
@@ -112,9 +108,7 @@ fn a_hung_heartbeat_write_fences_the_primary_before_the_secondary_releases() {
     std::fs::File::create(&img).unwrap().set_len(1 << 20).unwrap();
     let c = Cluster::on_device(Timing::default(), &img);
     let t = c.timing;
-    let mut agent = c.spawn_agent();
-    let mut listener = c.spawn_listener();
-    listener.wait_line("state watching", Duration::from_secs(10));
+    let (mut agent, mut listener) = c.start_watched();
     // Writes to a frozen filesystem block until it is thawed: the next heartbeat write hangs.
     let frozen_at = Instant::now();
     let freeze = Freeze::new(fs.mnt.path());

@@ -31,14 +31,10 @@ fn frame(cluster_id: u32, epoch: u32, seq: u64) -> Vec<u8> {
 fn killed_agent_is_released_within_timeout_plus_one_poll() {
     let c = Cluster::new(Timing::default());
     let t = c.timing;
-    let mut agent = c.spawn_agent();
-    let mut listener = c.spawn_listener();
-    listener.wait_line("state watching", Duration::from_secs(10));
+    let (mut agent, mut listener) = c.start_watched();
     std::thread::sleep(Duration::from_millis(500));
     assert!(listener.drain().iter().all(|l| !l.contains("BOOT RELEASED")), "released while the agent was alive");
-    let killed = Instant::now();
-    agent.sigkill();
-    let (at, line) = listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    let (killed, at, line) = kill_primary(&mut agent, &mut listener);
     let latency = at.duration_since(killed).as_millis() as u64;
     println!("release latency after SIGKILL: {latency} ms (timeout {} ms, poll {} ms)", t.timeout_ms, t.poll_ms);
     assert!(line.contains("silent for"), "{line}");
@@ -56,11 +52,8 @@ fn killed_agent_is_released_within_timeout_plus_one_poll() {
 #[test]
 fn the_gate_is_released_exactly_once() {
     let c = Cluster::new(Timing::default());
-    let mut agent = c.spawn_agent();
-    let mut listener = c.spawn_listener();
-    listener.wait_line("state watching", Duration::from_secs(10));
-    agent.sigkill();
-    listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    let (mut agent, mut listener) = c.start_watched();
+    kill_primary(&mut agent, &mut listener);
     assert_eq!(listener.wait_exit(Duration::from_secs(5)), Some(Some(0)));
     listener.drain();
     let gates = listener.seen.iter().filter(|l| l.contains("GATE-OPENED")).count();
@@ -71,9 +64,7 @@ fn the_gate_is_released_exactly_once() {
 #[test]
 fn fsync_hammer_on_the_same_image_causes_no_release() {
     let c = Cluster::new(Timing::default());
-    let mut agent = c.spawn_agent();
-    let mut listener = c.spawn_listener();
-    listener.wait_line("state watching", Duration::from_secs(10));
+    let (mut agent, mut listener) = c.start_watched();
     // Another process rewrites the rest of the same image with synchronous writes, as fast
     // as it can, for 30 s (the heartbeat area is the first 20 KiB; dd writes from 64 KiB).
     let img = c.disk.display().to_string();
@@ -233,11 +224,8 @@ fn a_stalled_agent_after_progress_is_released() {
 #[test]
 fn a_restarted_primary_refuses_to_serve_after_a_takeover() {
     let c = Cluster::new(Timing::default());
-    let mut agent = c.spawn_agent();
-    let mut listener = c.spawn_listener();
-    listener.wait_line("state watching", Duration::from_secs(10));
-    agent.sigkill();
-    listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    let (mut agent, mut listener) = c.start_watched();
+    kill_primary(&mut agent, &mut listener);
     let cfg = c.agent_config();
     let o = run(&["agent", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -230,6 +230,14 @@ impl Cluster {
         Proc::spawn(c)
     }
 
+    /// Starts the primary's agent and the listener, and waits until the listener watches.
+    pub fn start_watched(&self) -> (Proc, Proc) {
+        let agent = self.spawn_agent();
+        let mut listener = self.spawn_listener();
+        listener.wait_line("state watching", Duration::from_secs(10));
+        (agent, listener)
+    }
+
     pub fn fenced(&self) -> bool {
         self.path("fenced").exists()
     }
@@ -260,6 +268,15 @@ impl Cluster {
         assert!(o.status.success(), "dump failed: {}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     }
+}
+
+/// SIGKILLs the primary's agent and waits for the listener to release the boot. Returns
+/// when the kill happened, when the release line arrived, and the line.
+pub fn kill_primary(agent: &mut Proc, listener: &mut Proc) -> (Instant, Instant, String) {
+    let killed = Instant::now();
+    agent.sigkill();
+    let (at, line) = listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    (killed, at, line)
 }
 
 /// Median of a list of durations in ms.
