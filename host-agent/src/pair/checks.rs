@@ -33,7 +33,7 @@ pub fn spawn(
         // Carrier checks are the fast path of uplink failover: same priority as the loop.
         // (Commands they run are reset to normal priority on fork.)
         if matches!(check.kind, CheckKind::Carrier { .. }) {
-            super::realtime(rt_prio);
+            crate::sys::realtime(rt_prio);
         }
         let mut prober = Prober::new(&check, index);
         let mut state: Option<bool> = None;

@@ -13,6 +13,7 @@ pub mod control;
 pub mod net;
 pub mod netlink;
 
+use crate::sys::{realtime, rss_kb, Watchdog};
 use crate::time::{now, unix_secs};
 use checks::CheckReport;
 use config::PairConfig;
@@ -477,66 +478,6 @@ fn run_hooks(cfg: &PairConfig, state: &str, priority: u8, sm: &Election, reason:
                 });
             }
             Err(e) => warn!("hook {}: cannot run: {e}", hook.display()),
-        }
-    }
-}
-
-/// Puts the calling thread under SCHED_RR at `prio` (0 = leave it alone), with
-/// SCHED_RESET_ON_FORK so that hooks, check commands and helper threads it starts run at
-/// normal priority. A loaded machine must not delay heartbeats past the dead interval.
-pub(crate) fn realtime(prio: u8) -> Option<std::io::Error> {
-    if prio == 0 {
-        return None;
-    }
-    let param = libc::sched_param { sched_priority: prio as i32 };
-    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
-    (rc != 0).then(std::io::Error::last_os_error)
-}
-
-fn rss_kb() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// systemd notify protocol (READY=1, WATCHDOG=1) without a library.
-struct Watchdog {
-    sock: Option<(std::os::unix::net::UnixDatagram, std::os::unix::net::SocketAddr)>,
-    every: Option<std::time::Duration>,
-    last: std::cell::Cell<std::time::Instant>,
-}
-
-impl Watchdog {
-    fn from_env() -> Watchdog {
-        use std::os::linux::net::SocketAddrExt;
-        let sock = std::env::var("NOTIFY_SOCKET").ok().and_then(|p| {
-            let addr = if let Some(name) = p.strip_prefix('@') {
-                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?
-            } else {
-                std::os::unix::net::SocketAddr::from_pathname(&p).ok()?
-            };
-            Some((std::os::unix::net::UnixDatagram::unbound().ok()?, addr))
-        });
-        let every = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|u| u.parse::<u64>().ok())
-            .map(|u| std::time::Duration::from_micros(u / 2));
-        Watchdog { sock, every, last: std::cell::Cell::new(std::time::Instant::now()) }
-    }
-
-    fn notify(&self, msg: &str) {
-        if let Some((s, addr)) = &self.sock {
-            let _ = s.send_to_addr(msg.as_bytes(), addr);
-        }
-    }
-
-    /// Called every loop turn (at least every 100 ms): the main loop is alive.
-    fn pet(&self) {
-        if let Some(every) = self.every {
-            if self.last.get().elapsed() >= every {
-                self.notify("WATCHDOG=1");
-                self.last.set(std::time::Instant::now());
-            }
         }
     }
 }
