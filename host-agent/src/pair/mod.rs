@@ -10,6 +10,7 @@ pub mod announce;
 pub mod checks;
 pub mod config;
 pub mod control;
+mod hooks;
 pub mod net;
 pub mod netlink;
 
@@ -200,7 +201,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let t = now();
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
-    run_hooks(&d.cfg, "STOP", d.sm.effective_priority(), &d.sm, "agent stopped");
+    hooks::run(&d.cfg, "STOP", d.sm.effective_priority(), &d.sm, "agent stopped");
     let _ = remove_vips(cfg);
     let _ = std::fs::remove_file(&cfg.control_socket);
     stop.store(true, Ordering::Relaxed);
@@ -396,17 +397,9 @@ impl Driver {
                 }
                 Action::Notify { from, to } => {
                     info!("state {} -> {}", from.name(), to.name());
-                    let state = match to {
-                        PairState::Active => "MASTER",
-                        PairState::Standby | PairState::Starting | PairState::Maintenance
-                            if !self.sm.health().is_healthy() =>
-                        {
-                            "FAULT"
-                        }
-                        _ => "BACKUP",
-                    };
+                    let state = hooks::keepalived_state(to, self.sm.health().is_healthy());
                     let why = self.last_change.as_ref().map(|c| c.1.clone()).unwrap_or_default();
-                    run_hooks(&self.cfg, state, self.sm.effective_priority(), &self.sm, &why);
+                    hooks::run(&self.cfg, state, self.sm.effective_priority(), &self.sm, &why);
                 }
             }
         }
@@ -451,33 +444,5 @@ impl Driver {
                 let _ = announce::announce_once(&vips);
             }
         });
-    }
-}
-
-/// keepalived-compatible notify: `SCRIPT INSTANCE NAME STATE PRIORITY`, plus RG_* variables.
-fn run_hooks(cfg: &PairConfig, state: &str, priority: u8, sm: &Election, reason: &str) {
-    for hook in &cfg.hooks {
-        let vips: Vec<String> = cfg.vips.iter().map(|v| format!("{}/{}@{}", v.addr, v.prefix, v.interface)).collect();
-        let child = std::process::Command::new(hook)
-            .args(["INSTANCE", &cfg.name, state, &priority.to_string()])
-            .env("RG_STATE", sm.state().name())
-            .env("RG_KEEPALIVED_STATE", state)
-            .env("RG_NODE_ID", cfg.node_id.to_string())
-            .env("RG_PEER_ID", sm.peer().map(|p| p.node_id().to_string()).unwrap_or_default())
-            .env("RG_TERM", sm.term().to_string())
-            .env("RG_PRIORITY", priority.to_string())
-            .env("RG_REASON", reason)
-            .env("RG_VIPS", vips.join(" "))
-            .stdin(std::process::Stdio::null())
-            .spawn();
-        match child {
-            Ok(mut c) => {
-                // Reap without blocking the election loop.
-                let _ = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
-                    let _ = c.wait();
-                });
-            }
-            Err(e) => warn!("hook {}: cannot run: {e}", hook.display()),
-        }
     }
 }
