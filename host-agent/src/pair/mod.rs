@@ -151,10 +151,16 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         media.push((s.sock, s.dest, s.interface));
     }
     for (i, c) in cfg.checks.iter().enumerate() {
-        checks::spawn(i, c.clone(), tx.clone(), stop.clone(), cfg.realtime_priority)?;
+        let tx = tx.clone();
+        checks::spawn(i, c.clone(), move |r| tx.send(Event::Check(r)).is_ok(), stop.clone(), cfg.realtime_priority)?;
     }
-    control::serve(&cfg.control_socket, tx.clone(), stop.clone())
-        .map_err(|source| PairError::Control { path: cfg.control_socket.clone(), source })?;
+    let control_tx = tx.clone();
+    control::serve(
+        &cfg.control_socket,
+        move |req, reply| control_tx.send(Event::Control(req, reply)).is_ok(),
+        stop.clone(),
+    )
+    .map_err(|source| PairError::Control { path: cfg.control_socket.clone(), source })?;
     drop(tx);
 
     let t0 = now();
