@@ -13,5 +13,6 @@ mod driver;
 mod hooks;
 pub mod net;
 pub mod netlink;
+mod status;
 
 pub use driver::{remove_vips, run, PairError, PairOptions};
