@@ -20,15 +20,17 @@ pub fn rss_kb() -> Option<u64> {
     s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// systemd notify protocol (READY=1, WATCHDOG=1) without a library.
-pub struct Watchdog {
+/// systemd notify protocol (READY=1, WATCHDOG=1) without a library. Not the hardware
+/// watchdog that fences a node (`fence.rs`): this one tells systemd the agent is up and its
+/// loop still turning, and systemd restarts the service when it stops hearing so.
+pub struct SystemdNotify {
     sock: Option<(std::os::unix::net::UnixDatagram, std::os::unix::net::SocketAddr)>,
     every: Option<std::time::Duration>,
     last: std::cell::Cell<std::time::Instant>,
 }
 
-impl Watchdog {
-    pub fn from_env() -> Watchdog {
+impl SystemdNotify {
+    pub fn from_env() -> SystemdNotify {
         use std::os::linux::net::SocketAddrExt;
         let sock = std::env::var("NOTIFY_SOCKET").ok().and_then(|p| {
             let addr = if let Some(name) = p.strip_prefix('@') {
@@ -42,7 +44,7 @@ impl Watchdog {
             .ok()
             .and_then(|u| u.parse::<u64>().ok())
             .map(|u| std::time::Duration::from_micros(u / 2));
-        Watchdog { sock, every, last: std::cell::Cell::new(std::time::Instant::now()) }
+        SystemdNotify { sock, every, last: std::cell::Cell::new(std::time::Instant::now()) }
     }
 
     pub fn notify(&self, msg: &str) {

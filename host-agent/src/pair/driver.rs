@@ -7,7 +7,7 @@
 use super::checks::{self, CheckReport};
 use super::config::PairConfig;
 use super::{announce, control, hooks, net, netlink};
-use crate::sys::{realtime, Watchdog};
+use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
 use rearguard_shared::election::{decode_advert, encode_advert, Action, Advert, Election, MAX_ADVERT_FRAME};
 use rearguard_shared::heartbeat::{HealthFlags, Reject, Verifier};
@@ -176,8 +176,8 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
             cfg.realtime_priority
         );
     }
-    let watchdog = Watchdog::from_env();
-    watchdog.notify("READY=1");
+    let systemd = SystemdNotify::from_env();
+    systemd.notify("READY=1");
 
     while !stop.load(Ordering::Relaxed) {
         let t = now();
@@ -192,7 +192,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
             let acts = d.sm.poll(t);
             d.execute(acts, t);
         }
-        watchdog.pet();
+        systemd.pet();
     }
     info!("stopping: releasing VIPs and telling the peer");
     let t = now();
