@@ -7,4 +7,5 @@ pub mod config;
 pub mod fence;
 pub mod pair;
 pub mod serial;
+pub mod sys;
 pub mod time;

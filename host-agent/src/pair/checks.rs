@@ -10,7 +10,6 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,12 @@ pub struct CheckReport {
     pub detail: String,
 }
 
+/// Runs `check` on its own thread, handing each debounced verdict to `report`; the thread
+/// ends when `stop` is set or `report` returns false (the agent has gone).
 pub fn spawn(
     index: usize,
     check: Check,
-    tx: Sender<super::Event>,
+    mut report: impl FnMut(CheckReport) -> bool + Send + 'static,
     stop: Arc<AtomicBool>,
     rt_prio: u8,
 ) -> std::io::Result<()> {
@@ -33,7 +34,7 @@ pub fn spawn(
         // Carrier checks are the fast path of uplink failover: same priority as the loop.
         // (Commands they run are reset to normal priority on fork.)
         if matches!(check.kind, CheckKind::Carrier { .. }) {
-            super::realtime(rt_prio);
+            crate::sys::realtime(rt_prio);
         }
         let mut prober = Prober::new(&check, index);
         let mut state: Option<bool> = None;
@@ -56,7 +57,7 @@ pub fn spawn(
                 state = Some(ok);
                 streak = 0;
                 let detail = if ok { detail } else { format!("{}: {detail}", check.name) };
-                if tx.send(super::Event::Check(CheckReport { index, ok, detail })).is_err() {
+                if !report(CheckReport { index, ok, detail }) {
                     return;
                 }
             }

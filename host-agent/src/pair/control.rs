@@ -11,8 +11,14 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Binds the socket (replacing a stale one) and serves it on a thread.
-pub fn serve(path: &Path, tx: Sender<super::Event>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+/// Binds the socket (replacing a stale one) and serves it on a thread: each request line goes
+/// to `forward` with the channel its answer comes back on; `forward` returns false once the
+/// agent has gone.
+pub fn serve(
+    path: &Path,
+    mut forward: impl FnMut(String, Sender<String>) -> bool + Send + 'static,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -40,7 +46,7 @@ pub fn serve(path: &Path, tx: Sender<super::Event>, stop: Arc<AtomicBool>) -> st
                 continue;
             }
             let (rtx, rrx) = channel();
-            if tx.send(super::Event::Control(line.trim().to_string(), rtx)).is_err() {
+            if !forward(line.trim().to_string(), rtx) {
                 return;
             }
             let reply = rrx

@@ -1,0 +1,349 @@
+//! The driver around [`rearguard_shared::election::Election`]: receiver threads decode
+//! adverts, check threads report debounced health, the control socket forwards operator
+//! requests, all as [`Event`]s on one channel; the main loop feeds them with `now` to the
+//! state machine and carries out its actions (adverts out on every medium, VIPs via
+//! netlink, GARP/NA bursts, hooks). The state machine never sees a socket or a clock.
+
+use super::checks::{self, CheckReport};
+use super::config::PairConfig;
+use super::{announce, control, hooks, net, netlink};
+use crate::sys::{realtime, SystemdNotify};
+use crate::time::{now, unix_secs};
+use rearguard_shared::election::{decode_advert, encode_advert, Action, Advert, Election, MAX_ADVERT_FRAME};
+use rearguard_shared::heartbeat::{HealthFlags, Reject, Verifier};
+use rearguard_shared::Instant;
+use serde_json::json;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// Inputs to the main loop.
+enum Event {
+    Frame(usize, Result<Advert, Reject>),
+    Check(CheckReport),
+    Control(String, Sender<String>),
+}
+
+pub struct PairOptions {
+    /// Digest of this build (version, protocol, commit): a peer with another is refused.
+    pub build_stamp: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Vip(#[from] netlink::VipError),
+    #[error("control socket {path}: {source}")]
+    Control { path: PathBuf, source: std::io::Error },
+}
+
+/// Removes every configured VIP (start-up cleanup, `vip-cleanup`, ExecStopPost).
+/// Returns the VIPs that were present.
+pub fn remove_vips(cfg: &PairConfig) -> Result<Vec<String>, PairError> {
+    let mut nl = netlink::Netlink::open()?;
+    let mut removed = Vec::new();
+    for v in &cfg.vips {
+        let was = netlink::is_present(v);
+        match nl.remove(v) {
+            Ok(()) if was => removed.push(v.to_string()),
+            Ok(()) => {}
+            Err(netlink::VipError::NoInterface(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(removed)
+}
+
+/// Boot epoch: grows across restarts (kept in state_dir; seeded from the wall clock).
+fn boot_epoch(cfg: &PairConfig) -> u32 {
+    let file = cfg.state_dir.join(format!("pair-epoch-{}", cfg.node_id));
+    let stored = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse::<u32>().ok()).unwrap_or(0);
+    let epoch = stored.saturating_add(1).max(unix_secs() as u32);
+    if let Err(e) = std::fs::create_dir_all(&cfg.state_dir).and_then(|_| std::fs::write(&file, format!("{epoch}\n"))) {
+        warn!(
+            "cannot record the boot epoch in {}: {e}; restarts within one second may be taken for replays",
+            file.display()
+        );
+    }
+    epoch
+}
+
+pub(super) struct CheckState {
+    pub(super) ok: Option<bool>,
+    pub(super) detail: String,
+}
+
+pub(super) struct Driver {
+    pub(super) cfg: PairConfig,
+    pub(super) sm: Election,
+    nl: netlink::Netlink,
+    pub(super) media: Vec<(UdpSocket, std::net::SocketAddr, String)>,
+    pub(super) checks: Vec<CheckState>,
+    pub(super) started: Instant,
+    /// Bumped on every acquire/release: a running announce burst stops when it changes.
+    announce_gen: Arc<AtomicU64>,
+    pub(super) send_errors: u64,
+    pub(super) last_send_error: Option<String>,
+    pub(super) last_change: Option<(Instant, String)>,
+}
+
+pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
+    let epoch = boot_epoch(cfg);
+    let params = cfg.params(epoch, opts.build_stamp);
+    info!(
+        node = cfg.node_id,
+        priority = cfg.priority,
+        epoch,
+        digest = format_args!("{:#010x}", params.config_digest),
+        "pair agent starting ({} VIPs, {} media, {} checks)",
+        cfg.vips.len(),
+        cfg.media.len(),
+        cfg.checks.len()
+    );
+    // Stale VIPs (a crash, a SIGKILL) must go before we say anything: we start as standby.
+    for v in remove_vips(cfg)? {
+        warn!("removed stale VIP {v} left by an earlier run");
+    }
+    let (tx, rx) = channel::<Event>();
+    let mut media = Vec::new();
+    for (i, m) in cfg.media.iter().enumerate() {
+        let s = net::open(m)?;
+        let rxs = s.sock.try_clone()?;
+        let tx = tx.clone();
+        let key = cfg.key.clone();
+        let cluster_id = cfg.cluster_id;
+        let rt = cfg.realtime_priority;
+        std::thread::Builder::new().name(format!("rx-{}", m.interface)).stack_size(256 * 1024).spawn(move || {
+            realtime(rt);
+            let mut buf = [0u8; 512];
+            loop {
+                let n = match rxs.recv_from(&mut buf) {
+                    Ok((n, _from)) => n,
+                    Err(e) => {
+                        // E.g. ECONNREFUSED after a unicast send to a peer that is not
+                        // listening yet; never spin on a persistent error.
+                        debug!("receive: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        continue;
+                    }
+                };
+                let v = Verifier { cluster_id, key: key.as_ref() };
+                let frame = decode_advert(&buf[..n], &v);
+                if tx.send(Event::Frame(i, frame)).is_err() {
+                    return;
+                }
+            }
+        })?;
+        media.push((s.sock, s.dest, s.interface));
+    }
+    for (i, c) in cfg.checks.iter().enumerate() {
+        let tx = tx.clone();
+        checks::spawn(i, c.clone(), move |r| tx.send(Event::Check(r)).is_ok(), stop.clone(), cfg.realtime_priority)?;
+    }
+    let control_tx = tx.clone();
+    control::serve(
+        &cfg.control_socket,
+        move |req, reply| control_tx.send(Event::Control(req, reply)).is_ok(),
+        stop.clone(),
+    )
+    .map_err(|source| PairError::Control { path: cfg.control_socket.clone(), source })?;
+    drop(tx);
+
+    let t0 = now();
+    let mut d = Driver {
+        cfg: cfg.clone(),
+        sm: Election::new(params, t0),
+        nl: netlink::Netlink::open()?,
+        media,
+        checks: cfg.checks.iter().map(|_| CheckState { ok: None, detail: "no result yet".into() }).collect(),
+        started: t0,
+        announce_gen: Arc::new(AtomicU64::new(0)),
+        send_errors: 0,
+        last_send_error: None,
+        last_change: None,
+    };
+    // Checks count as failing until their first result.
+    let acts = d.sm.set_health(d.health(), t0);
+    d.execute(acts, t0);
+    if let Some(e) = realtime(cfg.realtime_priority) {
+        warn!(
+            "cannot run the election loop at real-time priority {}: {e}; heartbeats may stall under load",
+            cfg.realtime_priority
+        );
+    }
+    let systemd = SystemdNotify::from_env();
+    systemd.notify("READY=1");
+
+    while !stop.load(Ordering::Relaxed) {
+        let t = now();
+        let wait = d.sm.poll_at().saturating_since(t).as_millis().min(100);
+        match rx.recv_timeout(std::time::Duration::from_millis(wait)) {
+            Ok(ev) => d.handle(ev),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let t = now();
+        if d.sm.poll_at() <= t {
+            let acts = d.sm.poll(t);
+            d.execute(acts, t);
+        }
+        systemd.pet();
+    }
+    info!("stopping: releasing VIPs and telling the peer");
+    let t = now();
+    let acts = d.sm.shutdown(t);
+    d.execute(acts, t);
+    hooks::run(&d.cfg, "STOP", d.sm.effective_priority(), &d.sm, "agent stopped");
+    let _ = remove_vips(cfg);
+    let _ = std::fs::remove_file(&cfg.control_socket);
+    stop.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+impl Driver {
+    fn health(&self) -> HealthFlags {
+        let mut f = 0u16;
+        for (c, s) in self.cfg.checks.iter().zip(&self.checks) {
+            if s.ok != Some(true) {
+                f |= c.flag();
+            }
+        }
+        HealthFlags(f)
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let t = now();
+        match ev {
+            Event::Frame(i, frame) => {
+                if let Err(r) = &frame {
+                    debug!(medium = i, "advert rejected: {r}");
+                }
+                let acts = self.sm.on_frame(i, frame, t);
+                self.execute(acts, t);
+            }
+            Event::Check(r) => {
+                if r.ok {
+                    info!("check ok: {}", r.detail);
+                } else {
+                    warn!("check failing: {}", r.detail);
+                }
+                self.checks[r.index] = CheckState { ok: Some(r.ok), detail: r.detail };
+                let acts = self.sm.set_health(self.health(), t);
+                self.execute(acts, t);
+            }
+            Event::Control(req, reply) => {
+                let answer = self.control(&req, t);
+                let _ = reply.send(answer.to_string());
+            }
+        }
+    }
+
+    fn control(&mut self, req: &str, t: Instant) -> serde_json::Value {
+        match req {
+            "status" => self.status(t),
+            "switchover" => match self.sm.switchover(t) {
+                Ok((outcome, acts)) => {
+                    info!("operator switchover: {outcome:?}");
+                    self.execute(acts, t);
+                    json!({"ok": true, "outcome": format!("{outcome:?}").to_lowercase()})
+                }
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            },
+            "maintenance on" | "maintenance off" => {
+                let on = req.ends_with("on");
+                info!("operator: maintenance {}", if on { "on" } else { "off" });
+                let acts = self.sm.set_maintenance(on, t);
+                self.execute(acts, t);
+                json!({"ok": true, "maintenance": on})
+            }
+            other => {
+                json!({"ok": false, "error": format!("unknown request {other:?}; use status, switchover, maintenance on|off")})
+            }
+        }
+    }
+
+    fn execute(&mut self, acts: rearguard_shared::election::Actions, t: Instant) {
+        for a in acts {
+            match a {
+                Action::SendAdvert => self.send_advert(t),
+                Action::Acquire { term, reason } => {
+                    self.announce_gen.fetch_add(1, Ordering::SeqCst);
+                    for v in &self.cfg.vips {
+                        if let Err(e) = self.nl.add(v) {
+                            warn!("cannot add VIP {v}: {e}");
+                        }
+                    }
+                    info!(term, "ACTIVE: took the VIPs ({reason})");
+                    self.last_change = Some((t, format!("took over (term {term}): {reason}")));
+                    self.announce();
+                }
+                Action::Release { term, reason } => {
+                    self.announce_gen.fetch_add(1, Ordering::SeqCst);
+                    for v in &self.cfg.vips {
+                        if let Err(e) = self.nl.remove(v) {
+                            warn!("cannot remove VIP {v}: {e}");
+                        }
+                    }
+                    info!(term, "released the VIPs ({reason})");
+                    self.last_change = Some((t, format!("resigned (term {term}): {reason}")));
+                }
+                Action::Announce { term } => {
+                    info!(term, "re-announcing the VIPs (conflict won on a term tie)");
+                    self.announce();
+                }
+                Action::Notify { from, to } => {
+                    info!("state {} -> {}", from.name(), to.name());
+                    let state = hooks::keepalived_state(to, self.sm.health().is_healthy());
+                    let why = self.last_change.as_ref().map(|c| c.1.clone()).unwrap_or_default();
+                    hooks::run(&self.cfg, state, self.sm.effective_priority(), &self.sm, &why);
+                }
+            }
+        }
+    }
+
+    fn send_advert(&mut self, t: Instant) {
+        let adv = self.sm.advert(t.saturating_since(self.started));
+        let mut buf = [0u8; MAX_ADVERT_FRAME];
+        let n = encode_advert(&adv, self.cfg.key.as_ref(), &mut buf);
+        for (s, dest, ifname) in &self.media {
+            if let Err(e) = s.send_to(&buf[..n], dest) {
+                self.send_errors += 1;
+                let msg = format!("{ifname} -> {dest}: {e}");
+                if self.last_send_error.as_deref() != Some(msg.as_str()) {
+                    warn!("advert not sent: {msg}");
+                }
+                self.last_send_error = Some(msg);
+            }
+        }
+    }
+
+    /// First announcement now, the rest of the burst on a thread (stops if the VIPs are
+    /// released meanwhile).
+    fn announce(&self) {
+        if let Err(e) = announce::announce_once(&self.cfg.vips) {
+            warn!("{e}");
+        }
+        let count = self.cfg.announce_count;
+        if count <= 1 {
+            return;
+        }
+        let gen = self.announce_gen.clone();
+        let mine = gen.load(Ordering::SeqCst);
+        let vips = self.cfg.vips.clone();
+        let gap = self.cfg.announce_interval;
+        let _ = std::thread::Builder::new().name("announce".into()).stack_size(128 * 1024).spawn(move || {
+            for _ in 1..count {
+                std::thread::sleep(gap);
+                if gen.load(Ordering::SeqCst) != mine {
+                    return;
+                }
+                let _ = announce::announce_once(&vips);
+            }
+        });
+    }
+}
