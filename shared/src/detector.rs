@@ -5,7 +5,8 @@
 //! looked). The very first record seen is only a baseline — a slot left behind by a primary
 //! that died before we powered on looks exactly like a fresh one.
 
-use crate::heartbeat::{Heartbeat, Reject};
+use crate::heartbeat::Heartbeat;
+use crate::reject::Reject;
 use crate::time::Instant;
 
 /// How a medium delivers records, which decides what a repeated record means.

@@ -44,8 +44,9 @@
 use crate::detector::MediumKind;
 pub use crate::detector::MediumStats;
 use crate::frame;
-use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
+use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role, Verifier};
 use crate::integrity::Key;
+use crate::reject::Reject;
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 

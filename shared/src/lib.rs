@@ -21,6 +21,7 @@ pub mod image;
 pub mod integrity;
 pub mod link;
 pub mod listener;
+pub mod reject;
 pub mod time;
 
 /// Version of the heartbeat wire format. A peer speaking another version is rejected.

@@ -12,7 +12,8 @@
 //! Every input is `(…, now)`; the listener never reads a clock.
 
 use crate::detector::{MediumKind, MediumStats};
-use crate::heartbeat::{Heartbeat, Reject};
+use crate::heartbeat::Heartbeat;
+use crate::reject::Reject;
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
