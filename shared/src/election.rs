@@ -106,11 +106,7 @@ pub fn encode_advert(a: &Advert, key: Option<&Key>, buf: &mut [u8]) -> usize {
 
 /// Decodes and verifies one advert frame (CRC, version, MAC when keyed, body, cluster).
 pub fn decode_advert(bytes: &[u8], v: &Verifier<'_>) -> Result<Advert, Reject> {
-    let a: Advert = frame::open(ADVERT_MAGIC, MAX_ADVERT_BODY, bytes, v.key)?;
-    if a.hb.cluster_id != v.cluster_id {
-        return Err(Reject::WrongCluster { found: a.hb.cluster_id });
-    }
-    Ok(a)
+    v.open(ADVERT_MAGIC, MAX_ADVERT_BODY, bytes, |a: &Advert| &a.hb)
 }
 
 // ---------------------------------------------------------------------------------------

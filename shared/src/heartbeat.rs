@@ -77,6 +77,32 @@ pub struct Verifier<'a> {
     pub key: Option<&'a Key>,
 }
 
+impl Verifier<'_> {
+    /// Opens a frame of any record kind (see [`crate::frame`] for the checks and their
+    /// order), then refuses a record from another cluster. `heartbeat` finds the record's
+    /// heartbeat, which every record carries and which names its cluster.
+    pub fn open<'a, T: Deserialize<'a>>(
+        &self,
+        magic: [u8; 2],
+        max_body: usize,
+        bytes: &'a [u8],
+        heartbeat: fn(&T) -> &Heartbeat,
+    ) -> Result<T, Reject> {
+        let record: T = frame::open(magic, max_body, bytes, self.key)?;
+        self.check_cluster(heartbeat(&record).cluster_id)?;
+        Ok(record)
+    }
+
+    /// The one cluster-id check: records on every medium, and the shared disk's header.
+    pub fn check_cluster(&self, found: u32) -> Result<(), Reject> {
+        if found == self.cluster_id {
+            Ok(())
+        } else {
+            Err(Reject::WrongCluster { found })
+        }
+    }
+}
+
 /// Encodes `hb` into `buf`, returning the frame length.
 ///
 /// # Panics
@@ -87,11 +113,7 @@ pub fn encode(hb: &Heartbeat, key: Option<&Key>, buf: &mut [u8]) -> usize {
 
 /// Decodes and verifies one heartbeat frame (see [`crate::frame`] for the checks and order).
 pub fn decode(bytes: &[u8], v: &Verifier<'_>) -> Result<Heartbeat, Reject> {
-    let hb: Heartbeat = frame::open(MAGIC, MAX_BODY, bytes, v.key)?;
-    if hb.cluster_id != v.cluster_id {
-        return Err(Reject::WrongCluster { found: hb.cluster_id });
-    }
-    Ok(hb)
+    v.open(MAGIC, MAX_BODY, bytes, |hb| hb)
 }
 
 #[cfg(test)]
