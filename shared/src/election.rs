@@ -41,17 +41,13 @@
 //!   still heard (it is alive: treating it as dead would make two actives).
 //! * A standby that cannot take over reports why ([`Blocker`]).
 
-use crate::detector::MediumKind;
-pub use crate::detector::MediumStats;
+use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
 use crate::frame;
 use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role, Verifier};
 use crate::integrity::Key;
 use crate::reject::Reject;
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
-
-/// Most heartbeat media one node uses (LAN, side link, serial, disk).
-pub const MAX_MEDIA: usize = 4;
 
 // ---------------------------------------------------------------------------------------
 // Wire format
