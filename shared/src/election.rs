@@ -41,73 +41,16 @@
 //!   still heard (it is alive: treating it as dead would make two actives).
 //! * A standby that cannot take over reports why ([`Blocker`]).
 
+pub mod advert;
+pub mod reasons;
+
 use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
-use crate::frame;
-use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role, Verifier};
-use crate::integrity::Key;
+use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
 use crate::reject::Reject;
 use crate::time::{Duration, Instant};
+use advert::Advert;
+use reasons::{Blocker, Mismatch, ResignReason, SwitchoverError, TakeoverReason};
 use serde::{Deserialize, Serialize};
-
-// ---------------------------------------------------------------------------------------
-// Wire format
-// ---------------------------------------------------------------------------------------
-
-/// Magic of a pair advert frame ("Rearguard Pair"), in the common envelope
-/// ([`crate::frame`]): magic, version, flags, body length, postcard body, optional
-/// truncated HMAC-SHA256, CRC-32C.
-pub const ADVERT_MAGIC: [u8; 2] = *b"RP";
-/// Largest postcard body of an [`Advert`] (heartbeat ≤ 60, priority 1, term ≤ 5, flags 1,
-/// ack ≤ 15).
-pub const MAX_ADVERT_BODY: usize = 96;
-/// Largest advert frame.
-pub const MAX_ADVERT_FRAME: usize = frame::max_frame(MAX_ADVERT_BODY);
-
-/// What a pair node says about itself, several times a second, on every medium.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Advert {
-    /// The common heartbeat record (identity, epoch/sequence, state, health, digests).
-    pub hb: Heartbeat,
-    /// Effective priority: the configured one, or 0 when the sender will not hold the VIPs
-    /// (unhealthy, maintenance, leaving).
-    pub priority: u8,
-    /// Highest takeover term the sender knows (its own tenure's term when active).
-    pub term: u32,
-    /// `Advert::REQUEST` | `YIELD` | `MAINTENANCE` | `REFUSES_PEER`.
-    pub flags: u8,
-    /// The newest advert the sender has taken from its peer: (boot epoch, sequence). Lets
-    /// the peer know this advert was written with its latest state in view.
-    pub ack_epoch: u32,
-    pub ack_seq: u64,
-}
-
-impl Advert {
-    /// "Hand the VIPs to me": preempt after its delay, or a switchover issued on the standby.
-    pub const REQUEST: u8 = 1 << 0;
-    /// "I resigned in your favour; take them."
-    pub const YIELD: u8 = 1 << 1;
-    pub const MAINTENANCE: u8 = 1 << 2;
-    /// "Your build or config does not match mine."
-    pub const REFUSES_PEER: u8 = 1 << 3;
-
-    pub fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-}
-
-/// Encodes an advert into `buf` (at least [`MAX_ADVERT_FRAME`] bytes); returns its length.
-pub fn encode_advert(a: &Advert, key: Option<&Key>, buf: &mut [u8]) -> usize {
-    frame::seal(ADVERT_MAGIC, MAX_ADVERT_BODY, a, key, buf)
-}
-
-/// Decodes and verifies one advert frame (CRC, version, MAC when keyed, body, cluster).
-pub fn decode_advert(bytes: &[u8], v: &Verifier<'_>) -> Result<Advert, Reject> {
-    v.open(ADVERT_MAGIC, MAX_ADVERT_BODY, bytes, |a: &Advert| &a.hb)
-}
-
-// ---------------------------------------------------------------------------------------
-// State machine
-// ---------------------------------------------------------------------------------------
 
 /// Static parameters of one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,69 +101,6 @@ impl PairState {
     }
 }
 
-/// Why the node took the VIPs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TakeoverReason {
-    /// Nothing heard from a peer while listening: after start, after own health
-    /// recovered, or after maintenance ended, with the peer silent.
-    AloneAtStart,
-    PeerDead {
-        silent_for: Duration,
-    },
-    /// The peer resigned in our favour (switchover, preempt request, its health).
-    PeerYielded,
-    /// The peer is alive but not eligible (unhealthy, maintenance, leaving).
-    PeerIneligible,
-    /// Neither holds the VIPs and we are the preferred node.
-    Preferred,
-}
-
-impl core::fmt::Display for TakeoverReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            TakeoverReason::AloneAtStart => {
-                f.write_str("no peer heard in a dead interval of listening (start, or recovery)")
-            }
-            TakeoverReason::PeerDead { silent_for } => write!(f, "peer silent for {silent_for} on every medium"),
-            TakeoverReason::PeerYielded => f.write_str("peer resigned in our favour"),
-            TakeoverReason::PeerIneligible => f.write_str("peer alive but not eligible"),
-            TakeoverReason::Preferred => f.write_str("neither node active and this node is preferred"),
-        }
-    }
-}
-
-/// Why the node gave the VIPs up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResignReason {
-    /// Operator switchover on this node.
-    Switchover,
-    /// The peer asked (preempt, or a switchover issued on the peer).
-    PeerRequested,
-    /// Own tracked checks failed while a healthy peer was alive.
-    Unhealthy(HealthFlags),
-    Maintenance,
-    /// Both were active; the peer wins `(term, priority, lower id)`.
-    LostConflict {
-        peer_term: u32,
-    },
-    Shutdown,
-}
-
-impl core::fmt::Display for ResignReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ResignReason::Switchover => f.write_str("operator switchover"),
-            ResignReason::PeerRequested => f.write_str("peer requested the VIPs (preempt or switchover)"),
-            ResignReason::Unhealthy(h) => write!(f, "own health checks failing (flags {:#06x})", h.0),
-            ResignReason::Maintenance => f.write_str("maintenance mode"),
-            ResignReason::LostConflict { peer_term } => {
-                write!(f, "both active; peer wins with term {peer_term}")
-            }
-            ResignReason::Shutdown => f.write_str("shutting down"),
-        }
-    }
-}
-
 /// What the caller must do, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -237,81 +117,6 @@ pub enum Action {
 }
 
 pub type Actions = heapless::Vec<Action, 8>;
-
-/// Why a non-active node is not taking the VIPs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blocker {
-    Maintenance,
-    /// Own tracked checks fail.
-    Unhealthy(HealthFlags),
-    Starting {
-        remaining: Duration,
-    },
-    /// The peer holds the VIPs and is alive.
-    PeerActive,
-    /// Neither is active yet and the peer is preferred.
-    PeerPreferred,
-    /// We resigned in the peer's favour and wait for it to take over.
-    Yielding,
-}
-
-impl core::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Blocker::Maintenance => f.write_str("maintenance mode"),
-            Blocker::Unhealthy(h) => write!(f, "own health checks failing (flags {:#06x})", h.0),
-            Blocker::Starting { remaining } => write!(f, "starting, listening for the peer ({remaining} left)"),
-            Blocker::PeerActive => f.write_str("peer is active and alive"),
-            Blocker::PeerPreferred => f.write_str("peer is preferred"),
-            Blocker::Yielding => f.write_str("resigned, waiting for the peer to take over"),
-        }
-    }
-}
-
-/// A peer that runs another build or another pair policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mismatch {
-    Build { ours: u32, theirs: u32 },
-    Config { ours: u32, theirs: u32 },
-}
-
-impl core::fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Mismatch::Build { ours, theirs } => {
-                write!(f, "peer build stamp {theirs:#010x} differs from ours {ours:#010x}; run the same release on both nodes")
-            }
-            Mismatch::Config { ours, theirs } => write!(
-                f,
-                "peer pair-config digest {theirs:#010x} differs from ours {ours:#010x}; make the [pair] policy identical on both nodes"
-            ),
-        }
-    }
-}
-
-/// Why an operator switchover was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SwitchoverError {
-    PeerNotAlive,
-    PeerIneligible,
-    PeerRefused(Mismatch),
-    InMaintenance,
-    Unhealthy(HealthFlags),
-    Starting,
-}
-
-impl core::fmt::Display for SwitchoverError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SwitchoverError::PeerNotAlive => f.write_str("peer is not alive: nobody to hand over to"),
-            SwitchoverError::PeerIneligible => f.write_str("peer is not eligible (unhealthy or in maintenance)"),
-            SwitchoverError::PeerRefused(m) => write!(f, "peer refused: {m}"),
-            SwitchoverError::InMaintenance => f.write_str("this node is in maintenance; turn it off first"),
-            SwitchoverError::Unhealthy(h) => write!(f, "this node's health checks fail (flags {:#06x})", h.0),
-            SwitchoverError::Starting => f.write_str("still starting; try again in a moment"),
-        }
-    }
-}
 
 /// What was asked and what happened, for the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -580,7 +385,7 @@ impl Election {
         out
     }
 
-    /// A frame from `medium` (0..MAX_MEDIA), decoded by [`decode_advert`] or rejected there.
+    /// A frame from `medium` (0..MAX_MEDIA), decoded by [`advert::decode_advert`] or rejected there.
     /// Rejections are counted per medium and change nothing else.
     pub fn on_frame(&mut self, medium: usize, frame: Result<Advert, Reject>, now: Instant) -> Actions {
         self.last_now = self.last_now.max(now);

@@ -1,4 +1,8 @@
+use super::advert::*;
+use super::reasons::*;
 use super::*;
+use crate::heartbeat::Verifier;
+use crate::integrity::Key;
 use proptest::prelude::*;
 use std::collections::VecDeque;
 use std::vec::Vec;
