@@ -49,7 +49,7 @@ use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
 use crate::reject::Reject;
 use crate::time::{Duration, Instant};
 use advert::Advert;
-use reasons::{Blocker, Mismatch, ResignReason, SwitchoverError, TakeoverReason};
+use reasons::{Blocker, ChangeReason, Mismatch, ResignReason, SwitchoverError, TakeoverReason};
 use serde::{Deserialize, Serialize};
 
 /// Static parameters of one node.
@@ -101,11 +101,13 @@ impl PairState {
     }
 }
 
-/// What the caller must do, in order.
+/// What the caller must do, in order. Each action carries all the caller needs: the driver
+/// never asks the state machine back while carrying them out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Build an advert with [`Election::advert`] and send it on every medium now.
-    SendAdvert,
+    /// Send this advert on every medium now. At most one per input and always the last
+    /// action, so it tells the peer the node's position after everything else was done.
+    SendAdvert(Advert),
     /// Add the VIPs and announce them (GARP / unsolicited NA burst).
     Acquire { term: u32, reason: TakeoverReason },
     /// Remove the VIPs. Comes *before* the `SendAdvert` that tells the peer.
@@ -113,9 +115,27 @@ pub enum Action {
     /// Re-announce VIPs already held (conflict won on a term tie).
     Announce { term: u32 },
     /// State changed (hooks, logs).
-    Notify { from: PairState, to: PairState },
+    Notify(Transition),
 }
 
+/// A state change and the node's position right after it: what hooks and logs report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: PairState,
+    pub to: PairState,
+    pub reason: ChangeReason,
+    /// Highest term known (after a takeover, the new tenure's).
+    pub term: u32,
+    /// Effective priority: 0 when the node will not hold the VIPs.
+    pub priority: u8,
+    /// Own tracked checks (bit set = problem).
+    pub health: HealthFlags,
+    /// The peer's node id, once one was heard.
+    pub peer: Option<u8>,
+}
+
+/// One input's actions. The longest sequence any input produces is four (release, notify,
+/// notify, advert: maintenance switched on while active); eight leave room.
 pub type Actions = heapless::Vec<Action, 8>;
 
 /// What was asked and what happened, for the control socket.
@@ -153,6 +173,9 @@ impl PeerView {
 pub struct Election {
     p: PairParams,
     state: PairState,
+    /// When this incarnation started: adverts report their uptime from it.
+    born: Instant,
+    /// When the current listening for the peer began (start, or a relisten).
     started: Instant,
     /// Highest term known (ours or the peer's).
     term: u32,
@@ -178,6 +201,8 @@ pub struct Election {
     media: [MediumStats; MAX_MEDIA],
     seq: u64,
     next_advert: Instant,
+    /// The current input owes the peer an advert (sent last, see [`Self::finish`]).
+    advert_due: bool,
     leaving: bool,
     takeovers: u32,
     resigns: u32,
@@ -190,6 +215,7 @@ impl Election {
         Election {
             p,
             state: PairState::Starting,
+            born: now,
             started: now,
             term: 0,
             health: HealthFlags::OK,
@@ -206,6 +232,7 @@ impl Election {
             media: [MediumStats::new(MediumKind::Stream); MAX_MEDIA],
             seq: 0,
             next_advert: now,
+            advert_due: false,
             leaving: false,
             takeovers: 0,
             resigns: 0,
@@ -295,7 +322,7 @@ impl Election {
     }
 
     /// The advert to send now. Each call consumes a sequence number.
-    pub fn advert(&mut self, uptime: Duration) -> Advert {
+    fn advert(&mut self, now: Instant) -> Advert {
         self.seq += 1;
         let state = if self.leaving {
             NodeState::Leaving
@@ -326,7 +353,7 @@ impl Election {
                 role: if self.state == PairState::Active { Role::Primary } else { Role::Secondary },
                 boot_epoch: self.p.boot_epoch,
                 sequence: self.seq,
-                uptime,
+                uptime: now.saturating_since(self.born),
                 state,
                 health: self.health,
                 config_digest: self.p.config_digest,
@@ -376,12 +403,10 @@ impl Election {
         self.last_now = self.last_now.max(now);
         let mut out = Actions::new();
         self.evaluate(now, &mut out);
-        if now >= self.next_advert && !out.contains(&Action::SendAdvert) {
-            push(&mut out, Action::SendAdvert);
+        if now >= self.next_advert {
+            self.advert_due = true;
         }
-        if out.contains(&Action::SendAdvert) {
-            self.next_advert = now + self.p.interval;
-        }
+        self.finish(now, &mut out);
         out
     }
 
@@ -424,6 +449,7 @@ impl Election {
                 pv.last_heard = now;
             }
             self.evaluate(now, &mut out);
+            self.finish(now, &mut out);
             return out;
         }
         let restarted = self.peer.is_some_and(|pv| pv.advert.hb.boot_epoch != a.hb.boot_epoch);
@@ -440,6 +466,8 @@ impl Election {
                 self.manual_request_until = None;
             }
         }
+        // Before settling two actives: a resign's notify reports the peer's term.
+        self.term = self.term.max(a.term);
         // Two actives: settle it on this very advert.
         if self.state == PairState::Active && a.hb.state == NodeState::Active {
             let mine = (self.held_term(), self.effective_priority(), core::cmp::Reverse(self.p.node_id));
@@ -451,11 +479,8 @@ impl Election {
                 push(&mut out, Action::Announce { term: self.held_term() });
             }
         }
-        self.term = self.term.max(a.term);
         self.evaluate(now, &mut out);
-        if out.contains(&Action::SendAdvert) {
-            self.next_advert = now + self.p.interval;
-        }
+        self.finish(now, &mut out);
         out
     }
 
@@ -485,8 +510,8 @@ impl Election {
         self.evaluate(now, &mut out);
         // The peer must learn our new effective priority at once (it may be waiting to
         // take over from us, or to stop preferring us).
-        push(&mut out, Action::SendAdvert);
-        self.next_advert = now + self.p.interval;
+        self.advert_due = true;
+        self.finish(now, &mut out);
         out
     }
 
@@ -505,20 +530,20 @@ impl Election {
                 self.resign(ResignReason::Maintenance, now, &mut out);
             }
             self.yielding = false;
-            self.set_state(PairState::Maintenance, &mut out);
+            self.set_state(PairState::Maintenance, ChangeReason::MaintenanceOn, &mut out);
         } else {
             // Back as a standby that lets the peer keep (or take) the VIPs: our view of the
             // peer predates our maintenance, and taking over on it could make two actives.
             // If the peer is dead or ineligible, the rules below take over at once anyway.
             self.yielding = true;
-            self.set_state(PairState::Standby, &mut out);
+            self.set_state(PairState::Standby, ChangeReason::MaintenanceOff, &mut out);
             if !self.peer_alive(now) {
                 self.relisten(now, &mut out);
             }
         }
         self.evaluate(now, &mut out);
-        push(&mut out, Action::SendAdvert);
-        self.next_advert = now + self.p.interval;
+        self.advert_due = true;
+        self.finish(now, &mut out);
         out
     }
 
@@ -544,7 +569,7 @@ impl Election {
             }
             self.resign(ResignReason::Switchover, now, &mut out);
             self.preempt_suppressed = true;
-            self.next_advert = now + self.p.interval;
+            self.finish(now, &mut out);
             Ok((SwitchoverOutcome::Resigned, out))
         } else {
             if !self.health.is_healthy() {
@@ -554,8 +579,8 @@ impl Election {
             // make two actives; the peer resigns and says so, and we take over on that.
             self.preempt_suppressed = false;
             self.manual_request_until = Some(now + self.p.dead_after().saturating_mul(2));
-            push(&mut out, Action::SendAdvert);
-            self.next_advert = now + self.p.interval;
+            self.advert_due = true;
+            self.finish(now, &mut out);
             Ok((SwitchoverOutcome::Requested, out))
         }
     }
@@ -563,11 +588,13 @@ impl Election {
     /// Clean stop: release the VIPs and tell the peer it may take over at once.
     pub fn shutdown(&mut self, now: Instant) -> Actions {
         let mut out = Actions::new();
+        // Leaving first, so the resign's notify already reports priority 0.
+        self.leaving = true;
         if self.state == PairState::Active {
             self.resign(ResignReason::Shutdown, now, &mut out);
         }
-        self.leaving = true;
-        push(&mut out, Action::SendAdvert);
+        self.advert_due = true;
+        self.finish(now, &mut out);
         out
     }
 
@@ -587,7 +614,7 @@ impl Election {
     /// Back to `Starting`: listen for the peer for a dead interval before deciding.
     fn relisten(&mut self, now: Instant, out: &mut Actions) {
         self.started = now;
-        self.set_state(PairState::Starting, out);
+        self.set_state(PairState::Starting, ChangeReason::Relisten, out);
     }
 
     /// Our advertised position changes with the next advert.
@@ -600,12 +627,33 @@ impl Election {
         self.peer.is_some_and(|pv| pv.advert.ack_epoch == self.p.boot_epoch && pv.advert.ack_seq >= self.changed_seq)
     }
 
-    fn set_state(&mut self, to: PairState, out: &mut Actions) {
+    fn set_state(&mut self, to: PairState, reason: ChangeReason, out: &mut Actions) {
         self.changed();
         if to != self.state {
             let from = self.state;
             self.state = to;
-            push(out, Action::Notify { from, to });
+            push(
+                out,
+                Action::Notify(Transition {
+                    from,
+                    to,
+                    reason,
+                    term: self.term,
+                    priority: self.effective_priority(),
+                    health: self.health,
+                    peer: self.peer.map(|pv| pv.node_id()),
+                }),
+            );
+        }
+    }
+
+    /// Ends an input: the advert it owes the peer goes out last, built from the node's
+    /// position after everything the input changed.
+    fn finish(&mut self, now: Instant, out: &mut Actions) {
+        if core::mem::take(&mut self.advert_due) {
+            let advert = self.advert(now);
+            push(out, Action::SendAdvert(advert));
+            self.next_advert = now + self.p.interval;
         }
     }
 
@@ -620,8 +668,8 @@ impl Election {
         self.takeovers = self.takeovers.saturating_add(1);
         self.last_takeover = Some(reason);
         push(out, Action::Acquire { term: self.term, reason });
-        self.set_state(PairState::Active, out);
-        push(out, Action::SendAdvert);
+        self.set_state(PairState::Active, ChangeReason::TookOver(reason), out);
+        self.advert_due = true;
     }
 
     fn resign(&mut self, reason: ResignReason, _now: Instant, out: &mut Actions) {
@@ -630,8 +678,8 @@ impl Election {
         self.last_resign = Some(reason);
         self.yielding = true;
         push(out, Action::Release { term: self.held_term, reason });
-        self.set_state(PairState::Standby, out);
-        push(out, Action::SendAdvert);
+        self.set_state(PairState::Standby, ChangeReason::Resigned(reason), out);
+        self.advert_due = true;
     }
 
     fn evaluate(&mut self, now: Instant, out: &mut Actions) {
@@ -654,13 +702,13 @@ impl Election {
             PairState::Maintenance => {}
             PairState::Starting => {
                 if alive {
-                    self.set_state(PairState::Standby, out);
+                    self.set_state(PairState::Standby, ChangeReason::PeerHeard, out);
                     self.evaluate_standby(now, out);
                 } else if now.saturating_since(self.started) >= dead {
                     if self.is_eligible() {
                         self.take_over(TakeoverReason::AloneAtStart, out);
                     } else {
-                        self.set_state(PairState::Standby, out);
+                        self.set_state(PairState::Standby, ChangeReason::AloneIneligible, out);
                     }
                 }
             }
@@ -708,7 +756,7 @@ impl Election {
                 let since = *self.preempt_since.get_or_insert(now);
                 if now.saturating_since(since) >= self.p.preempt_delay && !self.preempt_ready {
                     self.preempt_ready = true;
-                    push(out, Action::SendAdvert);
+                    self.advert_due = true;
                 }
             } else {
                 self.preempt_since = None;
@@ -742,8 +790,8 @@ impl Election {
 }
 
 fn push(out: &mut Actions, a: Action) {
-    // Eight actions cover the longest sequence any single input produces
-    // (release, notify, advert, acquire, notify, advert…); never silently drop one.
+    // [`Actions`] holds the longest sequence any single input produces; never silently
+    // drop one.
     out.push(a).expect("election action list overflow");
 }
 

@@ -67,6 +67,36 @@ impl core::fmt::Display for ResignReason {
     }
 }
 
+/// Why the state changed (the reason a [`super::Transition`] reports to hooks and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeReason {
+    TookOver(TakeoverReason),
+    Resigned(ResignReason),
+    /// Heard the peer while starting: the rules decide on what it says.
+    PeerHeard,
+    /// Listened a dead interval and heard nobody, but cannot hold the VIPs itself.
+    AloneIneligible,
+    /// Own checks recovered, or maintenance ended, with the peer silent: what we know of
+    /// it is stale, so listen for a dead interval before deciding.
+    Relisten,
+    MaintenanceOn,
+    MaintenanceOff,
+}
+
+impl core::fmt::Display for ChangeReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChangeReason::TookOver(r) => write!(f, "took over: {r}"),
+            ChangeReason::Resigned(r) => write!(f, "resigned: {r}"),
+            ChangeReason::PeerHeard => f.write_str("peer heard while starting"),
+            ChangeReason::AloneIneligible => f.write_str("no peer heard while starting, and not eligible to take over"),
+            ChangeReason::Relisten => f.write_str("peer silent: listening for a dead interval before deciding"),
+            ChangeReason::MaintenanceOn => f.write_str("maintenance mode on"),
+            ChangeReason::MaintenanceOff => f.write_str("maintenance mode off"),
+        }
+    }
+}
+
 /// Why a non-active node is not taking the VIPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocker {
