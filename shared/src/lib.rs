@@ -11,6 +11,7 @@
 extern crate std;
 
 pub mod config;
+pub mod debounce;
 pub mod detector;
 pub mod disk;
 pub mod election;
