@@ -16,8 +16,10 @@ pub mod netlink;
 use crate::time::{now, unix_secs};
 use checks::CheckReport;
 use config::PairConfig;
-use rearguard_shared::election::{decode_advert, encode_advert, Action, Advert, Election, PairState, MAX_ADVERT_FRAME};
-use rearguard_shared::heartbeat::{HealthFlags, Reject, Verifier};
+use rearguard_shared::election::advert::{decode_advert, encode_advert, Advert, MAX_ADVERT_FRAME};
+use rearguard_shared::election::{Action, Election, PairState};
+use rearguard_shared::heartbeat::{HealthFlags, Verifier};
+use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
 use serde_json::json;
 use std::net::UdpSocket;
@@ -199,7 +201,8 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let t = now();
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
-    run_hooks(&d.cfg, "STOP", d.sm.effective_priority(), &d.sm, "agent stopped");
+    let peer = d.sm.peer().map(|p| p.node_id());
+    run_hooks(&d.cfg, "STOP", d.sm.state(), d.sm.term(), d.sm.effective_priority(), peer, "agent stopped");
     let _ = remove_vips(cfg);
     let _ = std::fs::remove_file(&cfg.control_socket);
     stop.store(true, Ordering::Relaxed);
@@ -367,7 +370,7 @@ impl Driver {
     fn execute(&mut self, acts: rearguard_shared::election::Actions, t: Instant) {
         for a in acts {
             match a {
-                Action::SendAdvert => self.send_advert(t),
+                Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
                     self.announce_gen.fetch_add(1, Ordering::SeqCst);
                     for v in &self.cfg.vips {
@@ -393,28 +396,22 @@ impl Driver {
                     info!(term, "re-announcing the VIPs (conflict won on a term tie)");
                     self.announce();
                 }
-                Action::Notify { from, to } => {
-                    info!("state {} -> {}", from.name(), to.name());
-                    let state = match to {
+                Action::Notify(n) => {
+                    info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
+                    let state = match n.to {
                         PairState::Active => "MASTER",
-                        PairState::Standby | PairState::Starting | PairState::Maintenance
-                            if !self.sm.health().is_healthy() =>
-                        {
-                            "FAULT"
-                        }
+                        _ if !n.health.is_healthy() => "FAULT",
                         _ => "BACKUP",
                     };
-                    let why = self.last_change.as_ref().map(|c| c.1.clone()).unwrap_or_default();
-                    run_hooks(&self.cfg, state, self.sm.effective_priority(), &self.sm, &why);
+                    run_hooks(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
                 }
             }
         }
     }
 
-    fn send_advert(&mut self, t: Instant) {
-        let adv = self.sm.advert(t.saturating_since(self.started));
+    fn send_advert(&mut self, adv: &Advert) {
         let mut buf = [0u8; MAX_ADVERT_FRAME];
-        let n = encode_advert(&adv, self.cfg.key.as_ref(), &mut buf);
+        let n = encode_advert(adv, self.cfg.key.as_ref(), &mut buf);
         for (s, dest, ifname) in &self.media {
             if let Err(e) = s.send_to(&buf[..n], dest) {
                 self.send_errors += 1;
@@ -454,16 +451,24 @@ impl Driver {
 }
 
 /// keepalived-compatible notify: `SCRIPT INSTANCE NAME STATE PRIORITY`, plus RG_* variables.
-fn run_hooks(cfg: &PairConfig, state: &str, priority: u8, sm: &Election, reason: &str) {
+fn run_hooks(
+    cfg: &PairConfig,
+    state: &str,
+    rg_state: PairState,
+    term: u32,
+    priority: u8,
+    peer: Option<u8>,
+    reason: &str,
+) {
     for hook in &cfg.hooks {
         let vips: Vec<String> = cfg.vips.iter().map(|v| format!("{}/{}@{}", v.addr, v.prefix, v.interface)).collect();
         let child = std::process::Command::new(hook)
             .args(["INSTANCE", &cfg.name, state, &priority.to_string()])
-            .env("RG_STATE", sm.state().name())
+            .env("RG_STATE", rg_state.name())
             .env("RG_KEEPALIVED_STATE", state)
             .env("RG_NODE_ID", cfg.node_id.to_string())
-            .env("RG_PEER_ID", sm.peer().map(|p| p.node_id().to_string()).unwrap_or_default())
-            .env("RG_TERM", sm.term().to_string())
+            .env("RG_PEER_ID", peer.map(|p| p.to_string()).unwrap_or_default())
+            .env("RG_TERM", term.to_string())
             .env("RG_PRIORITY", priority.to_string())
             .env("RG_REASON", reason)
             .env("RG_VIPS", vips.join(" "))
