@@ -3,7 +3,7 @@
 
 mod pair_support;
 use pair_support::*;
-use rearguard_shared::election::{encode_advert, Advert, MAX_ADVERT_FRAME};
+use rearguard_shared::election::advert::{encode_advert, Advert, MAX_ADVERT_FRAME};
 use rearguard_shared::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
 use rearguard_shared::integrity::Key;
 use rearguard_shared::Duration as RgDuration;

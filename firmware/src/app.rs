@@ -5,7 +5,7 @@ use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
-use rearguard_shared::heartbeat::{self, Role, Verifier, MAX_FRAME};
+use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
 use rearguard_shared::listener::{Action, ListenerState, MediumId, ReleaseReason, StandbyListener};
 use rearguard_shared::{Duration, Instant};
 
@@ -165,9 +165,9 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
     ) -> Result<DiskHeader, StartError<D::Error>> {
         dev.read_record(0, block).map_err(StartError::DiskRead)?;
         let header = DiskHeader::decode(block).map_err(StartError::Header)?;
-        if header.cluster_id != cfg.cluster_id {
-            return Err(StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id });
-        }
+        cfg.verifier()
+            .check_cluster(header.cluster_id)
+            .map_err(|_| StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id })?;
         if header.slot_offset(cfg.primary_node).is_none() || header.mailbox_offset(cfg.primary_node).is_none() {
             return Err(StartError::NoSlot { node: cfg.primary_node, slots: header.slot_count });
         }
@@ -210,10 +210,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let id = d.id;
             match d.dev.read_record(d.slot, &mut self.block) {
                 Ok(()) => {
-                    let frame = heartbeat::decode(
-                        &self.block,
-                        &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() },
-                    );
+                    let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
                     let acts = self.listener.on_frame(id, frame, now);
                     self.run(acts, &mut ev);
                 }
@@ -228,10 +225,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let Some((link, id)) = self.link.as_mut() else { break };
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
-            let frame = heartbeat::decode(
-                &buf[..n.min(MAX_FRAME)],
-                &Verifier { cluster_id: self.cfg.cluster_id, key: self.cfg.key.as_ref() },
-            );
+            let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
             let acts = self.listener.on_frame(id, frame, now);
             self.run(acts, &mut ev);
         }

@@ -16,9 +16,10 @@ use crate::board::{BootGate, FrameLink, NvStore, SharedDisk};
 use crate::nv::Persist;
 use core::fmt::Write;
 use rearguard_shared::config::{ConfigError, ListenerConfig};
-use rearguard_shared::heartbeat::{Reject, Role};
+use rearguard_shared::heartbeat::Role;
 use rearguard_shared::integrity::Key;
 use rearguard_shared::listener::{ListenerState, NeverSeenPolicy, ReleaseReason};
+use rearguard_shared::reject::Reject;
 use rearguard_shared::{Duration, Instant};
 
 /// Longest accepted input line.

@@ -2,7 +2,7 @@
 //! Pair heartbeats (adverts) as received from the network; raw, and wrapped in a header with
 //! a correct CRC so the body decoder is reached.
 use libfuzzer_sys::fuzz_target;
-use rearguard_shared::election::{decode_advert, ADVERT_MAGIC};
+use rearguard_shared::election::advert::{decode_advert, ADVERT_MAGIC};
 use rearguard_shared::heartbeat::Verifier;
 use rearguard_shared::integrity::{crc32c, Key};
 use rearguard_shared::PROTOCOL_VERSION;

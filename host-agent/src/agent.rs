@@ -68,14 +68,13 @@ pub fn preflight(cfg: &AgentConfig) -> Result<Preflight, AgentError> {
     disk.read_block(0, &mut block)?;
     let header =
         DiskHeader::decode(&block).map_err(|source| AgentError::Header { path: cfg.device.clone(), source })?;
-    if header.cluster_id != cfg.cluster_id {
-        return Err(AgentError::ClusterMismatch {
-            path: cfg.device.clone(),
-            config: cfg.file.clone(),
-            disk: header.cluster_id,
-            ours: cfg.cluster_id,
-        });
-    }
+    let v = Verifier { cluster_id: cfg.cluster_id, key: cfg.key.as_ref() };
+    v.check_cluster(header.cluster_id).map_err(|_| AgentError::ClusterMismatch {
+        path: cfg.device.clone(),
+        config: cfg.file.clone(),
+        disk: header.cluster_id,
+        ours: cfg.cluster_id,
+    })?;
     let (Some(slot), Some(mailbox)) = (header.slot_offset(cfg.node_id), header.mailbox_offset(cfg.node_id)) else {
         return Err(AgentError::NoSlot {
             path: cfg.device.clone(),
@@ -89,9 +88,7 @@ pub fn preflight(cfg: &AgentConfig) -> Result<Preflight, AgentError> {
         .map_err(|violation| AgentError::Fencing { config: cfg.file.clone(), violation })?;
     check_mailbox(cfg, &mut disk, mailbox, &mut block)?;
     disk.read_block(slot, &mut block)?;
-    let previous_epoch = heartbeat::decode(&block, &Verifier { cluster_id: cfg.cluster_id, key: cfg.key.as_ref() })
-        .ok()
-        .map(|hb| hb.boot_epoch);
+    let previous_epoch = heartbeat::decode(&block, &v).ok().map(|hb| hb.boot_epoch);
     Ok(Preflight { disk, header, slot, mailbox, previous_epoch })
 }
 

@@ -5,7 +5,7 @@
 //! *other* copy with generation + 1. A power cut during a save can only damage the copy being
 //! written, so the previous configuration always survives.
 
-use crate::heartbeat::Role;
+use crate::heartbeat::{Role, Verifier};
 use crate::integrity::{crc32c, Key};
 use crate::listener::{ListenerParams, NeverSeenPolicy};
 use crate::time::Duration;
@@ -85,6 +85,11 @@ impl ListenerConfig {
 
     pub fn params(&self) -> ListenerParams {
         ListenerParams { watched_node: self.primary_node, timeout: self.timeout, never_seen: self.never_seen }
+    }
+
+    /// What frames and the shared disk's header are checked against.
+    pub fn verifier(&self) -> Verifier<'_> {
+        Verifier { cluster_id: self.cluster_id, key: self.key.as_ref() }
     }
 
     /// A digest of the whole config, carried in heartbeats and shown on status screens.

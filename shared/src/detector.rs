@@ -5,8 +5,13 @@
 //! looked). The very first record seen is only a baseline — a slot left behind by a primary
 //! that died before we powered on looks exactly like a fresh one.
 
-use crate::heartbeat::{Heartbeat, Reject};
+use crate::heartbeat::Heartbeat;
+use crate::reject::Reject;
 use crate::time::Instant;
+
+/// Most heartbeat media one node watches at once (LAN, side link, serial, disk); sizes the
+/// per-medium statistics of the standby listener and of the pair election.
+pub const MAX_MEDIA: usize = 4;
 
 /// How a medium delivers records, which decides what a repeated record means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -41,80 +41,16 @@
 //!   still heard (it is alive: treating it as dead would make two actives).
 //! * A standby that cannot take over reports why ([`Blocker`]).
 
-use crate::detector::MediumKind;
-pub use crate::detector::MediumStats;
-use crate::frame;
-use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Reject, Role, Verifier};
-use crate::integrity::Key;
+pub mod advert;
+pub mod reasons;
+
+use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
+use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
+use crate::reject::Reject;
 use crate::time::{Duration, Instant};
+use advert::Advert;
+use reasons::{Blocker, ChangeReason, Mismatch, ResignReason, SwitchoverError, TakeoverReason};
 use serde::{Deserialize, Serialize};
-
-/// Most heartbeat media one node uses (LAN, side link, serial, disk).
-pub const MAX_MEDIA: usize = 4;
-
-// ---------------------------------------------------------------------------------------
-// Wire format
-// ---------------------------------------------------------------------------------------
-
-/// Magic of a pair advert frame ("Rearguard Pair"), in the common envelope
-/// ([`crate::frame`]): magic, version, flags, body length, postcard body, optional
-/// truncated HMAC-SHA256, CRC-32C.
-pub const ADVERT_MAGIC: [u8; 2] = *b"RP";
-/// Largest postcard body of an [`Advert`] (heartbeat ≤ 60, priority 1, term ≤ 5, flags 1,
-/// ack ≤ 15).
-pub const MAX_ADVERT_BODY: usize = 96;
-/// Largest advert frame.
-pub const MAX_ADVERT_FRAME: usize = frame::max_frame(MAX_ADVERT_BODY);
-
-/// What a pair node says about itself, several times a second, on every medium.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Advert {
-    /// The common heartbeat record (identity, epoch/sequence, state, health, digests).
-    pub hb: Heartbeat,
-    /// Effective priority: the configured one, or 0 when the sender will not hold the VIPs
-    /// (unhealthy, maintenance, leaving).
-    pub priority: u8,
-    /// Highest takeover term the sender knows (its own tenure's term when active).
-    pub term: u32,
-    /// `Advert::REQUEST` | `YIELD` | `MAINTENANCE` | `REFUSES_PEER`.
-    pub flags: u8,
-    /// The newest advert the sender has taken from its peer: (boot epoch, sequence). Lets
-    /// the peer know this advert was written with its latest state in view.
-    pub ack_epoch: u32,
-    pub ack_seq: u64,
-}
-
-impl Advert {
-    /// "Hand the VIPs to me": preempt after its delay, or a switchover issued on the standby.
-    pub const REQUEST: u8 = 1 << 0;
-    /// "I resigned in your favour; take them."
-    pub const YIELD: u8 = 1 << 1;
-    pub const MAINTENANCE: u8 = 1 << 2;
-    /// "Your build or config does not match mine."
-    pub const REFUSES_PEER: u8 = 1 << 3;
-
-    pub fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-}
-
-/// Encodes an advert into `buf` (at least [`MAX_ADVERT_FRAME`] bytes); returns its length.
-pub fn encode_advert(a: &Advert, key: Option<&Key>, buf: &mut [u8]) -> usize {
-    frame::seal(ADVERT_MAGIC, MAX_ADVERT_BODY, a, key, buf)
-}
-
-/// Decodes and verifies one advert frame (CRC, version, MAC when keyed, body, cluster).
-pub fn decode_advert(bytes: &[u8], v: &Verifier<'_>) -> Result<Advert, Reject> {
-    let a: Advert = frame::open(ADVERT_MAGIC, MAX_ADVERT_BODY, bytes, v.key)?;
-    if a.hb.cluster_id != v.cluster_id {
-        return Err(Reject::WrongCluster { found: a.hb.cluster_id });
-    }
-    Ok(a)
-}
-
-// ---------------------------------------------------------------------------------------
-// State machine
-// ---------------------------------------------------------------------------------------
 
 /// Static parameters of one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,74 +101,13 @@ impl PairState {
     }
 }
 
-/// Why the node took the VIPs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TakeoverReason {
-    /// Nothing heard from a peer while listening: after start, after own health
-    /// recovered, or after maintenance ended, with the peer silent.
-    AloneAtStart,
-    PeerDead {
-        silent_for: Duration,
-    },
-    /// The peer resigned in our favour (switchover, preempt request, its health).
-    PeerYielded,
-    /// The peer is alive but not eligible (unhealthy, maintenance, leaving).
-    PeerIneligible,
-    /// Neither holds the VIPs and we are the preferred node.
-    Preferred,
-}
-
-impl core::fmt::Display for TakeoverReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            TakeoverReason::AloneAtStart => {
-                f.write_str("no peer heard in a dead interval of listening (start, or recovery)")
-            }
-            TakeoverReason::PeerDead { silent_for } => write!(f, "peer silent for {silent_for} on every medium"),
-            TakeoverReason::PeerYielded => f.write_str("peer resigned in our favour"),
-            TakeoverReason::PeerIneligible => f.write_str("peer alive but not eligible"),
-            TakeoverReason::Preferred => f.write_str("neither node active and this node is preferred"),
-        }
-    }
-}
-
-/// Why the node gave the VIPs up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResignReason {
-    /// Operator switchover on this node.
-    Switchover,
-    /// The peer asked (preempt, or a switchover issued on the peer).
-    PeerRequested,
-    /// Own tracked checks failed while a healthy peer was alive.
-    Unhealthy(HealthFlags),
-    Maintenance,
-    /// Both were active; the peer wins `(term, priority, lower id)`.
-    LostConflict {
-        peer_term: u32,
-    },
-    Shutdown,
-}
-
-impl core::fmt::Display for ResignReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ResignReason::Switchover => f.write_str("operator switchover"),
-            ResignReason::PeerRequested => f.write_str("peer requested the VIPs (preempt or switchover)"),
-            ResignReason::Unhealthy(h) => write!(f, "own health checks failing (flags {:#06x})", h.0),
-            ResignReason::Maintenance => f.write_str("maintenance mode"),
-            ResignReason::LostConflict { peer_term } => {
-                write!(f, "both active; peer wins with term {peer_term}")
-            }
-            ResignReason::Shutdown => f.write_str("shutting down"),
-        }
-    }
-}
-
-/// What the caller must do, in order.
+/// What the caller must do, in order. Each action carries all the caller needs: the driver
+/// never asks the state machine back while carrying them out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Build an advert with [`Election::advert`] and send it on every medium now.
-    SendAdvert,
+    /// Send this advert on every medium now. At most one per input and always the last
+    /// action, so it tells the peer the node's position after everything else was done.
+    SendAdvert(Advert),
     /// Add the VIPs and announce them (GARP / unsolicited NA burst).
     Acquire { term: u32, reason: TakeoverReason },
     /// Remove the VIPs. Comes *before* the `SendAdvert` that tells the peer.
@@ -240,85 +115,28 @@ pub enum Action {
     /// Re-announce VIPs already held (conflict won on a term tie).
     Announce { term: u32 },
     /// State changed (hooks, logs).
-    Notify { from: PairState, to: PairState },
+    Notify(Transition),
 }
 
+/// A state change and the node's position right after it: what hooks and logs report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: PairState,
+    pub to: PairState,
+    pub reason: ChangeReason,
+    /// Highest term known (after a takeover, the new tenure's).
+    pub term: u32,
+    /// Effective priority: 0 when the node will not hold the VIPs.
+    pub priority: u8,
+    /// Own tracked checks (bit set = problem).
+    pub health: HealthFlags,
+    /// The peer's node id, once one was heard.
+    pub peer: Option<u8>,
+}
+
+/// One input's actions. The longest sequence any input produces is four (release, notify,
+/// notify, advert: maintenance switched on while active); eight leave room.
 pub type Actions = heapless::Vec<Action, 8>;
-
-/// Why a non-active node is not taking the VIPs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blocker {
-    Maintenance,
-    /// Own tracked checks fail.
-    Unhealthy(HealthFlags),
-    Starting {
-        remaining: Duration,
-    },
-    /// The peer holds the VIPs and is alive.
-    PeerActive,
-    /// Neither is active yet and the peer is preferred.
-    PeerPreferred,
-    /// We resigned in the peer's favour and wait for it to take over.
-    Yielding,
-}
-
-impl core::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Blocker::Maintenance => f.write_str("maintenance mode"),
-            Blocker::Unhealthy(h) => write!(f, "own health checks failing (flags {:#06x})", h.0),
-            Blocker::Starting { remaining } => write!(f, "starting, listening for the peer ({remaining} left)"),
-            Blocker::PeerActive => f.write_str("peer is active and alive"),
-            Blocker::PeerPreferred => f.write_str("peer is preferred"),
-            Blocker::Yielding => f.write_str("resigned, waiting for the peer to take over"),
-        }
-    }
-}
-
-/// A peer that runs another build or another pair policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mismatch {
-    Build { ours: u32, theirs: u32 },
-    Config { ours: u32, theirs: u32 },
-}
-
-impl core::fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Mismatch::Build { ours, theirs } => {
-                write!(f, "peer build stamp {theirs:#010x} differs from ours {ours:#010x}; run the same release on both nodes")
-            }
-            Mismatch::Config { ours, theirs } => write!(
-                f,
-                "peer pair-config digest {theirs:#010x} differs from ours {ours:#010x}; make the [pair] policy identical on both nodes"
-            ),
-        }
-    }
-}
-
-/// Why an operator switchover was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SwitchoverError {
-    PeerNotAlive,
-    PeerIneligible,
-    PeerRefused(Mismatch),
-    InMaintenance,
-    Unhealthy(HealthFlags),
-    Starting,
-}
-
-impl core::fmt::Display for SwitchoverError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SwitchoverError::PeerNotAlive => f.write_str("peer is not alive: nobody to hand over to"),
-            SwitchoverError::PeerIneligible => f.write_str("peer is not eligible (unhealthy or in maintenance)"),
-            SwitchoverError::PeerRefused(m) => write!(f, "peer refused: {m}"),
-            SwitchoverError::InMaintenance => f.write_str("this node is in maintenance; turn it off first"),
-            SwitchoverError::Unhealthy(h) => write!(f, "this node's health checks fail (flags {:#06x})", h.0),
-            SwitchoverError::Starting => f.write_str("still starting; try again in a moment"),
-        }
-    }
-}
 
 /// What was asked and what happened, for the control socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,6 +173,9 @@ impl PeerView {
 pub struct Election {
     p: PairParams,
     state: PairState,
+    /// When this incarnation started: adverts report their uptime from it.
+    born: Instant,
+    /// When the current listening for the peer began (start, or a relisten).
     started: Instant,
     /// Highest term known (ours or the peer's).
     term: u32,
@@ -380,6 +201,8 @@ pub struct Election {
     media: [MediumStats; MAX_MEDIA],
     seq: u64,
     next_advert: Instant,
+    /// The current input owes the peer an advert (sent last, see [`Self::finish`]).
+    advert_due: bool,
     leaving: bool,
     takeovers: u32,
     resigns: u32,
@@ -392,6 +215,7 @@ impl Election {
         Election {
             p,
             state: PairState::Starting,
+            born: now,
             started: now,
             term: 0,
             health: HealthFlags::OK,
@@ -408,6 +232,7 @@ impl Election {
             media: [MediumStats::new(MediumKind::Stream); MAX_MEDIA],
             seq: 0,
             next_advert: now,
+            advert_due: false,
             leaving: false,
             takeovers: 0,
             resigns: 0,
@@ -497,7 +322,7 @@ impl Election {
     }
 
     /// The advert to send now. Each call consumes a sequence number.
-    pub fn advert(&mut self, uptime: Duration) -> Advert {
+    fn advert(&mut self, now: Instant) -> Advert {
         self.seq += 1;
         let state = if self.leaving {
             NodeState::Leaving
@@ -528,7 +353,7 @@ impl Election {
                 role: if self.state == PairState::Active { Role::Primary } else { Role::Secondary },
                 boot_epoch: self.p.boot_epoch,
                 sequence: self.seq,
-                uptime,
+                uptime: now.saturating_since(self.born),
                 state,
                 health: self.health,
                 config_digest: self.p.config_digest,
@@ -578,16 +403,14 @@ impl Election {
         self.last_now = self.last_now.max(now);
         let mut out = Actions::new();
         self.evaluate(now, &mut out);
-        if now >= self.next_advert && !out.contains(&Action::SendAdvert) {
-            push(&mut out, Action::SendAdvert);
+        if now >= self.next_advert {
+            self.advert_due = true;
         }
-        if out.contains(&Action::SendAdvert) {
-            self.next_advert = now + self.p.interval;
-        }
+        self.finish(now, &mut out);
         out
     }
 
-    /// A frame from `medium` (0..MAX_MEDIA), decoded by [`decode_advert`] or rejected there.
+    /// A frame from `medium` (0..MAX_MEDIA), decoded by [`advert::decode_advert`] or rejected there.
     /// Rejections are counted per medium and change nothing else.
     pub fn on_frame(&mut self, medium: usize, frame: Result<Advert, Reject>, now: Instant) -> Actions {
         self.last_now = self.last_now.max(now);
@@ -626,6 +449,7 @@ impl Election {
                 pv.last_heard = now;
             }
             self.evaluate(now, &mut out);
+            self.finish(now, &mut out);
             return out;
         }
         let restarted = self.peer.is_some_and(|pv| pv.advert.hb.boot_epoch != a.hb.boot_epoch);
@@ -642,6 +466,8 @@ impl Election {
                 self.manual_request_until = None;
             }
         }
+        // Before settling two actives: a resign's notify reports the peer's term.
+        self.term = self.term.max(a.term);
         // Two actives: settle it on this very advert.
         if self.state == PairState::Active && a.hb.state == NodeState::Active {
             let mine = (self.held_term(), self.effective_priority(), core::cmp::Reverse(self.p.node_id));
@@ -653,11 +479,8 @@ impl Election {
                 push(&mut out, Action::Announce { term: self.held_term() });
             }
         }
-        self.term = self.term.max(a.term);
         self.evaluate(now, &mut out);
-        if out.contains(&Action::SendAdvert) {
-            self.next_advert = now + self.p.interval;
-        }
+        self.finish(now, &mut out);
         out
     }
 
@@ -687,8 +510,8 @@ impl Election {
         self.evaluate(now, &mut out);
         // The peer must learn our new effective priority at once (it may be waiting to
         // take over from us, or to stop preferring us).
-        push(&mut out, Action::SendAdvert);
-        self.next_advert = now + self.p.interval;
+        self.advert_due = true;
+        self.finish(now, &mut out);
         out
     }
 
@@ -707,20 +530,20 @@ impl Election {
                 self.resign(ResignReason::Maintenance, now, &mut out);
             }
             self.yielding = false;
-            self.set_state(PairState::Maintenance, &mut out);
+            self.set_state(PairState::Maintenance, ChangeReason::MaintenanceOn, &mut out);
         } else {
             // Back as a standby that lets the peer keep (or take) the VIPs: our view of the
             // peer predates our maintenance, and taking over on it could make two actives.
             // If the peer is dead or ineligible, the rules below take over at once anyway.
             self.yielding = true;
-            self.set_state(PairState::Standby, &mut out);
+            self.set_state(PairState::Standby, ChangeReason::MaintenanceOff, &mut out);
             if !self.peer_alive(now) {
                 self.relisten(now, &mut out);
             }
         }
         self.evaluate(now, &mut out);
-        push(&mut out, Action::SendAdvert);
-        self.next_advert = now + self.p.interval;
+        self.advert_due = true;
+        self.finish(now, &mut out);
         out
     }
 
@@ -746,7 +569,7 @@ impl Election {
             }
             self.resign(ResignReason::Switchover, now, &mut out);
             self.preempt_suppressed = true;
-            self.next_advert = now + self.p.interval;
+            self.finish(now, &mut out);
             Ok((SwitchoverOutcome::Resigned, out))
         } else {
             if !self.health.is_healthy() {
@@ -756,8 +579,8 @@ impl Election {
             // make two actives; the peer resigns and says so, and we take over on that.
             self.preempt_suppressed = false;
             self.manual_request_until = Some(now + self.p.dead_after().saturating_mul(2));
-            push(&mut out, Action::SendAdvert);
-            self.next_advert = now + self.p.interval;
+            self.advert_due = true;
+            self.finish(now, &mut out);
             Ok((SwitchoverOutcome::Requested, out))
         }
     }
@@ -765,11 +588,13 @@ impl Election {
     /// Clean stop: release the VIPs and tell the peer it may take over at once.
     pub fn shutdown(&mut self, now: Instant) -> Actions {
         let mut out = Actions::new();
+        // Leaving first, so the resign's notify already reports priority 0.
+        self.leaving = true;
         if self.state == PairState::Active {
             self.resign(ResignReason::Shutdown, now, &mut out);
         }
-        self.leaving = true;
-        push(&mut out, Action::SendAdvert);
+        self.advert_due = true;
+        self.finish(now, &mut out);
         out
     }
 
@@ -789,7 +614,7 @@ impl Election {
     /// Back to `Starting`: listen for the peer for a dead interval before deciding.
     fn relisten(&mut self, now: Instant, out: &mut Actions) {
         self.started = now;
-        self.set_state(PairState::Starting, out);
+        self.set_state(PairState::Starting, ChangeReason::Relisten, out);
     }
 
     /// Our advertised position changes with the next advert.
@@ -802,12 +627,33 @@ impl Election {
         self.peer.is_some_and(|pv| pv.advert.ack_epoch == self.p.boot_epoch && pv.advert.ack_seq >= self.changed_seq)
     }
 
-    fn set_state(&mut self, to: PairState, out: &mut Actions) {
+    fn set_state(&mut self, to: PairState, reason: ChangeReason, out: &mut Actions) {
         self.changed();
         if to != self.state {
             let from = self.state;
             self.state = to;
-            push(out, Action::Notify { from, to });
+            push(
+                out,
+                Action::Notify(Transition {
+                    from,
+                    to,
+                    reason,
+                    term: self.term,
+                    priority: self.effective_priority(),
+                    health: self.health,
+                    peer: self.peer.map(|pv| pv.node_id()),
+                }),
+            );
+        }
+    }
+
+    /// Ends an input: the advert it owes the peer goes out last, built from the node's
+    /// position after everything the input changed.
+    fn finish(&mut self, now: Instant, out: &mut Actions) {
+        if core::mem::take(&mut self.advert_due) {
+            let advert = self.advert(now);
+            push(out, Action::SendAdvert(advert));
+            self.next_advert = now + self.p.interval;
         }
     }
 
@@ -822,8 +668,8 @@ impl Election {
         self.takeovers = self.takeovers.saturating_add(1);
         self.last_takeover = Some(reason);
         push(out, Action::Acquire { term: self.term, reason });
-        self.set_state(PairState::Active, out);
-        push(out, Action::SendAdvert);
+        self.set_state(PairState::Active, ChangeReason::TookOver(reason), out);
+        self.advert_due = true;
     }
 
     fn resign(&mut self, reason: ResignReason, _now: Instant, out: &mut Actions) {
@@ -832,8 +678,8 @@ impl Election {
         self.last_resign = Some(reason);
         self.yielding = true;
         push(out, Action::Release { term: self.held_term, reason });
-        self.set_state(PairState::Standby, out);
-        push(out, Action::SendAdvert);
+        self.set_state(PairState::Standby, ChangeReason::Resigned(reason), out);
+        self.advert_due = true;
     }
 
     fn evaluate(&mut self, now: Instant, out: &mut Actions) {
@@ -856,13 +702,13 @@ impl Election {
             PairState::Maintenance => {}
             PairState::Starting => {
                 if alive {
-                    self.set_state(PairState::Standby, out);
+                    self.set_state(PairState::Standby, ChangeReason::PeerHeard, out);
                     self.evaluate_standby(now, out);
                 } else if now.saturating_since(self.started) >= dead {
                     if self.is_eligible() {
                         self.take_over(TakeoverReason::AloneAtStart, out);
                     } else {
-                        self.set_state(PairState::Standby, out);
+                        self.set_state(PairState::Standby, ChangeReason::AloneIneligible, out);
                     }
                 }
             }
@@ -910,7 +756,7 @@ impl Election {
                 let since = *self.preempt_since.get_or_insert(now);
                 if now.saturating_since(since) >= self.p.preempt_delay && !self.preempt_ready {
                     self.preempt_ready = true;
-                    push(out, Action::SendAdvert);
+                    self.advert_due = true;
                 }
             } else {
                 self.preempt_since = None;
@@ -944,8 +790,8 @@ impl Election {
 }
 
 fn push(out: &mut Actions, a: Action) {
-    // Eight actions cover the longest sequence any single input produces
-    // (release, notify, advert, acquire, notify, advert…); never silently drop one.
+    // [`Actions`] holds the longest sequence any single input produces; never silently
+    // drop one.
     out.push(a).expect("election action list overflow");
 }
 

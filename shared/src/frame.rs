@@ -13,8 +13,8 @@
 //! The CRC is checked first (cheap, catches torn sectors and line noise), then the version,
 //! then the MAC, then the body. A block of zeros is "never written", not corruption.
 
-use crate::heartbeat::Reject;
 use crate::integrity::{crc32c, Key, TAG_LEN};
+use crate::reject::Reject;
 use crate::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
 

@@ -3,8 +3,8 @@
 
 use crate::frame;
 use crate::integrity::Key;
+use crate::reject::Reject;
 use crate::time::Duration;
-use crate::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 2] = *b"RG";
@@ -69,103 +69,38 @@ pub struct Heartbeat {
     pub build_stamp: u32,
 }
 
-/// Why a frame was not accepted. Every variant is counted separately by listeners.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reject {
-    /// All zeros: the slot or buffer was never written.
-    NeverWritten,
-    /// Shorter than its own header says, or longer than any frame can be.
-    Truncated,
-    BadMagic,
-    BadCrc,
-    UnsupportedVersion {
-        found: u8,
-    },
-    /// A key is configured but the frame carries no MAC.
-    MissingMac,
-    BadMac,
-    /// CRC and MAC were fine but the body does not decode (a sender bug, not noise).
-    Malformed,
-    WrongCluster {
-        found: u32,
-    },
-    /// From a node other than the one this medium is watching.
-    WrongNode {
-        found: u8,
-    },
-    /// Sequence not above the last one seen in this epoch.
-    Replay,
-    /// Epoch older than the last one seen.
-    StaleEpoch,
-}
-
-impl Reject {
-    /// Number of distinct reasons, for counter arrays.
-    pub const COUNT: usize = 12;
-    /// Dense index for counter arrays.
-    pub fn index(self) -> usize {
-        match self {
-            Reject::NeverWritten => 0,
-            Reject::Truncated => 1,
-            Reject::BadMagic => 2,
-            Reject::BadCrc => 3,
-            Reject::UnsupportedVersion { .. } => 4,
-            Reject::MissingMac => 5,
-            Reject::BadMac => 6,
-            Reject::Malformed => 7,
-            Reject::WrongCluster { .. } => 8,
-            Reject::WrongNode { .. } => 9,
-            Reject::Replay => 10,
-            Reject::StaleEpoch => 11,
-        }
-    }
-    /// Short name for status screens and JSON.
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self.index()]
-    }
-    pub const NAMES: [&'static str; Self::COUNT] = [
-        "never-written",
-        "truncated",
-        "bad-magic",
-        "bad-crc",
-        "unsupported-version",
-        "missing-mac",
-        "bad-mac",
-        "malformed",
-        "wrong-cluster",
-        "wrong-node",
-        "replay",
-        "stale-epoch",
-    ];
-}
-
-impl core::fmt::Display for Reject {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Reject::NeverWritten => f.write_str("never written (all zeros)"),
-            Reject::Truncated => f.write_str("truncated frame"),
-            Reject::BadMagic => f.write_str("not a Rearguard heartbeat (bad magic)"),
-            Reject::BadCrc => f.write_str("CRC mismatch (torn or corrupt)"),
-            Reject::UnsupportedVersion { found } => {
-                write!(f, "protocol version {found}, this build speaks {PROTOCOL_VERSION}")
-            }
-            Reject::MissingMac => f.write_str("no MAC but a key is configured"),
-            Reject::BadMac => f.write_str("MAC does not verify (wrong key or forged)"),
-            Reject::Malformed => f.write_str("body does not decode"),
-            Reject::WrongCluster { found } => write!(f, "cluster id {found:#010x} is not ours"),
-            Reject::WrongNode { found } => write!(f, "from node {found}, not the watched node"),
-            Reject::Replay => f.write_str("sequence not increasing (replay or stuck writer)"),
-            Reject::StaleEpoch => f.write_str("boot epoch older than one already seen"),
-        }
-    }
-}
-
 /// What a receiver checks a frame against.
 #[derive(Clone, Copy, Debug)]
 pub struct Verifier<'a> {
     pub cluster_id: u32,
     /// When set, frames without a valid MAC are rejected.
     pub key: Option<&'a Key>,
+}
+
+impl Verifier<'_> {
+    /// Opens a frame of any record kind (see [`crate::frame`] for the checks and their
+    /// order), then refuses a record from another cluster. `heartbeat` finds the record's
+    /// heartbeat, which every record carries and which names its cluster.
+    pub fn open<'a, T: Deserialize<'a>>(
+        &self,
+        magic: [u8; 2],
+        max_body: usize,
+        bytes: &'a [u8],
+        heartbeat: fn(&T) -> &Heartbeat,
+    ) -> Result<T, Reject> {
+        let record: T = frame::open(magic, max_body, bytes, self.key)?;
+        self.check_cluster(heartbeat(&record).cluster_id)?;
+        Ok(record)
+    }
+
+    /// The one cluster-id check: records on every medium, and the shared disk's header.
+    pub fn check_cluster(&self, found: u32) -> Result<(), Reject> {
+        if found == self.cluster_id {
+            Ok(())
+        } else {
+            Err(Reject::WrongCluster { found })
+        }
+    }
 }
 
 /// Encodes `hb` into `buf`, returning the frame length.
@@ -178,11 +113,7 @@ pub fn encode(hb: &Heartbeat, key: Option<&Key>, buf: &mut [u8]) -> usize {
 
 /// Decodes and verifies one heartbeat frame (see [`crate::frame`] for the checks and order).
 pub fn decode(bytes: &[u8], v: &Verifier<'_>) -> Result<Heartbeat, Reject> {
-    let hb: Heartbeat = frame::open(MAGIC, MAX_BODY, bytes, v.key)?;
-    if hb.cluster_id != v.cluster_id {
-        return Err(Reject::WrongCluster { found: hb.cluster_id });
-    }
-    Ok(hb)
+    v.open(MAGIC, MAX_BODY, bytes, |hb| hb)
 }
 
 #[cfg(test)]
@@ -289,5 +220,3 @@ pub(crate) mod tests {
         }
     }
 }
-
-impl core::error::Error for Reject {}

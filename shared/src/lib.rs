@@ -11,6 +11,7 @@
 extern crate std;
 
 pub mod config;
+pub mod debounce;
 pub mod detector;
 pub mod disk;
 pub mod election;
@@ -21,6 +22,7 @@ pub mod image;
 pub mod integrity;
 pub mod link;
 pub mod listener;
+pub mod reject;
 pub mod time;
 
 /// Version of the heartbeat wire format. A peer speaking another version is rejected.

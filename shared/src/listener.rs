@@ -11,13 +11,11 @@
 //! `Released` is terminal: the boot gate is driven exactly once, whatever arrives later.
 //! Every input is `(…, now)`; the listener never reads a clock.
 
-use crate::detector::{MediumKind, MediumStats};
-use crate::heartbeat::{Heartbeat, Reject};
+use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
+use crate::heartbeat::Heartbeat;
+use crate::reject::Reject;
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
-
-/// Most heartbeat media one listener watches at once (disk, serial, and room to grow).
-pub const MAX_MEDIA: usize = 4;
 
 /// What to do about a primary that has not been seen alive since power-on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,16 +96,13 @@ pub enum Action {
 
 pub type Actions = heapless::Vec<Action, 4>;
 
-/// Per-medium view, for status screens.
-pub type MediumStatus = MediumStats;
-
 #[derive(Clone, Debug)]
 pub struct StandbyListener {
     params: ListenerParams,
     state: ListenerState,
     powered_on: Instant,
     last_progress: Option<Instant>,
-    media: heapless::Vec<MediumStatus, MAX_MEDIA>,
+    media: heapless::Vec<MediumStats, MAX_MEDIA>,
 }
 
 /// Handle for one medium, returned by [`StandbyListener::add_medium`].
@@ -128,7 +123,7 @@ impl StandbyListener {
     /// Registers a heartbeat medium. Returns `None` past [`MAX_MEDIA`].
     pub fn add_medium(&mut self, kind: MediumKind) -> Option<MediumId> {
         let id = self.media.len() as u8;
-        self.media.push(MediumStatus::new(kind)).ok()?;
+        self.media.push(MediumStats::new(kind)).ok()?;
         Some(MediumId(id))
     }
 
@@ -138,7 +133,7 @@ impl StandbyListener {
     pub fn state(&self) -> ListenerState {
         self.state
     }
-    pub fn media(&self) -> &[MediumStatus] {
+    pub fn media(&self) -> &[MediumStats] {
         &self.media
     }
     pub fn last_progress(&self) -> Option<Instant> {

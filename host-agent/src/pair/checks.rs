@@ -4,6 +4,7 @@
 //! has not yet proved itself healthy must not take the VIPs).
 
 use super::config::{Check, CheckKind};
+use rearguard_shared::debounce::Debounce;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::Read;
 use std::mem::MaybeUninit;
@@ -37,25 +38,11 @@ pub fn spawn(
             crate::sys::realtime(rt_prio);
         }
         let mut prober = Prober::new(&check, index);
-        let mut state: Option<bool> = None;
-        let mut streak = 0u32;
+        let mut debounce = Debounce::new(check.rise, check.fall);
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let (ok, detail) = prober.probe(&check.kind);
-            let flip = match state {
-                None => true,
-                Some(s) if s == ok => {
-                    streak = 0;
-                    false
-                }
-                Some(_) => {
-                    streak += 1;
-                    streak >= if ok { check.rise } else { check.fall }
-                }
-            };
-            if flip {
-                state = Some(ok);
-                streak = 0;
+            if let Some(ok) = debounce.observe(ok) {
                 let detail = if ok { detail } else { format!("{}: {detail}", check.name) };
                 if !report(CheckReport { index, ok, detail }) {
                     return;

@@ -365,8 +365,8 @@ impl PairConfig {
         } else {
             p.medium.clone()
         };
-        if sections.len() > rearguard_shared::election::MAX_MEDIA {
-            return Err(err(file, format!("[[pair.medium]]: at most {} media", rearguard_shared::election::MAX_MEDIA)));
+        if sections.len() > rearguard_shared::detector::MAX_MEDIA {
+            return Err(err(file, format!("[[pair.medium]]: at most {} media", rearguard_shared::detector::MAX_MEDIA)));
         }
         for (i, m) in sections.iter().enumerate() {
             check_ifname(file, &format!("[[pair.medium]] #{} interface", i + 1), &m.interface)?;

@@ -9,8 +9,10 @@ use super::config::PairConfig;
 use super::{announce, control, hooks, net, netlink};
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
-use rearguard_shared::election::{decode_advert, encode_advert, Action, Advert, Election, MAX_ADVERT_FRAME};
-use rearguard_shared::heartbeat::{HealthFlags, Reject, Verifier};
+use rearguard_shared::election::advert::{decode_advert, encode_advert, Advert, MAX_ADVERT_FRAME};
+use rearguard_shared::election::{Action, Election};
+use rearguard_shared::heartbeat::{HealthFlags, Verifier};
+use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
 use serde_json::json;
 use std::net::UdpSocket;
@@ -198,7 +200,8 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let t = now();
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
-    hooks::run(&d.cfg, "STOP", d.sm.effective_priority(), &d.sm, "agent stopped");
+    let peer = d.sm.peer().map(|p| p.node_id());
+    hooks::run(&d.cfg, "STOP", d.sm.state(), d.sm.term(), d.sm.effective_priority(), peer, "agent stopped");
     let _ = remove_vips(cfg);
     let _ = std::fs::remove_file(&cfg.control_socket);
     stop.store(true, Ordering::Relaxed);
@@ -270,7 +273,7 @@ impl Driver {
     fn execute(&mut self, acts: rearguard_shared::election::Actions, t: Instant) {
         for a in acts {
             match a {
-                Action::SendAdvert => self.send_advert(t),
+                Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
                     self.announce_gen.fetch_add(1, Ordering::SeqCst);
                     for v in &self.cfg.vips {
@@ -296,20 +299,18 @@ impl Driver {
                     info!(term, "re-announcing the VIPs (conflict won on a term tie)");
                     self.announce();
                 }
-                Action::Notify { from, to } => {
-                    info!("state {} -> {}", from.name(), to.name());
-                    let state = hooks::keepalived_state(to, self.sm.health().is_healthy());
-                    let why = self.last_change.as_ref().map(|c| c.1.clone()).unwrap_or_default();
-                    hooks::run(&self.cfg, state, self.sm.effective_priority(), &self.sm, &why);
+                Action::Notify(n) => {
+                    info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
+                    let state = hooks::keepalived_state(n.to, n.health.is_healthy());
+                    hooks::run(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
                 }
             }
         }
     }
 
-    fn send_advert(&mut self, t: Instant) {
-        let adv = self.sm.advert(t.saturating_since(self.started));
+    fn send_advert(&mut self, adv: &Advert) {
         let mut buf = [0u8; MAX_ADVERT_FRAME];
-        let n = encode_advert(&adv, self.cfg.key.as_ref(), &mut buf);
+        let n = encode_advert(adv, self.cfg.key.as_ref(), &mut buf);
         for (s, dest, ifname) in &self.media {
             if let Err(e) = s.send_to(&buf[..n], dest) {
                 self.send_errors += 1;

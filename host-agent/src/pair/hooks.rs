@@ -2,7 +2,7 @@
 //! existing scripts keep working.
 
 use super::config::PairConfig;
-use rearguard_shared::election::{Election, PairState};
+use rearguard_shared::election::PairState;
 use tracing::warn;
 
 /// keepalived's name for the state a node entered: a node that is not active because its
@@ -16,16 +16,24 @@ pub(super) fn keepalived_state(to: PairState, healthy: bool) -> &'static str {
 }
 
 /// keepalived-compatible notify: `SCRIPT INSTANCE NAME STATE PRIORITY`, plus RG_* variables.
-pub(super) fn run(cfg: &PairConfig, state: &str, priority: u8, sm: &Election, reason: &str) {
+pub(super) fn run(
+    cfg: &PairConfig,
+    state: &str,
+    rg_state: PairState,
+    term: u32,
+    priority: u8,
+    peer: Option<u8>,
+    reason: &str,
+) {
     for hook in &cfg.hooks {
         let vips: Vec<String> = cfg.vips.iter().map(|v| format!("{}/{}@{}", v.addr, v.prefix, v.interface)).collect();
         let child = std::process::Command::new(hook)
             .args(["INSTANCE", &cfg.name, state, &priority.to_string()])
-            .env("RG_STATE", sm.state().name())
+            .env("RG_STATE", rg_state.name())
             .env("RG_KEEPALIVED_STATE", state)
             .env("RG_NODE_ID", cfg.node_id.to_string())
-            .env("RG_PEER_ID", sm.peer().map(|p| p.node_id().to_string()).unwrap_or_default())
-            .env("RG_TERM", sm.term().to_string())
+            .env("RG_PEER_ID", peer.map(|p| p.to_string()).unwrap_or_default())
+            .env("RG_TERM", term.to_string())
             .env("RG_PRIORITY", priority.to_string())
             .env("RG_REASON", reason)
             .env("RG_VIPS", vips.join(" "))

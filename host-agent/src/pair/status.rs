@@ -4,8 +4,9 @@
 use super::driver::Driver;
 use super::netlink;
 use crate::sys::rss_kb;
-use rearguard_shared::election::{Advert, PairState};
-use rearguard_shared::heartbeat::Reject;
+use rearguard_shared::election::advert::Advert;
+use rearguard_shared::election::PairState;
+use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
 use serde_json::json;
 

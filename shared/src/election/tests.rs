@@ -1,4 +1,8 @@
+use super::advert::*;
+use super::reasons::*;
 use super::*;
+use crate::heartbeat::Verifier;
+use crate::integrity::Key;
 use proptest::prelude::*;
 use std::collections::VecDeque;
 use std::vec::Vec;
@@ -30,6 +34,20 @@ fn acquires(a: &[Action]) -> usize {
 fn releases(a: &[Action]) -> usize {
     a.iter().filter(|x| matches!(x, Action::Release { .. })).count()
 }
+fn sent_advert(a: &[Action]) -> Option<Advert> {
+    a.iter().find_map(|x| match x {
+        Action::SendAdvert(adv) => Some(*adv),
+        _ => None,
+    })
+}
+fn notices(a: &[Action]) -> Vec<Transition> {
+    a.iter()
+        .filter_map(|x| match x {
+            Action::Notify(t) => Some(*t),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Two nodes wired back to back through an in-memory network with per-message delay and
 /// loss, driven on a fake clock.
@@ -60,8 +78,7 @@ impl Sim {
     fn apply(&mut self, i: usize, actions: Actions) {
         for a in actions {
             self.log[i].push((self.now, a));
-            if a == Action::SendAdvert {
-                let adv = self.nodes[i].advert(Duration::from_millis(self.now.as_millis()));
+            if let Action::SendAdvert(adv) = a {
                 if self.link_up[i] {
                     self.wire.push_back((self.now + self.delay, 1 - i, 0, adv));
                 }
@@ -118,7 +135,7 @@ fn adverts_round_trip_and_bad_ones_are_named() {
     let key = Key::new(&[7u8; 32]).unwrap();
     let other = Key::new(&[9u8; 32]).unwrap();
     let mut e = Election::new(params(1, 100), at(0));
-    let adv = e.advert(Duration::from_millis(5));
+    let adv = e.advert(at(5));
     let mut buf = [0u8; MAX_ADVERT_FRAME];
     let v = Verifier { cluster_id: CLUSTER, key: Some(&key) };
     let n = encode_advert(&adv, Some(&key), &mut buf);
@@ -147,7 +164,7 @@ fn the_widest_advert_fits() {
     );
     e.seq = u64::MAX - 1;
     e.term = u32::MAX;
-    let mut adv = e.advert(Duration::from_millis(u64::MAX));
+    let mut adv = e.advert(at(u64::MAX));
     adv.hb.health = HealthFlags(u16::MAX);
     adv.flags = u8::MAX;
     adv.ack_epoch = u32::MAX;
@@ -218,7 +235,7 @@ fn two_triggers_at_once_make_one_failover() {
     let mut s = started_pair(params(1, 200), params(2, 100));
     let (_, acts) = s.nodes[0].switchover(s.now).unwrap();
     assert_eq!(releases(&acts), 1);
-    let adv = s.nodes[0].advert(Duration::ZERO);
+    let adv = sent_advert(&acts).unwrap();
     let t = s.nodes[1].peer().unwrap().last_heard + s.nodes[1].params().dead_after();
     let mut all = Vec::new();
     all.extend(s.nodes[1].on_frame(0, Ok(adv), t));
@@ -422,13 +439,94 @@ fn a_peer_with_another_config_is_refused_but_still_heard() {
     assert!(matches!(s.nodes[1 - active].switchover(s.now), Err(SwitchoverError::PeerRefused(_))));
 }
 
+// ----- what the actions carry -----
+
+#[test]
+fn a_notify_carries_the_change_and_everything_hooks_report() {
+    let mut s = started_pair(params(1, 200), params(2, 100));
+    let (_, acts) = s.nodes[0].switchover(s.now).unwrap();
+    assert_eq!(
+        notices(&acts),
+        [Transition {
+            from: PairState::Active,
+            to: PairState::Standby,
+            reason: ChangeReason::Resigned(ResignReason::Switchover),
+            term: 1,
+            priority: 200,
+            health: HealthFlags::OK,
+            peer: Some(2),
+        }]
+    );
+}
+
+#[test]
+fn one_advert_per_input_goes_last_with_the_position_after_it() {
+    let mut s = started_pair(params(1, 200), params(2, 100));
+    let acts = s.nodes[0].set_maintenance(true, s.now);
+    let kinds: Vec<_> = notices(&acts).iter().map(|t| (t.from, t.to, t.reason)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (PairState::Active, PairState::Standby, ChangeReason::Resigned(ResignReason::Maintenance)),
+            (PairState::Standby, PairState::Maintenance, ChangeReason::MaintenanceOn),
+        ]
+    );
+    assert_eq!(acts.iter().filter(|a| matches!(a, Action::SendAdvert(_))).count(), 1, "{acts:?}");
+    let Some(Action::SendAdvert(adv)) = acts.last() else { panic!("the advert is not last: {acts:?}") };
+    assert!(adv.has(Advert::MAINTENANCE));
+    assert_eq!((adv.priority, adv.hb.state), (0, NodeState::Standby));
+}
+
+#[test]
+fn the_advert_reports_uptime_since_the_election_started() {
+    let mut e = Election::new(params(1, 100), at(1000));
+    let adv = sent_advert(&e.poll(at(1250))).expect("the first poll sends an advert");
+    assert_eq!(adv.hb.uptime, Duration::from_millis(250));
+}
+
+#[test]
+fn a_shutdown_notify_reports_the_node_no_longer_eligible() {
+    let mut s = started_pair(params(1, 200), params(2, 100));
+    let acts = s.nodes[0].shutdown(s.now);
+    let n = notices(&acts);
+    assert_eq!(
+        (n[0].to, n[0].reason, n[0].priority),
+        (PairState::Standby, ChangeReason::Resigned(ResignReason::Shutdown), 0)
+    );
+    assert_eq!(sent_advert(&acts).map(|a| a.hb.state), Some(NodeState::Leaving));
+}
+
+#[test]
+fn a_lost_conflict_notify_reports_the_winning_term() {
+    let mut s = started_pair(params(1, 200), params(2, 100));
+    s.link_up = [false, false];
+    s.run(1000);
+    assert_eq!((s.nodes[0].term(), s.nodes[1].term()), (1, 2));
+    let heal = s.now;
+    s.link_up = [true, true];
+    s.run(101);
+    let lost: Vec<Transition> = s.log[0]
+        .iter()
+        .filter(|(w, _)| *w >= heal)
+        .filter_map(|(_, a)| match a {
+            Action::Notify(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (lost[0].reason, lost[0].term),
+        (ChangeReason::Resigned(ResignReason::LostConflict { peer_term: 2 }), 2)
+    );
+}
+
 // ----- bad input -----
 
 #[test]
 fn forged_and_replayed_adverts_are_counted_and_change_nothing() {
     let mut s = started_pair(params(1, 200), params(2, 100));
     let before = (s.states(), s.nodes[1].term());
-    let adv = s.nodes[0].advert(Duration::ZERO);
+    let adv = s.nodes[0].advert(s.now);
     let acts = s.nodes[1].on_frame(0, Ok(adv), s.now);
     assert_eq!(acquires(&acts), 0);
     for _ in 0..5 {
@@ -448,7 +546,8 @@ fn forged_and_replayed_adverts_are_counted_and_change_nothing() {
 #[test]
 fn a_replayed_stream_after_the_peer_died_is_not_liveness() {
     let mut s = started_pair(params(1, 200), params(2, 100));
-    let old: Vec<Advert> = (0..3).map(|_| s.nodes[0].advert(Duration::ZERO)).collect();
+    let now = s.now;
+    let old: Vec<Advert> = (0..3).map(|_| s.nodes[0].advert(now)).collect();
     // Deliver the newest first; then the peer dies and the older captures are replayed.
     s.nodes[1].on_frame(0, Ok(old[2]), s.now);
     s.link_up[0] = false;
@@ -515,8 +614,7 @@ impl Chaos {
     fn send(&mut self, i: usize, acts: Actions) {
         for a in acts {
             self.s.log[i].push((self.s.now, a));
-            if a == Action::SendAdvert {
-                let adv = self.s.nodes[i].advert(Duration::ZERO);
+            if let Action::SendAdvert(adv) = a {
                 let lost = !self.s.link_up[i] || self.rand() % 100 < self.loss_pct;
                 let delay = if self.max_delay == 0 { 0 } else { self.rand() % (self.max_delay + 1) };
                 // Two media, like a LAN plus a side link; each loses on its own.
