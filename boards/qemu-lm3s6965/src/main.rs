@@ -174,17 +174,15 @@ fn main() -> ! {
 /// One poll of every medium (out of `main` so its frame is not under every console line).
 #[inline(never)]
 fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
-    let node = app.config().primary_node;
     for ev in app.poll(t) {
-        report(node, con, ev, read_failures);
+        report(app.config().primary_node, con, &ev, read_failures);
     }
 }
 
 #[inline(never)]
 fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
-    let node = app.config().primary_node;
     for ev in app.release_now(t) {
-        report(node, con, ev, read_failures);
+        report(app.config().primary_node, con, &ev, read_failures);
     }
 }
 
@@ -284,10 +282,10 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
 fn report<DE: core::fmt::Display>(
     primary_node: u8,
     con: &mut Console,
-    ev: Event<DE, core::convert::Infallible>,
+    ev: &Event<DE, core::convert::Infallible>,
     read_failures: &mut u32,
 ) {
-    match &ev {
+    match ev {
         Event::State(s) => info!("state: {=str}", s.name()),
         Event::Released(_) | Event::PassThrough => info!("BOOT RELEASED"),
         Event::ClaimWritten { .. } => info!("takeover claim written"),
@@ -301,7 +299,7 @@ fn report<DE: core::fmt::Display>(
             return;
         }
     }
-    let _ = report::event(con, &ev, primary_node, *read_failures);
+    let _ = report::event(con, ev, primary_node, *read_failures);
 }
 
 /// Whether the SD card holds a heartbeat area. A blank card means "serial link only"; any
