@@ -53,7 +53,7 @@ pub fn role_name(r: Role) -> &'static str {
 
 /// The line a (re)started listener prints. `timeout` is the one in force (the disk's, when
 /// longer than the configured one); `media` names what is watched (`disk+serial`, a device…).
-/// A listener starts holding: the first state line it prints is `state: watching`.
+/// It ends in `state: holding`: a listener starts holding, and no event says so.
 pub fn started(
     out: &mut impl Write,
     cfg: &ListenerConfig,

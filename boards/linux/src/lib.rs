@@ -326,3 +326,22 @@ pub fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write as _;
+
+    #[test]
+    fn every_line_gets_one_stamp_however_it_is_written() {
+        let mut console = Vec::new();
+        let mut out = Stamped::new(&mut console, rearguard_shared::Duration::from_millis(1234));
+        write!(out, "state: {}", "watching").unwrap();
+        out.write_str(" (primary is alive)\nsecond\nthird").unwrap();
+        out.write_str(" line\n").unwrap();
+        assert_eq!(
+            String::from_utf8(console).unwrap(),
+            "[    1234 ms] state: watching (primary is alive)\n[    1234 ms] second\n[    1234 ms] third line\n"
+        );
+    }
+}
