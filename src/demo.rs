@@ -167,7 +167,7 @@ fn one_takeover(interval_ms: u64, timeout_ms: u64, poll_ms: u64, verbose: bool) 
     );
     let rx = lines(listener.0.stdout.take().expect("piped"));
     say(&format!("listener started (pid {}): the secondary is held at POST", listener.0.id()));
-    wait_for(&rx, "state watching", Duration::from_millis(timeout_ms * 5 + 5000))?;
+    wait_for(&rx, "state: watching", Duration::from_millis(timeout_ms * 5 + 5000))?;
     say("listener sees the primary's heartbeat advancing: watching");
 
     // Let it run a while; the kill lands at a random point of the heartbeat interval, so

@@ -100,7 +100,7 @@ fn fsync_hammer_on_the_same_image_causes_no_release() {
 /// the primary as alive, must not crash, and must say why it rejected the slot.
 fn assert_not_liveness(c: &Cluster, mut next_bad: impl FnMut(u64) -> Vec<u8>, reason: &str, dump_status: &str) {
     let mut listener = c.spawn_listener();
-    listener.wait_line("state holding", Duration::from_secs(10));
+    listener.wait_line("state: holding", Duration::from_secs(10));
     let end = Instant::now() + Duration::from_secs(2);
     let mut i = 0;
     while Instant::now() < end {
@@ -111,7 +111,7 @@ fn assert_not_liveness(c: &Cluster, mut next_bad: impl FnMut(u64) -> Vec<u8>, re
     listener.drain();
     assert!(listener.is_running(), "listener crashed: {:#?}", listener.seen);
     assert!(
-        !listener.seen.iter().any(|l| l.contains("state watching") || l.contains("BOOT RELEASED")),
+        !listener.seen.iter().any(|l| l.contains("state: watching") || l.contains("BOOT RELEASED")),
         "{:#?}",
         listener.seen
     );
@@ -205,12 +205,12 @@ fn a_stalled_agent_after_progress_is_released() {
     // Progress, then the same record forever (a hung writer that did not die): released.
     let c = Cluster::new(Timing::default());
     let mut listener = c.spawn_listener();
-    listener.wait_line("state holding", Duration::from_secs(10));
+    listener.wait_line("state: holding", Duration::from_secs(10));
     for s in 1..=5 {
         c.write_slot(0, &frame(CLUSTER, 1, s));
         std::thread::sleep(Duration::from_millis(50));
     }
-    listener.wait_line("state watching", Duration::from_secs(5));
+    listener.wait_line("state: watching", Duration::from_secs(5));
     let stalled = Instant::now();
     let end = stalled + Duration::from_secs(3);
     while Instant::now() < end && listener.is_running() {

@@ -24,7 +24,7 @@ fn console_settings_are_saved_and_survive_a_restart_and_a_corrupt_copy() {
     let c = Cluster::new(Timing::default());
     let nv = c.path("listener.nv");
     let (mut l, mut input) = listener_with_console(&c, &nv);
-    l.wait_line("state holding", Duration::from_secs(10));
+    l.wait_line("state: holding", Duration::from_secs(10));
     input.write_all(b"set timeout 2500\nsave\n").unwrap();
     l.wait_line("saved to copy A (generation 1)", Duration::from_secs(5));
     l.wait_line("timeout 2500 ms", Duration::from_secs(5)); // the listener restarted with it
@@ -59,7 +59,7 @@ fn release_now_from_the_console_asks_first_and_releases_once() {
     let c = Cluster::new(Timing::default());
     let nv = c.path("listener.nv");
     let (mut l, mut input) = listener_with_console(&c, &nv);
-    l.wait_line("state holding", Duration::from_secs(10));
+    l.wait_line("state: holding", Duration::from_secs(10));
     input.write_all(b"release\nno\n").unwrap();
     l.wait_line("cancelled", Duration::from_secs(5));
     input.write_all(b"release\nyes\n").unwrap();

@@ -11,5 +11,6 @@ pub mod app;
 pub mod board;
 pub mod menu;
 pub mod nv;
+pub mod report;
 
 pub use app::{App, Event, StartError};

@@ -36,6 +36,8 @@ pub struct ListenerParams {
     pub never_seen: NeverSeenPolicy,
 }
 
+/// Why the boot was released. Its words are the firmware's (`rearguard_firmware::report`),
+/// so that every board prints the same line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReleaseReason {
     /// The primary was alive and then fell silent on every medium.
@@ -44,20 +46,6 @@ pub enum ReleaseReason {
     NeverSeen { waited: Duration },
     /// An operator asked for it.
     Manual,
-}
-
-impl core::fmt::Display for ReleaseReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ReleaseReason::HeartbeatTimeout { silent_for } => {
-                write!(f, "primary silent for {silent_for} on every medium")
-            }
-            ReleaseReason::NeverSeen { waited } => {
-                write!(f, "primary never seen alive in {waited} since power-on")
-            }
-            ReleaseReason::Manual => f.write_str("released by operator"),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -234,7 +234,7 @@ impl Cluster {
     pub fn start_watched(&self) -> (Proc, Proc) {
         let agent = self.spawn_agent();
         let mut listener = self.spawn_listener();
-        listener.wait_line("state watching", Duration::from_secs(10));
+        listener.wait_line("state: watching", Duration::from_secs(10));
         (agent, listener)
     }
 

@@ -7,12 +7,12 @@ use rearguard_firmware::app::{App, Event, StartError};
 use rearguard_firmware::board::{BootGate, NoLink, NvCopy, NvStore, SharedDisk};
 use rearguard_firmware::menu::{Menu, Request, Status};
 use rearguard_firmware::nv::{self, LoadReport};
+use rearguard_firmware::report;
 use rearguard_host_agent::blockdev::{DirectDisk, DiskError};
 use rearguard_host_agent::config::LinuxListenerConfig;
 use rearguard_host_agent::time::now;
 use rearguard_shared::config::{ListenerConfig, RecordError, RECORD_LEN};
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
-use rearguard_shared::listener::ListenerState;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -51,9 +51,11 @@ pub struct CommandGate {
     pub argv: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    #[error("the command could not be started: {0}")]
     Spawn(std::io::Error),
+    #[error("the command ended with {0}")]
     Failed(std::process::ExitStatus),
 }
 
@@ -145,6 +147,32 @@ impl core::fmt::Write for FmtOut<'_> {
     }
 }
 
+/// Stamps every line with the milliseconds since the listener started, for the console
+/// log: `[    1234 ms] state: watching (primary is alive)`.
+struct Stamped<'a> {
+    out: &'a mut dyn Write,
+    ms: u64,
+    line_start: bool,
+}
+
+impl<'a> Stamped<'a> {
+    fn new(out: &'a mut dyn Write, since_start: rearguard_shared::Duration) -> Stamped<'a> {
+        Stamped { out, ms: since_start.as_millis(), line_start: true }
+    }
+}
+
+impl core::fmt::Write for Stamped<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for piece in s.split_inclusive('\n') {
+            if std::mem::replace(&mut self.line_start, piece.ends_with('\n')) {
+                write!(self.out, "[{:>8} ms] ", self.ms).map_err(|_| core::fmt::Error)?;
+            }
+            self.out.write_all(piece.as_bytes()).map_err(|_| core::fmt::Error)?;
+        }
+        Ok(())
+    }
+}
+
 /// Swallows the menu's echo: a terminal in line mode already echoes what is typed.
 struct NoEcho;
 impl core::fmt::Write for NoEcho {
@@ -177,16 +205,8 @@ fn start_app(
     console: &mut dyn Write,
 ) -> Result<LinuxApp, ListenerError> {
     let app = build_app(cfg, listener, true)?;
-    let c = app.config();
-    let _ = writeln!(
-        console,
-        "listener: watching node {} on {} (cluster {:#x}, timeout {}, poll {}); state holding",
-        c.primary_node,
-        cfg.device.display(),
-        c.cluster_id,
-        app.listener().params().timeout,
-        c.poll_period
-    );
+    let media = format_args!("disk {}", cfg.device.display());
+    let _ = report::started(&mut FmtOut(console), app.config(), app.listener().params().timeout, media);
     Ok(app)
 }
 
@@ -229,7 +249,7 @@ pub fn run(
     let start = now();
     let mut next = std::time::Instant::now();
     let mut last_reject = None;
-    let (mut read_failures, mut last_failure_note) = (0u64, None);
+    let (mut read_failures, mut last_failure_note) = (0u32, None);
     loop {
         if stop.load(Ordering::Relaxed) {
             let _ = writeln!(console, "listener: stopped by signal; boot still held");
@@ -251,69 +271,40 @@ pub fn run(
                     last_reject = None;
                 }
                 Request::Apply(_) => {
-                    let _ =
-                        writeln!(console, "the boot is already released; the saved settings apply at the next start");
+                    let _ = report::saved_after_release(&mut FmtOut(console));
                 }
             }
         }
+        let mut out = Stamped::new(console, t.saturating_since(start));
         if last_failure_note.is_some()
             && !events.iter().any(|e| matches!(e, Event::DiskReadFailed(_)))
             && app.disk_medium().is_some()
         {
-            let ms = t.saturating_since(start).as_millis();
-            let _ = writeln!(console, "[{ms:>8} ms] slot reads work again after {read_failures} failures");
+            let _ = report::reads_recovered(&mut out, read_failures);
             (read_failures, last_failure_note) = (0, None);
         }
         for ev in events {
-            let ms = t.saturating_since(start).as_millis();
-            let line = match ev {
-                Event::State(ListenerState::Watching) => "state watching: primary is alive".to_string(),
-                Event::State(ListenerState::Holding) => "state holding".to_string(),
-                Event::State(ListenerState::Released { .. }) => continue,
-                Event::TimeoutRaised { configured, disk } => {
-                    format!("warning: timeout raised from {configured} to the disk's {disk} to keep the primary's fencing bound")
-                }
-                Event::ClaimWritten { primary_epoch } => {
-                    let epoch = primary_epoch.map_or("never seen".to_string(), |e| e.to_string());
-                    format!(
-                        "takeover claim written to node {}'s mailbox (primary epoch {epoch})",
-                        app.config().primary_node
-                    )
-                }
-                Event::ClaimFailed(e) => format!("warning: takeover claim NOT written: {e}"),
-                Event::Released(reason) => format!("BOOT RELEASED: {reason}"),
-                Event::PassThrough => "BOOT RELEASED: role is primary, nothing to watch".to_string(),
-                Event::GateFailed(e) => {
-                    gate_failure = Some(format!("{e:?}"));
-                    format!("error: boot gate command failed: {e:?}")
-                }
-                Event::DiskReadFailed(e) => {
+            match &ev {
+                Event::GateFailed(e) => gate_failure = Some(e.to_string()),
+                Event::DiskReadFailed(_) => {
                     // First failure at once, then a reminder every 10 s: a dead device must
                     // not flood the log at the poll rate.
-                    read_failures += 1;
+                    read_failures = read_failures.saturating_add(1);
                     if last_failure_note
                         .is_some_and(|at: rearguard_shared::Instant| t.saturating_since(at).as_millis() < 10_000)
                     {
                         continue;
                     }
                     last_failure_note = Some(t);
-                    format!(
-                        "warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}"
-                    )
                 }
-            };
-            let _ = writeln!(console, "[{:>8} ms] {line}", ms);
+                _ => {}
+            }
+            let _ = report::event(&mut out, &ev, app.config().primary_node, read_failures);
         }
         if let Some(m) = app.disk_medium().map(|id| app.listener().media()[id.0 as usize]) {
             if m.last_reject != last_reject {
                 if let Some(r) = m.last_reject {
-                    let ms = t.saturating_since(start).as_millis();
-                    let _ = writeln!(
-                        console,
-                        "[{ms:>8} ms] slot rejected: {} ({r}); {} rejected so far",
-                        r.name(),
-                        m.rejected_total()
-                    );
+                    let _ = report::slot_rejected(&mut out, r, m.rejected_total());
                 }
                 last_reject = m.last_reject;
             }
@@ -333,5 +324,24 @@ pub fn run(
         } else {
             next = now_std;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write as _;
+
+    #[test]
+    fn every_line_gets_one_stamp_however_it_is_written() {
+        let mut console = Vec::new();
+        let mut out = Stamped::new(&mut console, rearguard_shared::Duration::from_millis(1234));
+        write!(out, "state: {}", "watching").unwrap();
+        out.write_str(" (primary is alive)\nsecond\nthird").unwrap();
+        out.write_str(" line\n").unwrap();
+        assert_eq!(
+            String::from_utf8(console).unwrap(),
+            "[    1234 ms] state: watching (primary is alive)\n[    1234 ms] second\n[    1234 ms] third line\n"
+        );
     }
 }

@@ -25,11 +25,10 @@ use cortex_m_rt::{entry, exception};
 use lm3s6965::interrupt;
 use panic_halt as _;
 use rearguard_firmware::board::{BootGate, FrameLink};
-use rearguard_firmware::menu::{self, Menu, Ms, Reason, Request, Status};
-use rearguard_firmware::{nv, App, Event};
+use rearguard_firmware::menu::{self, Menu, Request, Status};
+use rearguard_firmware::{nv, report, App, Event};
 use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::{DiskHeader, HeaderError};
-use rearguard_shared::heartbeat::Role;
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::Instant;
 use uart::Console;
@@ -152,18 +151,18 @@ fn main() -> ! {
     let _ = write!(con, "type help for the configuration menu\n{}", menu::PROMPT);
 
     let mut next_poll = now();
-    let mut disk_error_shown = false;
+    let mut read_failures = 0u32;
     loop {
         let t = now();
         if let Some(a) = place.as_mut() {
             if t >= next_poll {
                 next_poll = t + a.config().poll_period;
-                poll(a, t, &mut con, &mut disk_error_shown);
+                poll(a, t, &mut con, &mut read_failures);
             }
         }
         while let Some(b) = uart::CONSOLE.pop(&uart::CONSOLE_RX) {
             if menu.feed(b, &mut con)
-                && console_line(&mut menu, &mut place, handle(), handle(), &mut con, &mut disk_error_shown)
+                && console_line(&mut menu, &mut place, handle(), handle(), &mut con, &mut read_failures)
             {
                 next_poll = now();
             }
@@ -174,16 +173,16 @@ fn main() -> ! {
 
 /// One poll of every medium (out of `main` so its frame is not under every console line).
 #[inline(never)]
-fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, disk_error_shown: &mut bool) {
+fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
     for ev in app.poll(t) {
-        report(con, ev, disk_error_shown);
+        report(app.config().primary_node, con, &ev, read_failures);
     }
 }
 
 #[inline(never)]
-fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, disk_error_shown: &mut bool) {
+fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
     for ev in app.release_now(t) {
-        report(con, ev, disk_error_shown);
+        report(app.config().primary_node, con, &ev, read_failures);
     }
 }
 
@@ -224,7 +223,7 @@ fn console_line<'c>(
     mut nv: Option<sd::SdDisk<'c>>,
     disk: Option<sd::SdDisk<'c>>,
     con: &mut Console,
-    disk_error_shown: &mut bool,
+    read_failures: &mut u32,
 ) -> bool {
     let t = now();
     let mut status = Status::of(place.as_ref(), framing(), t);
@@ -233,16 +232,16 @@ fn console_line<'c>(
     match menu.run_line(&status, nv.as_mut(), con) {
         Request::None => {}
         Request::ReleaseNow => match place.as_mut() {
-            Some(a) => release_now(a, t, con, disk_error_shown),
+            Some(a) => release_now(a, t, con, read_failures),
             None => {
                 let _ = GpioGate.release();
-                let _ = writeln!(con, "BOOT RELEASED: released by operator (the listener was not running)");
+                let _ = report::released_without_listener(con);
             }
         },
         Request::Apply(cfg) => {
             info!("console: settings saved");
             if place.as_ref().is_some_and(|a| a.gate_opened()) {
-                let _ = writeln!(con, "the boot is already released; the saved settings apply at next power-on");
+                let _ = report::saved_after_release(con);
             } else {
                 start(place, cfg, disk, con);
                 restarted = true;
@@ -272,26 +271,21 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
             c.poll_period.as_millis(),
             a.disk_medium().is_some()
         );
-        let _ = writeln!(
-            con,
-            "listening: role {}, cluster {:#x}, watching node {}, timeout {}, poll {}, media: {}",
-            if c.role == Role::Primary { "primary" } else { "secondary" },
-            c.cluster_id,
-            c.primary_node,
-            Ms(a.listener().params().timeout),
-            Ms(c.poll_period),
-            if a.disk_medium().is_some() { "disk+serial" } else { "serial" }
-        );
+        let media = if a.disk_medium().is_some() { "disk+serial" } else { "serial" };
+        let _ = report::started(con, c, a.listener().params().timeout, media);
     }
 }
 
+/// Logs an event and prints its line. Only the first failed slot read is shown: the console
+/// is the operator's, and a dead card must not bury it at the poll rate.
 #[inline(never)]
-fn report<DE: core::fmt::Debug>(
+fn report<DE: core::fmt::Display>(
+    primary_node: u8,
     con: &mut Console,
-    ev: Event<DE, core::convert::Infallible>,
-    disk_error_shown: &mut bool,
+    ev: &Event<DE, core::convert::Infallible>,
+    read_failures: &mut u32,
 ) {
-    match &ev {
+    match ev {
         Event::State(s) => info!("state: {=str}", s.name()),
         Event::Released(_) | Event::PassThrough => info!("BOOT RELEASED"),
         Event::ClaimWritten { .. } => info!("takeover claim written"),
@@ -299,25 +293,13 @@ fn report<DE: core::fmt::Debug>(
         Event::DiskReadFailed(_) => warn!("shared disk read failed"),
         _ => {}
     }
-    let _ = match ev {
-        Event::State(s) => writeln!(con, "state: {}", s.name()),
-        Event::TimeoutRaised { configured, disk } => {
-            writeln!(con, "timeout raised from {} to {}: the shared disk header asks for it", Ms(configured), Ms(disk))
+    if let Event::DiskReadFailed(_) = ev {
+        *read_failures = read_failures.saturating_add(1);
+        if *read_failures > 1 {
+            return;
         }
-        Event::ClaimWritten { primary_epoch: Some(e) } => writeln!(con, "takeover claim written (primary epoch {e})"),
-        Event::ClaimWritten { primary_epoch: None } => writeln!(con, "takeover claim written"),
-        Event::ClaimFailed(e) => writeln!(con, "takeover claim NOT written: {e:?}"),
-        Event::Released(reason) => writeln!(con, "BOOT RELEASED: {}", Reason(reason)),
-        Event::PassThrough => writeln!(con, "BOOT RELEASED: role is primary (pass-through, nothing watched)"),
-        Event::GateFailed(e) => match e {},
-        Event::DiskReadFailed(e) => {
-            if core::mem::replace(disk_error_shown, true) {
-                Ok(())
-            } else {
-                writeln!(con, "shared disk: read failed ({e:?}); not liveness, the timeout decides")
-            }
-        }
-    };
+    }
+    let _ = report::event(con, ev, primary_node, *read_failures);
 }
 
 /// Whether the SD card holds a heartbeat area. A blank card means "serial link only"; any

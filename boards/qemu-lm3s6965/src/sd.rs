@@ -284,12 +284,20 @@ impl core::fmt::Debug for CardError {
     }
 }
 
-impl core::fmt::Debug for DiskError {
+// Display is what the console shows (`rearguard_firmware::report`); Debug, which the board
+// traits ask for, says the same.
+impl core::fmt::Display for DiskError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             DiskError::Card(e) => write!(f, "sd card: {e:?}"),
             DiskError::OutOfRange(o) => write!(f, "offset {} KiB beyond the card", (o / 1024) as u32),
         }
+    }
+}
+
+impl core::fmt::Debug for DiskError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(self, f)
     }
 }
 

@@ -1,0 +1,289 @@
+//! The menu's commands over a *draft* config: `set` checks each value and names the setting
+//! and what is allowed; `save` validates the draft, writes it to the copy of the A/B store
+//! not in use ([`crate::nv`]) and asks the board to apply it; `revert` drops the draft;
+//! `release` and `factory` ask for confirmation first.
+
+use super::status::Status;
+use crate::board::NvStore;
+use crate::nv::Persist;
+use crate::report::{role_name, Ms};
+use core::fmt::Write;
+use rearguard_shared::config::{ConfigError, ListenerConfig};
+use rearguard_shared::heartbeat::Role;
+use rearguard_shared::integrity::Key;
+use rearguard_shared::listener::NeverSeenPolicy;
+use rearguard_shared::Duration;
+
+/// What the board must do after a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Nothing beyond what was printed.
+    None,
+    /// Operator confirmed "release now".
+    ReleaseNow,
+    /// A config was saved: restart the listener with it.
+    Apply(ListenerConfig),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirm {
+    Release,
+    Factory,
+}
+
+pub struct Commands {
+    confirm: Option<Confirm>,
+    draft: ListenerConfig,
+    saved: ListenerConfig,
+    persist: Persist,
+}
+
+impl Commands {
+    /// `running` is the config loaded at boot, `persist` where it came from.
+    pub fn new(running: ListenerConfig, persist: Persist) -> Commands {
+        Commands { confirm: None, draft: running.clone(), saved: running, persist }
+    }
+
+    pub fn draft(&self) -> &ListenerConfig {
+        &self.draft
+    }
+
+    /// Drops a pending question (the line was cancelled or refused).
+    pub fn cancel(&mut self) {
+        self.confirm = None;
+    }
+
+    /// Runs one trimmed line of printable ASCII.
+    pub fn execute<S: NvStore>(
+        &mut self,
+        line: &str,
+        status: &Status,
+        nv: Option<&mut S>,
+        out: &mut impl Write,
+    ) -> Request {
+        if let Some(c) = self.confirm.take() {
+            if !line.eq_ignore_ascii_case("yes") {
+                let _ = writeln!(out, "cancelled (type yes in full to confirm)");
+                return Request::None;
+            }
+            return match c {
+                Confirm::Release => {
+                    let _ = writeln!(out, "releasing the boot now");
+                    Request::ReleaseNow
+                }
+                Confirm::Factory => {
+                    self.draft = ListenerConfig::factory();
+                    let _ = writeln!(out, "factory settings loaded");
+                    self.save(nv, out)
+                }
+            };
+        }
+        let mut words = line.split_ascii_whitespace();
+        let Some(cmd) = words.next() else { return Request::None };
+        let arg1 = words.next();
+        let arg2 = words.next();
+        let extra = words.next().is_some();
+        let is = |w: &str| cmd.eq_ignore_ascii_case(w);
+        if is("help") || is("?") || is("menu") {
+            let _ = out.write_str(HELP);
+        } else if is("status") || is("s") {
+            let _ = status.print(out);
+        } else if is("show") {
+            let _ = self.show(out);
+        } else if is("set") {
+            match (arg1, arg2, extra) {
+                (Some(k), Some(v), false) => self.set(k, v, out),
+                _ => {
+                    let _ = writeln!(out, "usage: set <setting> <value>   (type help for the settings)");
+                }
+            }
+        } else if is("save") {
+            return self.save(nv, out);
+        } else if is("revert") {
+            self.draft = self.saved.clone();
+            let _ = writeln!(out, "draft reverted to the saved settings");
+        } else if is("factory") {
+            self.confirm = Some(Confirm::Factory);
+            let _ = writeln!(out, "reset every setting to factory values and save? type yes to confirm");
+        } else if is("release") {
+            if status.gate_open {
+                let _ = writeln!(out, "the boot is already released");
+            } else {
+                self.confirm = Some(Confirm::Release);
+                let _ = writeln!(out, "release the boot now? the secondary will boot the shared OS even if the primary is alive. type yes to confirm");
+            }
+        } else {
+            let _ = writeln!(out, "unknown command; type help");
+        }
+        Request::None
+    }
+
+    fn show(&self, out: &mut impl Write) -> core::fmt::Result {
+        let d = &self.draft;
+        writeln!(out, "role       {}", role_name(d.role))?;
+        writeln!(out, "timeout    {}", Ms(d.timeout))?;
+        writeln!(out, "poll       {}", Ms(d.poll_period))?;
+        writeln!(out, "cluster    {:#x}", d.cluster_id)?;
+        writeln!(out, "node       {}", d.node_id)?;
+        writeln!(out, "primary    {}", d.primary_node)?;
+        writeln!(out, "key        {}", if d.key.is_some() { "set (hidden)" } else { "none" })?;
+        match d.never_seen {
+            NeverSeenPolicy::WaitForever => writeln!(out, "never-seen wait")?,
+            NeverSeenPolicy::ReleaseAfter(t) => writeln!(out, "never-seen {}", Ms(t))?,
+        }
+        if *d != self.saved {
+            writeln!(out, "(draft differs from the saved settings: save or revert)")?;
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, key: &str, v: &str, out: &mut impl Write) {
+        let mut next = self.draft.clone();
+        let k = |w: &str| key.eq_ignore_ascii_case(w);
+        let parsed: Result<(), &'static str> = if k("role") {
+            if v.eq_ignore_ascii_case("secondary") {
+                next.role = Role::Secondary;
+                Ok(())
+            } else if v.eq_ignore_ascii_case("primary") {
+                next.role = Role::Primary;
+                Ok(())
+            } else {
+                Err("role: use primary or secondary")
+            }
+        } else if k("timeout") {
+            parse_num(v)
+                .map(|n| next.timeout = Duration::from_millis(n))
+                .ok_or("timeout: milliseconds, e.g. set timeout 10000")
+        } else if k("poll") {
+            parse_num(v)
+                .map(|n| next.poll_period = Duration::from_millis(n))
+                .ok_or("poll: milliseconds, e.g. set poll 100")
+        } else if k("cluster") {
+            parse_num(v)
+                .and_then(|n| u32::try_from(n).ok())
+                .map(|n| next.cluster_id = n)
+                .ok_or("cluster: a number 0..=4294967295, decimal or 0x-hex")
+        } else if k("node") {
+            parse_num(v)
+                .and_then(|n| u8::try_from(n).ok())
+                .map(|n| next.node_id = n)
+                .ok_or("node: this node's id, 0..=31")
+        } else if k("primary") {
+            parse_num(v)
+                .and_then(|n| u8::try_from(n).ok())
+                .map(|n| next.primary_node = n)
+                .ok_or("primary: the watched node's id, 0..=31")
+        } else if k("key") {
+            if v.eq_ignore_ascii_case("none") {
+                next.key = None;
+                Ok(())
+            } else {
+                match parse_key(v) {
+                    Some(key) => {
+                        next.key = Some(key);
+                        Ok(())
+                    }
+                    None => Err("key: 32 to 64 hex digits (16-32 bytes), or none"),
+                }
+            }
+        } else if k("never-seen") {
+            if v.eq_ignore_ascii_case("wait") {
+                next.never_seen = NeverSeenPolicy::WaitForever;
+                Ok(())
+            } else {
+                parse_num(v)
+                    .map(|n| next.never_seen = NeverSeenPolicy::ReleaseAfter(Duration::from_millis(n)))
+                    .ok_or("never-seen: wait, or milliseconds to wait for a primary never seen alive")
+            }
+        } else {
+            Err("unknown setting: role, timeout, poll, cluster, node, primary, key, never-seen")
+        };
+        if let Err(msg) = parsed {
+            let _ = writeln!(out, "error: {msg}");
+            return;
+        }
+        if let Err(e) = next.validate() {
+            let _ = writeln!(out, "error: {}; unchanged", MenuConfigError(e));
+            return;
+        }
+        if next.role == Role::Primary && self.draft.role == Role::Secondary {
+            let _ = writeln!(out, "note: as primary, the boot is released at once when this is saved");
+        }
+        self.draft = next;
+        let _ = writeln!(out, "ok (draft; save to keep)");
+    }
+
+    fn save<S: NvStore>(&mut self, nv: Option<&mut S>, out: &mut impl Write) -> Request {
+        if let Err(e) = self.draft.validate() {
+            let _ = writeln!(out, "error: {}; not saved", MenuConfigError(e));
+            return Request::None;
+        }
+        let Some(nv) = nv else {
+            let _ = writeln!(out, "error: no config store (no SD card); the settings apply until power-off");
+            self.saved = self.draft.clone();
+            return Request::Apply(self.draft.clone());
+        };
+        match self.persist.save(nv, &self.draft) {
+            Ok((copy, generation)) => {
+                let _ = writeln!(out, "saved to copy {} (generation {generation})", copy.name());
+                self.saved = self.draft.clone();
+                Request::Apply(self.draft.clone())
+            }
+            Err(e) => {
+                let _ = writeln!(out, "error: save failed: {e}; the previous settings are intact");
+                Request::None
+            }
+        }
+    }
+}
+
+/// A validation error with the menu's names for the settings.
+struct MenuConfigError(ConfigError);
+
+impl core::fmt::Display for MenuConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match self.0.field {
+            "poll_period" => "poll",
+            "primary_node" => "primary",
+            "node_id" => "node",
+            "never_seen" => "never-seen",
+            other => other,
+        };
+        write!(f, "{name}: {}", self.0.problem)
+    }
+}
+
+/// A MAC key from hex. Decoded here rather than with `Key::from_hex`, whose Unicode-aware
+/// trimming costs half a KiB of flash; the line is already trimmed ASCII.
+fn parse_key(hex: &str) -> Option<Key> {
+    let h = hex.as_bytes();
+    let mut bytes = [0u8; rearguard_shared::integrity::MAX_KEY_LEN];
+    if !h.len().is_multiple_of(2) || h.len() / 2 > bytes.len() {
+        return None;
+    }
+    for (i, pair) in h.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        bytes[i] = (hi * 16 + lo) as u8;
+    }
+    Key::new(&bytes[..h.len() / 2]).ok()
+}
+
+/// Decimal or 0x-hex; `None` for anything else (signs, spaces, overflow).
+fn parse_num(s: &str) -> Option<u64> {
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (s, 10),
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+const HELP: &str = "\
+status | show | save | revert | factory | release
+set role primary|secondary    set timeout <ms>    set poll <ms>
+set cluster <id>              set node <n>        set primary <n>
+set key <hex>|none            set never-seen wait|<ms>
+";

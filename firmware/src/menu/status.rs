@@ -1,0 +1,154 @@
+//! The status screen: a snapshot of the running listener, taken by the board when the
+//! operator asks, and printed with the listener's own words ([`crate::report`]).
+
+use crate::app::App;
+use crate::board::{BootGate, FrameLink, SharedDisk};
+use crate::report::{Ms, Reason};
+use core::fmt::Write;
+use rearguard_shared::reject::Reject;
+use rearguard_shared::listener::ListenerState;
+use rearguard_shared::{Duration, Instant};
+
+/// One medium's line on the status screen.
+#[derive(Clone, Copy, Debug)]
+pub struct MediumView {
+    pub name: &'static str,
+    /// Age of the last frame that passed every check.
+    pub last_valid_age: Option<Duration>,
+    pub accepted: u32,
+    pub rejected: [u32; Reject::COUNT],
+}
+
+/// A snapshot of the running listener for the status screen.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// `None` when the listener could not start (the reason was printed at boot).
+    pub state: Option<ListenerState>,
+    pub timeout: Duration,
+    pub last_progress_age: Option<Duration>,
+    pub media: heapless::Vec<MediumView, 2>,
+    /// Link chunks that were not frames: (name, count).
+    pub framing: [(&'static str, u32); 2],
+    pub gate_open: bool,
+    /// Deepest stack use so far and the RAM left for the stack, in bytes, where the board
+    /// measures them.
+    pub stack_peak: Option<(u32, u32)>,
+}
+
+impl Status {
+    pub fn of<D: SharedDisk, L: FrameLink, G: BootGate>(
+        app: Option<&App<D, L, G>>,
+        framing: [(&'static str, u32); 2],
+        now: Instant,
+    ) -> Status {
+        let mut s = Status {
+            state: None,
+            timeout: Duration::ZERO,
+            last_progress_age: None,
+            media: heapless::Vec::new(),
+            framing,
+            gate_open: false,
+            stack_peak: None,
+        };
+        let Some(app) = app else { return s };
+        let l = app.listener();
+        s.state = Some(l.state());
+        s.timeout = l.params().timeout;
+        s.last_progress_age = l.last_progress().map(|t| now.saturating_since(t));
+        s.gate_open = app.gate_opened();
+        for (name, id) in [("disk", app.disk_medium()), ("serial", app.link_medium())] {
+            if let Some(m) = id.and_then(|id| l.media().get(id.0 as usize)) {
+                let _ = s.media.push(MediumView {
+                    name,
+                    last_valid_age: m.last_valid.map(|t| now.saturating_since(t)),
+                    accepted: m.accepted,
+                    rejected: m.rejected,
+                });
+            }
+        }
+        s
+    }
+
+    pub fn print(&self, out: &mut impl Write) -> core::fmt::Result {
+        match self.state {
+            None => writeln!(out, "state: not running (see boot messages; fix and save)")?,
+            Some(st) => writeln!(
+                out,
+                "state: {} | timeout {} | gate {}",
+                st.name(),
+                Ms(self.timeout),
+                if self.gate_open { "RELEASED" } else { "held" }
+            )?,
+        }
+        if let Some(ListenerState::Released { reason, .. }) = self.state {
+            writeln!(out, "  released: {}", Reason(reason))?;
+        }
+        match self.last_progress_age {
+            Some(a) => writeln!(out, "  primary last progressed {} ago", Ms(a))?,
+            None => writeln!(out, "  primary not seen alive yet")?,
+        }
+        for m in &self.media {
+            write!(out, "  {:<6} last valid heartbeat ", m.name)?;
+            match m.last_valid_age {
+                Some(a) => write!(out, "{} ago", Ms(a))?,
+                None => write!(out, "never")?,
+            }
+            let total: u32 = m.rejected.iter().sum();
+            write!(out, ", accepted {}, rejected {total}", m.accepted)?;
+            for (i, &n) in m.rejected.iter().enumerate() {
+                if n > 0 {
+                    write!(out, " {}={n}", Reject::NAMES[i])?;
+                }
+            }
+            writeln!(out)?;
+        }
+        write!(out, "  link framing errors:")?;
+        for (name, n) in self.framing {
+            write!(out, " {name}={n}")?;
+        }
+        writeln!(out)?;
+        match self.stack_peak {
+            Some((n, room)) => writeln!(out, "  stack peak {n} of {room} bytes"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::string::String;
+
+    /// A listener holding, nothing seen: the status the menu's tests run against.
+    pub(crate) fn status() -> Status {
+        Status {
+            state: Some(ListenerState::Holding),
+            timeout: Duration::from_secs(10),
+            last_progress_age: None,
+            media: heapless::Vec::new(),
+            framing: [("bad-cobs", 0), ("overlong", 0)],
+            gate_open: false,
+            stack_peak: None,
+        }
+    }
+
+    #[test]
+    fn status_shows_rejections_by_reason() {
+        let mut s = status();
+        let mut rejected = [0; Reject::COUNT];
+        rejected[Reject::BadCrc.index()] = 3;
+        rejected[Reject::Replay.index()] = 2;
+        let _ = s.media.push(MediumView {
+            name: "serial",
+            last_valid_age: Some(Duration::from_millis(40)),
+            accepted: 9,
+            rejected,
+        });
+        let mut out = String::new();
+        s.print(&mut out).unwrap();
+        assert!(
+            out.contains("serial last valid heartbeat 40 ms ago, accepted 9, rejected 5 bad-crc=3 replay=2"),
+            "{out}"
+        );
+    }
+}
