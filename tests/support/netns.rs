@@ -28,12 +28,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn require_root_and_tools() {
     assert_eq!(euid(), 0, "the firewall-pair tests create network namespaces and must run as root: run `sudo bash scripts/setup.sh` then `sudo bash scripts/test.sh`");
     for tool in ["ip", "nft", "ping"] {
-        let ok = Command::new(tool)
-            .arg(if tool == "ping" { "-V" } else { "-V" })
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
+        let ok = Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
         assert!(
             ok,
             "`{tool}` is missing: run `bash scripts/setup.sh` as root (installs iproute2, nftables, iputils-ping)"
@@ -42,8 +37,7 @@ pub fn require_root_and_tools() {
 }
 
 pub fn sh(args: &[&str]) -> std::process::Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    out
+    Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 pub fn must(args: &[&str]) -> String {
