@@ -5,11 +5,12 @@
 //! These need root. They fail (never skip) without it: run the suite through
 //! `sudo scripts/test.sh`.
 
-mod common;
+mod support;
 
-use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::disk::*;
+use support::*;
 
 fn must(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} — run scripts/setup.sh as root"));
@@ -18,7 +19,7 @@ fn must(cmd: &mut Command) -> String {
 }
 
 fn require_root() {
-    assert!(unsafe_free_euid() == 0, "block-device tests need root: run `sudo scripts/test.sh`");
+    assert!(euid() == 0, "block-device tests need root: run `sudo scripts/test.sh`");
 }
 
 /// A loop device over a backing file, detached on drop.
@@ -132,11 +133,4 @@ fn a_hung_heartbeat_write_fences_the_primary_before_the_secondary_releases() {
     drop(freeze);
     assert_eq!(agent.wait_exit(Duration::from_secs(10)), Some(Some(4)), "agent should exit 4 after fencing");
     listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
-}
-
-fn unsafe_free_euid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file this process just created is its effective uid.
-    let f = tempfile::NamedTempFile::new().unwrap();
-    f.as_file().metadata().unwrap().uid()
 }

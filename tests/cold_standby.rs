@@ -1,13 +1,14 @@
 //! Cold standby, whole system: the real agent and the real listener (Linux board) on a real
 //! image file, started as processes.
 
-mod common;
+mod support;
 
-use common::*;
 use rearguard_shared::disk::{MailboxMessage, BLOCK};
 use rearguard_shared::heartbeat::{self, HealthFlags, Heartbeat, NodeState, Role, MAX_FRAME};
 use rearguard_shared::Duration as Ms;
 use std::time::{Duration, Instant};
+use support::disk::*;
+use support::*;
 
 fn frame(cluster_id: u32, epoch: u32, seq: u64) -> Vec<u8> {
     let hb = Heartbeat {
@@ -33,7 +34,7 @@ fn killed_agent_is_released_within_timeout_plus_one_poll() {
     let t = c.timing;
     let (mut agent, mut listener) = c.start_watched();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(listener.drain().iter().all(|l| !l.contains("BOOT RELEASED")), "released while the agent was alive");
+    assert!(listener.lines().iter().all(|l| !l.contains("BOOT RELEASED")), "released while the agent was alive");
     let (killed, at, line) = kill_primary(&mut agent, &mut listener);
     let latency = at.duration_since(killed).as_millis() as u64;
     println!("release latency after SIGKILL: {latency} ms (timeout {} ms, poll {} ms)", t.timeout_ms, t.poll_ms);
@@ -44,7 +45,7 @@ fn killed_agent_is_released_within_timeout_plus_one_poll() {
     // interval before the kill, and that progress was seen at most one poll later.
     assert!(latency + t.interval_ms + t.poll_ms >= t.timeout_ms, "released too early: {latency} ms");
     assert_eq!(listener.wait_exit(Duration::from_secs(5)), Some(Some(0)));
-    assert!(listener.seen.iter().any(|l| l.contains("GATE-OPENED")), "gate command did not run");
+    assert!(listener.lines().iter().any(|l| l.contains("GATE-OPENED")), "gate command did not run");
     let dump = c.dump_json();
     assert_eq!(dump["mailboxes"][0]["message"], "takeover-claim", "{dump}");
 }
@@ -55,10 +56,10 @@ fn the_gate_is_released_exactly_once() {
     let (mut agent, mut listener) = c.start_watched();
     kill_primary(&mut agent, &mut listener);
     assert_eq!(listener.wait_exit(Duration::from_secs(5)), Some(Some(0)));
-    listener.drain();
-    let gates = listener.seen.iter().filter(|l| l.contains("GATE-OPENED")).count();
-    let releases = listener.seen.iter().filter(|l| l.contains("BOOT RELEASED")).count();
-    assert_eq!((gates, releases), (1, 1), "{:#?}", listener.seen);
+    let seen = listener.lines();
+    let gates = seen.iter().filter(|l| l.contains("GATE-OPENED")).count();
+    let releases = seen.iter().filter(|l| l.contains("BOOT RELEASED")).count();
+    assert_eq!((gates, releases), (1, 1), "{:#?}", seen);
 }
 
 #[test]
@@ -83,9 +84,9 @@ fn fsync_hammer_on_the_same_image_causes_no_release() {
     let out = hammer.wait_with_output().unwrap();
     let writes: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     println!("hammer: {writes} fsync'd 64 KiB writes in {} s", started.elapsed().as_secs());
-    let agent_exit = agent.child.try_wait().unwrap();
+    let agent_exit = agent.exit_status();
     let diag =
-        format!("agent exit {agent_exit:?}, fenced {}, listener said:\n{}", c.fenced(), listener.drain().join("\n"));
+        format!("agent exit {agent_exit:?}, fenced {}, listener said:\n{}", c.fenced(), listener.lines().join("\n"));
     assert!(
         !c.fenced() && agent_exit.is_none(),
         "the agent stopped under load (a heartbeat cycle missed its deadline): {diag}"
@@ -108,18 +109,14 @@ fn assert_not_liveness(c: &Cluster, mut next_bad: impl FnMut(u64) -> Vec<u8>, re
         i += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    listener.drain();
-    assert!(listener.is_running(), "listener crashed: {:#?}", listener.seen);
-    assert!(
-        !listener.seen.iter().any(|l| l.contains("state: watching") || l.contains("BOOT RELEASED")),
-        "{:#?}",
-        listener.seen
-    );
+    let seen = listener.lines();
+    assert!(listener.is_running(), "listener crashed: {:#?}", seen);
+    assert!(!seen.iter().any(|l| l.contains("state: watching") || l.contains("BOOT RELEASED")), "{:#?}", seen);
     if !reason.is_empty() {
         assert!(
-            listener.seen.iter().any(|l| l.contains("slot rejected") && l.contains(reason)),
+            seen.iter().any(|l| l.contains("slot rejected") && l.contains(reason)),
             "no {reason} rejection: {:#?}",
-            listener.seen
+            seen
         );
     }
     let dump = c.dump_json();

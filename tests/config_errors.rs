@@ -1,8 +1,9 @@
 //! Invalid configurations: non-zero exit and a message naming the problem and the fix.
 
-mod common;
+mod support;
 
-use common::*;
+use support::disk::*;
+use support::*;
 
 fn refuse(args: &[&str], must_contain: &[&str]) {
     let o = run(args);

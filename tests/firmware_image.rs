@@ -1,6 +1,6 @@
 //! `rearguard firmware pack|verify` on the real controller firmware ELF.
 
-mod qemu_common;
+mod support;
 use std::process::Command;
 
 fn rearguard(args: &[&str]) -> (bool, String) {
@@ -10,8 +10,8 @@ fn rearguard(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn the_firmware_packs_verifies_and_a_corrupt_image_is_refused() {
-    let elf = qemu_common::firmware_elf();
-    let dir = qemu_common::tempdir();
+    let elf = support::qemu::firmware_elf();
+    let dir = support::tempdir();
     let img = dir.path().join("fw.rgfw");
     let (ok, out) = rearguard(&["firmware", "pack", elf.to_str().unwrap(), "-o", img.to_str().unwrap()]);
     assert!(ok, "{out}");

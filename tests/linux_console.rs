@@ -1,21 +1,23 @@
 //! The Linux board's console (stdin/stdout) and its settings file: the firmware's menu,
 //! driven for real through the listener process's standard input.
 
-mod common;
+mod support;
 
-use common::*;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
+use support::disk::*;
+use support::process::Process;
+use support::*;
 
-fn listener_with_console(c: &Cluster, nv: &std::path::Path) -> (Proc, std::process::ChildStdin) {
+fn listener_with_console(c: &Cluster, nv: &std::path::Path) -> (Process, std::process::ChildStdin) {
     let cfg = c.listener_config();
     let text = std::fs::read_to_string(&cfg).unwrap().replace("poll_ms", &format!("nv_file = {nv:?}\npoll_ms"));
     std::fs::write(&cfg, text).unwrap();
     let mut cmd = rearguard();
     cmd.args(["listener", "--config"]).arg(&cfg).env("REARGUARD_LOG", "warn").stdin(Stdio::piped());
-    let mut p = Proc::spawn(cmd);
-    let stdin = p.child.stdin.take().unwrap();
+    let mut p = Process::spawn(cmd);
+    let stdin = p.take_stdin();
     (p, stdin)
 }
 
@@ -37,13 +39,13 @@ fn console_settings_are_saved_and_survive_a_restart_and_a_corrupt_copy() {
     l.wait_line("timeout", Duration::from_secs(5));
     assert!(l.is_running());
     drop(input);
-    l.sigkill();
+    l.kill();
 
     // Restart: the newest copy (B) wins over the config file.
     let (mut l, _input) = listener_with_console(&c, &nv);
     l.wait_line("copy B (generation 2)", Duration::from_secs(10));
     l.wait_line("timeout 2500 ms, poll 20 ms", Duration::from_secs(5));
-    l.sigkill();
+    l.kill();
 
     // Copy B torn: copy A is used, and the listener says so.
     let f = std::fs::OpenOptions::new().write(true).open(&nv).unwrap();
@@ -65,6 +67,6 @@ fn release_now_from_the_console_asks_first_and_releases_once() {
     input.write_all(b"release\nyes\n").unwrap();
     l.wait_line("BOOT RELEASED: released by operator", Duration::from_secs(5));
     assert_eq!(l.wait_exit(Duration::from_secs(5)), Some(Some(0)));
-    assert_eq!(l.seen.iter().filter(|s| s.contains("BOOT RELEASED")).count(), 1);
+    assert_eq!(l.lines().iter().filter(|s| s.contains("BOOT RELEASED")).count(), 1);
     assert_eq!(c.dump_json()["mailboxes"][0]["message"], "takeover-claim");
 }

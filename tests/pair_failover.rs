@@ -1,9 +1,9 @@
 //! Firewall pair, unplanned failures: node death (link cut), uplink loss with the side link
 //! alive, and an agent killed with SIGKILL. Real agents in network namespaces.
 
-mod pair_support;
-use pair_support::*;
+mod support;
 use std::time::Duration;
+use support::netns::*;
 
 #[test]
 fn the_active_node_dies_and_the_standby_holds_the_vip_for_the_client() {
@@ -75,7 +75,7 @@ fn an_agent_killed_with_sigkill_leaves_no_duplicate_vip_once_it_restarts() {
     p.wait_until(Duration::from_secs(3), "exactly one holder after the restart, the restarted node standby", |p| {
         p.holders() == vec![1] && p.state(0) == "standby"
     });
-    assert!(std::fs::read_to_string(&p.agents[0].log).unwrap().contains("removed stale VIP"));
+    assert!(p.log(0).contains("removed stale VIP"));
     p.hold_for(Duration::from_millis(500), "no duplicate VIP", |p| p.holders() == vec![1]);
 }
 

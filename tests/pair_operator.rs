@@ -1,9 +1,9 @@
 //! Firewall pair, planned changes: manual switchover, failback with preempt on and none
 //! with preempt off, maintenance mode. Real agents in network namespaces.
 
-mod pair_support;
-use pair_support::*;
+mod support;
 use std::time::Duration;
+use support::netns::*;
 
 #[test]
 fn manual_switchover_moves_the_vip_without_overlap() {

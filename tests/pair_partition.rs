@@ -2,9 +2,9 @@
 //! standby whose monitored target is unreachable does not take over and says why; random
 //! heartbeat loss causes no false takeover. nftables in the namespaces (no netem here).
 
-mod pair_support;
-use pair_support::*;
+mod support;
 use std::time::{Duration, Instant};
+use support::netns::*;
 
 #[test]
 fn a_silent_partition_heals_to_exactly_one_holder_within_an_interval() {
@@ -19,7 +19,7 @@ fn a_silent_partition_heals_to_exactly_one_holder_within_an_interval() {
     p.block_heartbeats(0, true);
     p.block_heartbeats(1, true);
     p.wait_until(Duration::from_secs(3), "both nodes active during the partition", |p| p.holders() == vec![0, 1]);
-    let loser_log_len = std::fs::read_to_string(&p.agents[0].log).unwrap().len();
+    let loser_log_len = p.log(0).len();
     let healed = Instant::now();
     p.block_heartbeats(0, false);
     p.block_heartbeats(1, false);
@@ -32,7 +32,7 @@ fn a_silent_partition_heals_to_exactly_one_holder_within_an_interval() {
     // announced nothing.
     assert_eq!(p.holders(), vec![1]);
     assert_eq!(p.state(0), "standby");
-    let log = std::fs::read_to_string(&p.agents[0].log).unwrap();
+    let log = p.log(0);
     let after = &log[loser_log_len..];
     assert!(after.contains("released the VIPs (both active; peer wins"), "{after}");
     assert!(!after.contains("re-announcing") && !after.contains("took the VIPs"), "{after}");

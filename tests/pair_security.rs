@@ -1,14 +1,14 @@
 //! Firewall pair, hostile input: heartbeats from a third namespace with a wrong key, and
 //! replays of captured valid heartbeats, are rejected, counted, and change nothing.
 
-mod pair_support;
-use pair_support::*;
+mod support;
 use rearguard_shared::election::advert::{encode_advert, Advert, MAX_ADVERT_FRAME};
 use rearguard_shared::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
 use rearguard_shared::integrity::Key;
 use rearguard_shared::Duration as RgDuration;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
+use support::netns::*;
 
 fn rejected(st: &serde_json::Value, reason: &str) -> u64 {
     st["media"][0]["rejected"][reason].as_u64().unwrap_or(0)

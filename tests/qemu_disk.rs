@@ -1,9 +1,10 @@
 //! The emulated controller (QEMU lm3s6965evb running the real firmware) watching the real
 //! agent's heartbeats on a shared SD-card image.
 
-mod qemu_common;
-use qemu_common::*;
+mod support;
 use std::time::Duration;
+use support::qemu::*;
+use support::*;
 
 const TIMEOUT_MS: u64 = 1000;
 /// Generous bound on kill → BOOT RELEASED: the timeout, plus the agent's last interval, one
@@ -17,7 +18,7 @@ fn disk_heartbeats_hold_the_boot_and_a_killed_agent_releases_it() {
     let sd = sd_image(dir.path(), "sd.img", Some(TIMEOUT_MS), Some(&listener_config(TIMEOUT_MS)));
     let q = Qemu::start(dir.path(), &sd);
     q.wait_for("media: disk+serial", 0, Duration::from_secs(10));
-    let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &sd, None));
+    let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &sd, None), None);
     let (_, at) = q.wait_for("state: watching", 0, Duration::from_secs(10));
     // Three timeouts of live heartbeats: the boot stays held.
     assert!(q.try_wait_for("BOOT RELEASED", 0, Duration::from_millis(3 * TIMEOUT_MS)).is_none(), "{}", q.text());
@@ -40,7 +41,7 @@ fn release_latency_over_ten_runs() {
         let dir = tempdir();
         let sd = sd_image(dir.path(), "sd.img", Some(TIMEOUT_MS), Some(&listener_config(TIMEOUT_MS)));
         let q = Qemu::start(dir.path(), &sd);
-        let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &sd, None));
+        let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &sd, None), None);
         let (_, at) = q.wait_for("state: watching", 0, Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(300)); // a few more beats, as in service
         agent.assert_running();

@@ -2,8 +2,7 @@
 //! a wrong cluster, a forged MAC and replayed frames are rejected and counted by reason, and
 //! never count as liveness — no release while valid heartbeats continue, release once they stop.
 
-mod qemu_common;
-use qemu_common::*;
+mod support;
 use rearguard_shared::heartbeat::{self, HealthFlags, Heartbeat, NodeState, Role, MAX_FRAME};
 use rearguard_shared::integrity::Key;
 use rearguard_shared::link::{encode_frame, MAX_ENCODED};
@@ -11,6 +10,8 @@ use rearguard_shared::Duration as RgDuration;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
+use support::qemu::*;
+use support::*;
 
 const TIMEOUT_MS: u64 = 1000;
 

@@ -2,9 +2,10 @@
 //! survive a power cycle, a corrupt copy falls back to the other one (and says so), bad input
 //! is refused, and release asks first.
 
-mod qemu_common;
-use qemu_common::*;
+mod support;
 use std::time::Duration;
+use support::qemu::*;
+use support::*;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -1,9 +1,10 @@
 //! The emulated controller watching heartbeats on its serial link (UART1, COBS frames from
 //! the agent's [serial] medium), alone and together with the shared disk.
 
-mod qemu_common;
-use qemu_common::*;
+mod support;
 use std::time::Duration;
+use support::qemu::*;
+use support::*;
 
 const TIMEOUT_MS: u64 = 1000;
 const BOUND_MS: u128 = TIMEOUT_MS as u128 + 1500;
@@ -16,7 +17,7 @@ fn serial_only_heartbeats_hold_and_a_killed_agent_releases() {
     let scratch = sd_image(dir.path(), "agent-disk.img", Some(TIMEOUT_MS), None);
     let q = Qemu::start(dir.path(), &sd);
     q.wait_for("media: serial", 0, Duration::from_secs(10));
-    let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &scratch, Some(&q.link)));
+    let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &scratch, Some(&q.link)), None);
     let (_, at) = q.wait_for("state: watching", 0, Duration::from_secs(10));
     assert!(q.try_wait_for("BOOT RELEASED", 0, Duration::from_millis(3 * TIMEOUT_MS)).is_none(), "{}", q.text());
     agent.assert_running();
@@ -35,8 +36,8 @@ fn one_medium_dies(first_dies: &str) {
     let scratch = sd_image(dir.path(), "agent-disk.img", Some(TIMEOUT_MS), None);
     let mut q = Qemu::start(dir.path(), &sd);
     q.wait_for("media: disk+serial", 0, Duration::from_secs(10));
-    let mut disk_agent = Agent::start(&agent_config(dir.path(), "disk-agent.toml", &sd, None));
-    let mut serial_agent = Agent::start(&agent_config(dir.path(), "serial-agent.toml", &scratch, Some(&q.link)));
+    let mut disk_agent = Agent::start(&agent_config(dir.path(), "disk-agent.toml", &sd, None), None);
+    let mut serial_agent = Agent::start(&agent_config(dir.path(), "serial-agent.toml", &scratch, Some(&q.link)), None);
     q.wait_for("state: watching", 0, Duration::from_secs(10));
     // Both media must be carrying beats before one dies (the status screen says so).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,167 @@
+//! Shared-disk clusters: an image (or a device) with a heartbeat area made by the real
+//! `rearguard disk init`, the raw slots and mailboxes on it, and the agent and Linux-listener
+//! configs that point at it.
+
+use super::process::Process;
+use super::{rearguard, run, stderr, tempdir, Agent, CLUSTER};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Timings of one test cluster.
+#[derive(Clone, Copy)]
+pub struct Timing {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub poll_ms: u64,
+    pub write_deadline_ms: u64,
+    pub fence_time_ms: u64,
+}
+
+impl Default for Timing {
+    /// The issue's reference setting: timeout 1 s, poll 10 ms, interval 100 ms.
+    fn default() -> Self {
+        Timing { interval_ms: 100, timeout_ms: 1000, poll_ms: 10, write_deadline_ms: 300, fence_time_ms: 100 }
+    }
+}
+
+/// `rearguard disk init` over `disk` (overwriting whatever is there), creating it as an image
+/// file first if `create`.
+pub fn init_disk(disk: &Path, t: &Timing, create: bool) {
+    let mut cmd = rearguard();
+    cmd.args(["disk", "init"]).arg(disk).args(["--cluster-id", &format!("{CLUSTER:#x}")]);
+    cmd.args(["--interval-ms", &t.interval_ms.to_string(), "--timeout-ms", &t.timeout_ms.to_string(), "--force"]);
+    if create {
+        cmd.arg("--create");
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "disk init failed: {}", stderr(&o));
+}
+
+/// Writes the primary's (node 0) agent config to `path`: heartbeats on `disk` (and on the
+/// serial link `serial` if given) at `t`'s interval; fencing runs `fence`.
+pub fn write_agent_config(path: &Path, disk: &Path, t: &Timing, fence: &[&str], serial: Option<&Path>) {
+    let mut text = format!(
+        "[cluster]\nid = {CLUSTER:#x}\nnode_id = 0\n[disk]\ndevice = {disk:?}\ninterval_ms = {}\nwrite_deadline_ms = {}\n\
+         [fence]\nmethod = \"command\"\ncommand = {fence:?}\nfence_time_ms = {}\n",
+        t.interval_ms, t.write_deadline_ms, t.fence_time_ms
+    );
+    if let Some(s) = serial {
+        text.push_str(&format!("[serial]\npath = {s:?}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A primary (node 0) and a Linux-board listener (node 1) sharing one disk, with their
+/// configs in a temp directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub disk: PathBuf,
+    pub timing: Timing,
+}
+
+impl Cluster {
+    /// A fresh image file with an initialised heartbeat area.
+    pub fn new(timing: Timing) -> Cluster {
+        let dir = tempdir();
+        let disk = dir.path().join("disk.img");
+        init_disk(&disk, &timing, true);
+        Cluster { dir, disk, timing }
+    }
+
+    /// A cluster whose shared disk is `disk` (a block device or a file elsewhere).
+    pub fn on_device(timing: Timing, disk: &Path) -> Cluster {
+        init_disk(disk, &timing, false);
+        Cluster { dir: tempdir(), disk: disk.to_path_buf(), timing }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes an agent config whose fence command touches `fenced` in the work dir.
+    pub fn agent_config(&self) -> PathBuf {
+        let p = self.path("agent.toml");
+        let marker = self.path("fenced");
+        write_agent_config(&p, &self.disk, &self.timing, &["touch", marker.to_str().unwrap()], None);
+        p
+    }
+
+    /// Writes the listener's config; its gate command prints `GATE-OPENED`.
+    pub fn listener_config(&self) -> PathBuf {
+        let t = self.timing;
+        let p = self.path("listener.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[cluster]\nid = {CLUSTER:#x}\n[listener]\nnode_id = 1\nprimary_node = 0\ntimeout_ms = {}\npoll_ms = {}\n\
+                 [disk]\ndevice = {:?}\n[gate]\ncommand = [\"echo\", \"GATE-OPENED\"]\n",
+                t.timeout_ms, t.poll_ms, self.disk
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    pub fn spawn_agent(&self) -> Agent {
+        Agent::start(&self.agent_config(), None)
+    }
+
+    /// The listener, its console (stdout) collected line by line; its log (stderr) is the
+    /// test's.
+    pub fn spawn_listener(&self) -> Process {
+        let mut c = rearguard();
+        c.args(["listener", "--config"]).arg(self.listener_config()).env("REARGUARD_LOG", "warn").stdin(Stdio::null());
+        Process::spawn(c)
+    }
+
+    /// Starts the primary's agent and the listener, and waits until the listener watches.
+    pub fn start_watched(&self) -> (Agent, Process) {
+        let agent = self.spawn_agent();
+        let mut listener = self.spawn_listener();
+        listener.wait_line("state: watching", Duration::from_secs(10));
+        (agent, listener)
+    }
+
+    pub fn fenced(&self) -> bool {
+        self.path("fenced").exists()
+    }
+
+    /// Overwrites the first bytes of node `node`'s slot (block 1 + node).
+    pub fn write_slot(&self, node: u8, bytes: &[u8]) {
+        self.write_block(1 + node as u64, bytes);
+    }
+
+    pub fn read_slot(&self, node: u8) -> Vec<u8> {
+        let f = std::fs::File::open(&self.disk).unwrap();
+        let mut b = vec![0u8; 4096];
+        f.read_exact_at(&mut b, (1 + node as u64) * 4096).unwrap();
+        b
+    }
+
+    /// Writes a raw mailbox block for node `node` (block 1 + slots + node, with 2 slots).
+    pub fn write_mailbox(&self, node: u8, bytes: &[u8]) {
+        self.write_block(3 + node as u64, bytes);
+    }
+
+    fn write_block(&self, block: u64, bytes: &[u8]) {
+        let f = std::fs::OpenOptions::new().write(true).open(&self.disk).unwrap();
+        f.write_all_at(bytes, block * 4096).unwrap();
+        f.sync_data().unwrap();
+    }
+
+    pub fn dump_json(&self) -> serde_json::Value {
+        let o = run(&["disk", "dump", self.disk.to_str().unwrap(), "--json", "--watch-ms", "250"]);
+        assert!(o.status.success(), "dump failed: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+/// SIGKILLs the primary's agent and waits for the listener to release the boot. Returns
+/// when the kill happened, when the release line arrived, and the line.
+pub fn kill_primary(agent: &mut Agent, listener: &mut Process) -> (Instant, Instant, String) {
+    let killed = agent.kill();
+    let (at, line) = listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    (killed, at, line)
+}
