@@ -8,14 +8,13 @@
 
 pub mod announce;
 pub mod checks;
-pub mod config;
 pub mod control;
 pub mod net;
 pub mod netlink;
 
+use crate::config::pair::PairConfig;
 use crate::time::{now, unix_secs};
 use checks::CheckReport;
-use config::PairConfig;
 use rearguard_shared::election::{decode_advert, encode_advert, Action, Advert, Election, PairState, MAX_ADVERT_FRAME};
 use rearguard_shared::heartbeat::{HealthFlags, Reject, Verifier};
 use rearguard_shared::Instant;
