@@ -121,14 +121,16 @@ impl LinuxListenerConfig {
             never_seen,
             key: parse_key(src, f.cluster.key.as_deref())?,
         };
+        // The shared record names its own fields; say them as the file's keys, with the fix.
         listener.validate().map_err(|e| {
-            let key = match e.field {
-                "timeout" => "timeout_ms",
-                "poll_period" => "poll_ms",
-                "never_seen" => "never_seen_release_after_ms",
-                other => other,
+            let (key, fix) = match e.field {
+                "timeout" => ("timeout_ms", "set timeout_ms between twice poll_ms and 3600000"),
+                "poll_period" => ("poll_ms", "set poll_ms to 1 or more"),
+                "never_seen" => ("never_seen_release_after_ms", "raise it to timeout_ms or more"),
+                "primary_node" => ("primary_node", "set it to the primary's node id"),
+                other => (other, "use node ids 0..=31"),
             };
-            src.error(&format!("listener.{key}"), e.problem)
+            src.error(&format!("listener.{key}"), format!("{}: {fix}", e.problem.replace("poll_period", "poll_ms")))
         })?;
         Ok(LinuxListenerConfig {
             file: src.file().to_path_buf(),

@@ -176,6 +176,11 @@ impl ConfigKind {
     /// A section that is not one of the kind's is refused, naming the kind it belongs to, or
     /// offering the closest section name when it belongs to none.
     pub fn of(src: &Source) -> Result<ConfigKind, ConfigError> {
+        Self::told(src).map(|(kind, _)| kind)
+    }
+
+    /// The kind, and the section that made it so.
+    fn told(src: &Source) -> Result<(ConfigKind, &Entry), ConfigError> {
         let top = src.tree.entries();
         let selector = |k: ConfigKind| top.iter().find(|e| k.selected_by().contains(&e.name.as_str()));
         let Some((kind, by)) = Self::ALL.into_iter().find_map(|k| selector(k).map(|e| (k, e))) else {
@@ -203,22 +208,22 @@ impl ConfigKind {
         if let Some(e) = top.iter().find(|e| !kind.sections().contains(&e.name.as_str())) {
             return Err(src.unknown_section(e, Some((kind, by))));
         }
-        Ok(kind)
+        Ok((kind, by))
     }
 
     /// Refuses a file of another kind (e.g. a pair config given to `rearguard listener`).
     pub fn expect(self, src: &Source) -> Result<(), ConfigError> {
-        let kind = Self::of(src)?;
+        let (kind, by) = Self::told(src)?;
         if kind == self {
             return Ok(());
         }
-        let by = src.tree.entries().iter().find(|e| kind.selected_by().contains(&e.name.as_str())).map(|e| e.key.start);
         Err(src.at(
-            by.unwrap_or(0),
+            by.key.start,
             format!(
-                "this is {} (it has [{}]), but {} was expected: run it with `{} --config`, or start from {}",
+                "[{}] makes this {}, but `{}` needs {}: run this file with `{} --config`, or start from {}",
+                by.name,
                 kind.name(),
-                by.map(|o| src.name_at(o)).unwrap_or_default(),
+                self.command(),
                 self.name(),
                 kind.command(),
                 self.example()
@@ -434,11 +439,6 @@ impl Source {
     fn kinds() -> String {
         let all: Vec<String> = ConfigKind::ALL.iter().map(|k| format!("{} has {}", k.name(), k.listed())).collect();
         all.join("; ")
-    }
-
-    /// The section or key name that starts at `offset`.
-    fn name_at(&self, offset: usize) -> String {
-        self.text[offset..].chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect()
     }
 
     fn position(&self, offset: usize) -> Position {
