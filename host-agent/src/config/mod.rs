@@ -15,13 +15,14 @@
 
 pub mod agent;
 pub mod pair;
+mod tree;
 
 use rearguard_shared::integrity::Key;
 use serde::de::{DeserializeOwned, Visitor};
 use serde::Deserialize;
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
+use tree::{Entry, Node, Shape};
 
 /// A place in a config file, both counted from 1 (columns in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +289,7 @@ impl Source {
     pub fn deserialize<T: DeserializeOwned>(&self, kind: ConfigKind) -> Result<T, ConfigError> {
         toml::from_str(&self.text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            let path = self.path_at(offset);
+            let path = self.tree.path_at(offset);
             let msg = plain(e.message());
             match msg.strip_prefix("missing field `").and_then(|f| f.strip_suffix('`')) {
                 Some(field) if path.is_empty() => {
@@ -333,13 +334,13 @@ impl Source {
 
     /// The keys of the table at `path`, in the file's order.
     pub fn keys(&self, path: &str) -> Vec<&str> {
-        self.node(path).map(|n| n.entries().iter().map(|e| e.name.as_str()).collect()).unwrap_or_default()
+        self.tree.find(path).map(|n| n.entries().iter().map(|e| e.name.as_str()).collect()).unwrap_or_default()
     }
 
     /// Refuses a key of the table at `path` (or of each table of the array of tables there)
     /// that is not one of `allowed`, offering the closest and listing them all.
     pub fn check_keys(&self, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-        let tables: Vec<(String, &Node)> = match self.node(path) {
+        let tables: Vec<(String, &Node)> = match self.tree.find(path) {
             Some(Node { shape: Shape::Array(items), .. }) => {
                 items.iter().enumerate().map(|(i, t)| (format!("{path}.{i}"), t)).collect()
             }
@@ -363,40 +364,6 @@ impl Source {
             }
         }
         Ok(())
-    }
-
-    fn node(&self, path: &str) -> Option<&Node> {
-        path.split('.').filter(|s| !s.is_empty()).try_fold(&self.tree, |n, seg| n.child(seg).map(|(_, c)| c))
-    }
-
-    /// The deepest key whose text holds `offset`, as a path for [`Source::error`].
-    fn path_at(&self, offset: usize) -> String {
-        let mut path = Vec::new();
-        let mut node = &self.tree;
-        'down: loop {
-            match &node.shape {
-                Shape::Table(entries) => {
-                    for e in entries {
-                        if e.key.contains(&offset) || e.node.contains(offset) {
-                            path.push(e.name.clone());
-                            node = &e.node;
-                            continue 'down;
-                        }
-                    }
-                }
-                Shape::Array(items) => {
-                    for (i, t) in items.iter().enumerate() {
-                        if t.contains(offset) {
-                            path.push(i.to_string());
-                            node = t;
-                            continue 'down;
-                        }
-                    }
-                }
-                Shape::Value => {}
-            }
-            return path.join(".");
-        }
     }
 
     /// A top-level name that is not a section of `kind` (or, with no kind told, of any kind).
@@ -503,92 +470,6 @@ fn plain(message: &str) -> String {
         m.replace_range(i.., "expected a table ([section] or { key = value, … })");
     }
     m
-}
-
-/// The shape of the document with the spans errors point at, built once from toml_edit's
-/// (which has four kinds of table and array) so that lookups need know only these three.
-struct Node {
-    /// The whole item: a table from its header, a value as written.
-    span: Option<Range<usize>>,
-    shape: Shape,
-}
-
-enum Shape {
-    Table(Vec<Entry>),
-    /// An array of tables (`[[pair.vip]]`, or an array of inline tables).
-    Array(Vec<Node>),
-    Value,
-}
-
-struct Entry {
-    name: String,
-    key: Range<usize>,
-    node: Node,
-}
-
-impl Node {
-    fn leaf(span: Option<Range<usize>>) -> Node {
-        Node { span, shape: Shape::Value }
-    }
-
-    fn of_table(span: Option<Range<usize>>, t: &dyn toml_edit::TableLike) -> Node {
-        let entries = t
-            .iter()
-            .filter_map(|(name, _)| t.get_key_value(name).map(|(key, item)| (name, key, item)))
-            .map(|(name, key, item)| {
-                let node = Node::of_item(item);
-                let key = key.span().or_else(|| node.span.clone()).unwrap_or(0..0);
-                Entry { name: name.to_string(), key, node }
-            })
-            .collect();
-        Node { span, shape: Shape::Table(entries) }
-    }
-
-    fn of_item(item: &toml_edit::Item) -> Node {
-        use toml_edit::{Item, Value};
-        match item {
-            Item::Table(t) => Node::of_table(t.span(), t),
-            Item::ArrayOfTables(a) => {
-                Node { span: a.span(), shape: Shape::Array(a.iter().map(|t| Node::of_table(t.span(), t)).collect()) }
-            }
-            Item::Value(Value::InlineTable(t)) => Node::of_table(t.span(), t),
-            Item::Value(Value::Array(a)) if !a.is_empty() && a.iter().all(|v| v.is_inline_table()) => Node {
-                span: a.span(),
-                shape: Shape::Array(
-                    a.iter().filter_map(|v| v.as_inline_table()).map(|t| Node::of_table(t.span(), t)).collect(),
-                ),
-            },
-            Item::Value(v) => Node::leaf(v.span()),
-            Item::None => Node::leaf(None),
-        }
-    }
-
-    fn entries(&self) -> &[Entry] {
-        match &self.shape {
-            Shape::Table(e) => e,
-            _ => &[],
-        }
-    }
-
-    fn child(&self, seg: &str) -> Option<(Option<Range<usize>>, &Node)> {
-        match &self.shape {
-            Shape::Table(entries) => entries.iter().find(|e| e.name == seg).map(|e| (Some(e.key.clone()), &e.node)),
-            Shape::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)).map(|n| (None, n)),
-            Shape::Value => None,
-        }
-    }
-
-    fn contains(&self, offset: usize) -> bool {
-        if self.span.as_ref().is_some_and(|s| s.contains(&offset)) {
-            return true;
-        }
-        // Implicit and dotted tables have no span of their own: look at what they hold.
-        match &self.shape {
-            Shape::Table(entries) => entries.iter().any(|e| e.key.contains(&offset) || e.node.contains(offset)),
-            Shape::Array(items) => items.iter().any(|n| n.contains(offset)),
-            Shape::Value => false,
-        }
-    }
 }
 
 #[cfg(test)]
