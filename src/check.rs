@@ -1,19 +1,20 @@
 //! `rearguard check-config FILE`: everything the agent or listener would check at start,
 //! without running it.
 
-use anyhow::anyhow;
+use rearguard_board_linux::config::LinuxListenerConfig;
 use rearguard_host_agent::agent::preflight;
-use rearguard_host_agent::config::{AgentConfig, LinuxListenerConfig};
+use rearguard_host_agent::config::agent::AgentConfig;
+use rearguard_host_agent::config::{ConfigKind, Source};
 use std::path::Path;
 
 pub fn run(file: &Path) -> anyhow::Result<u8> {
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{}: cannot read: {e}", file.display()))?;
-    if crate::pair_cmd::is_pair_config(file) {
-        return crate::pair_cmd::check_config(file);
+    let src = Source::read(file)?;
+    let kind = ConfigKind::of(&src)?;
+    if kind == ConfigKind::Pair {
+        return crate::pair_cmd::check_config(&src);
     }
-    let is_listener = text.parse::<toml::Table>().map(|t| t.contains_key("listener")).unwrap_or(false);
-    if is_listener {
-        let cfg = LinuxListenerConfig::parse(file, &text)?;
+    if kind == ConfigKind::Listener {
+        let cfg = LinuxListenerConfig::from_source(&src)?;
         let timeout = rearguard_board_linux::check(&cfg)?;
         if cfg.listener.timeout < timeout {
             println!(
@@ -33,7 +34,7 @@ pub fn run(file: &Path) -> anyhow::Result<u8> {
             cfg.listener.poll_period.as_millis()
         );
     } else {
-        let cfg = AgentConfig::parse(file, &text)?;
+        let cfg = AgentConfig::from_source(&src)?;
         let p = preflight(&cfg)?;
         println!(
             "ok: agent config {} — node {} on {} (cluster {:#x}); fenced within {} ms of a stall, secondary waits {} ms (needs ≥ {} ms)",

@@ -8,6 +8,8 @@ mod firmware_cmd;
 mod pair_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use rearguard_host_agent::config::agent::AgentConfig;
+use rearguard_host_agent::config::{ConfigKind, Source};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -88,7 +90,7 @@ enum Cmd {
     },
     /// Validate a config file, and the shared disk it names, without running anything.
     CheckConfig {
-        /// An agent or listener config (TOML).
+        /// An agent, pair or listener config (TOML); its sections say which.
         file: PathBuf,
     },
     /// Watch a takeover on this machine: no root, no hardware, a temporary disk image.
@@ -144,15 +146,15 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Disk(d) => disk_cmd::run(d),
         Cmd::Firmware(f) => firmware_cmd::run(f),
-        Cmd::Agent { config } if pair_cmd::is_pair_config(&config) => {
-            pair_cmd::run_agent(&config, build_info::stamp(), stop_flag()?)
-        }
         Cmd::Agent { config } => {
-            let cfg = rearguard_host_agent::config::AgentConfig::load(&config)?;
-            let text = std::fs::read(&config).unwrap_or_default();
+            let src = Source::read(&config)?;
+            if ConfigKind::of(&src)? == ConfigKind::Pair {
+                return pair_cmd::run_agent(&src, build_info::stamp(), stop_flag()?);
+            }
+            let cfg = AgentConfig::from_source(&src)?;
             let opts = rearguard_host_agent::agent::AgentOptions {
                 build_stamp: build_info::stamp(),
-                config_digest: rearguard_shared::integrity::crc32c(&text),
+                config_digest: rearguard_shared::integrity::crc32c(src.text().as_bytes()),
             };
             match rearguard_host_agent::agent::run(&cfg, opts, stop_flag()?) {
                 Ok(_) => Ok(0),
@@ -163,7 +165,7 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             }
         }
         Cmd::Listener { config } => {
-            let cfg = rearguard_host_agent::config::LinuxListenerConfig::load(&config)?;
+            let cfg = rearguard_board_linux::config::LinuxListenerConfig::load(&config)?;
             let stop = stop_flag()?;
             let mut out = std::io::stdout();
             // The console: stdin bytes drive the firmware's configuration menu.

@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rearguard_host_agent::pair::{self, config::PairConfig, control};
+use rearguard_host_agent::config::pair::{PairConfig, DEFAULT_SOCKET};
+use rearguard_host_agent::config::Source;
+use rearguard_host_agent::pair::{self, control};
 use std::path::{Path, PathBuf};
 
 /// Where to find the agent's control socket.
@@ -25,7 +27,7 @@ impl SocketArgs {
         if let Some(c) = &self.config {
             return Ok(PairConfig::load(c)?.control_socket);
         }
-        Ok(pair::config::DEFAULT_SOCKET.into())
+        Ok(DEFAULT_SOCKET.into())
     }
 }
 
@@ -35,26 +37,22 @@ pub enum OnOff {
     Off,
 }
 
-/// Whether a config file selects pair mode.
-pub fn is_pair_config(file: &Path) -> bool {
-    std::fs::read_to_string(file).is_ok_and(|t| PairConfig::has_pair_section(&t))
-}
-
 pub fn run_agent(
-    file: &Path,
+    src: &Source,
     build_stamp: u32,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<u8> {
-    let cfg = PairConfig::load(file)?;
+    let cfg = PairConfig::from_source(src)?;
     pair::run(&cfg, pair::PairOptions { build_stamp }, stop)
-        .with_context(|| format!("pair agent ({})", file.display()))?;
+        .with_context(|| format!("pair agent ({})", src.file().display()))?;
     Ok(0)
 }
 
 /// `check-config` for a pair config: parse and resolve everything, name what is missing on
 /// this machine (interfaces), print the policy digest the peer must match.
-pub fn check_config(file: &Path) -> anyhow::Result<u8> {
-    let cfg = PairConfig::load(file)?;
+pub fn check_config(src: &Source) -> anyhow::Result<u8> {
+    let file = src.file();
+    let cfg = PairConfig::from_source(src)?;
     let mut missing = Vec::new();
     let ifaces = cfg.vips.iter().map(|v| &v.interface).chain(cfg.media.iter().map(|m| &m.interface));
     for i in ifaces {

@@ -10,8 +10,8 @@ use crate::app::Event;
 use core::fmt::{Display, Formatter, Write};
 use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::heartbeat::Role;
-use rearguard_shared::reject::Reject;
 use rearguard_shared::listener::{ListenerState, ReleaseReason};
+use rearguard_shared::reject::Reject;
 use rearguard_shared::Duration;
 
 /// What every release line starts with; the boot gate is open once it is printed.

@@ -2,7 +2,7 @@
 //! fences itself when it can no longer prove it is alive or when the secondary has taken over.
 
 use crate::blockdev::{DirectDisk, DiskError};
-use crate::config::AgentConfig;
+use crate::config::agent::AgentConfig;
 use crate::fence::{FenceError, Fencer};
 use crate::time::{now, unix_secs};
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxError, MailboxMessage, BLOCK};

@@ -1,6 +1,6 @@
 //! Self-fencing: taking this node out of service when it can no longer prove it is alive.
 
-use crate::config::Fence;
+use crate::config::agent::Fence;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::io::AsRawFd;

@@ -7,57 +7,14 @@
 //! retried at most once per second. A serial failure alone never fences the node — the disk
 //! write is what proves this node alive to the fencing bound; serial is an extra medium.
 
+use crate::config::agent::SerialSection;
 use rearguard_shared::link::{encode_frame, MAX_ENCODED};
-use serde::Deserialize;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// `[serial]` in the agent config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SerialSection {
-    /// A tty (e.g. /dev/ttyS1, /dev/ttyUSB0) or a unix socket.
-    pub path: PathBuf,
-    /// Line speed for a tty (ignored for a socket).
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-}
-
-fn default_baud() -> u32 {
-    115_200
-}
-
-impl SerialSection {
-    /// Checks what can be checked before running; the message names the key and the fix.
-    pub fn validate(&self) -> Result<(), String> {
-        if baud_flag(self.baud).is_none() {
-            return Err(format!(
-                "[serial] baud = {}: use one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600",
-                self.baud
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn baud_flag(baud: u32) -> Option<nix::sys::termios::BaudRate> {
-    use nix::sys::termios::BaudRate::*;
-    Some(match baud {
-        9600 => B9600,
-        19200 => B19200,
-        38400 => B38400,
-        57600 => B57600,
-        115_200 => B115200,
-        230_400 => B230400,
-        460_800 => B460800,
-        921_600 => B921600,
-        _ => return None,
-    })
-}
 
 enum Port {
     Socket(UnixStream),
@@ -154,18 +111,19 @@ fn open(cfg: &SerialSection) -> std::io::Result<Port> {
         .read(true)
         .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(&cfg.path)?;
-    raw_mode(&f, cfg.baud)?;
+    raw_mode(&f, cfg)?;
     Ok(Port::Tty(f))
 }
 
-/// 8N1, raw, no flow control, at `baud`.
-fn raw_mode(f: &std::fs::File, baud: u32) -> std::io::Result<()> {
+/// 8N1, raw, no flow control, at `[serial] baud`.
+fn raw_mode(f: &std::fs::File, cfg: &SerialSection) -> std::io::Result<()> {
     use nix::sys::termios::{cfmakeraw, cfsetspeed, tcgetattr, tcsetattr, ControlFlags, SetArg};
     let mut t = tcgetattr(f.as_fd())?;
     cfmakeraw(&mut t);
     t.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
     t.control_flags &= !ControlFlags::CRTSCTS;
-    let speed = baud_flag(baud)
+    let speed = cfg
+        .baud_rate()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported baud rate"))?;
     cfsetspeed(&mut t, speed)?;
     tcsetattr(f.as_fd(), SetArg::TCSANOW, &t)?;
@@ -235,11 +193,5 @@ mod tests {
         sink.send(b"RGx");
         sink.send(b"RGy");
         assert_eq!((sink.sent, sink.dropped), (0, 2));
-    }
-
-    #[test]
-    fn odd_baud_rates_are_refused_with_the_choices() {
-        let e = SerialSection { path: "/dev/ttyS1".into(), baud: 12345 }.validate().unwrap_err();
-        assert!(e.contains("115200"), "{e}");
     }
 }

@@ -3,13 +3,15 @@
 //! O_DIRECT; boot gate = a configured command; console = stdin/stdout (the firmware's menu);
 //! NV store = a file.
 
+pub mod config;
+
+use config::LinuxListenerConfig;
 use rearguard_firmware::app::{App, Event, StartError};
 use rearguard_firmware::board::{BootGate, NoLink, NvCopy, NvStore, SharedDisk};
 use rearguard_firmware::menu::{Menu, Request, Status};
 use rearguard_firmware::nv::{self, LoadReport};
 use rearguard_firmware::report;
 use rearguard_host_agent::blockdev::{DirectDisk, DiskError};
-use rearguard_host_agent::config::LinuxListenerConfig;
 use rearguard_host_agent::time::now;
 use rearguard_shared::config::{ListenerConfig, RecordError, RECORD_LEN};
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};

@@ -5,8 +5,8 @@ use crate::app::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use crate::report::{Ms, Reason};
 use core::fmt::Write;
-use rearguard_shared::reject::Reject;
 use rearguard_shared::listener::ListenerState;
+use rearguard_shared::reject::Reject;
 use rearguard_shared::{Duration, Instant};
 
 /// One medium's line on the status screen.

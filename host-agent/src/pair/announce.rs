@@ -1,7 +1,7 @@
 //! Telling the segment where a VIP lives now: gratuitous ARP (IPv4, over an AF_PACKET
 //! socket) and unsolicited neighbour advertisements (IPv6, over an ICMPv6 raw socket).
 
-use super::config::Vip;
+use crate::config::pair::Vip;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};

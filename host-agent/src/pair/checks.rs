@@ -3,7 +3,7 @@
 //! result counts at once, and until it arrives the check counts as failing (a node that
 //! has not yet proved itself healthy must not take the VIPs).
 
-use super::config::{Check, CheckKind};
+use crate::config::pair::{Check, CheckKind};
 use rearguard_shared::debounce::Debounce;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::Read;

@@ -5,8 +5,8 @@
 //! netlink, GARP/NA bursts, hooks). The state machine never sees a socket or a clock.
 
 use super::checks::{self, CheckReport};
-use super::config::PairConfig;
 use super::{announce, control, hooks, net, netlink};
+use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
 use rearguard_shared::election::advert::{decode_advert, encode_advert, Advert, MAX_ADVERT_FRAME};

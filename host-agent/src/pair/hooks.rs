@@ -1,7 +1,7 @@
 //! Operator hooks on state changes, called as keepalived calls its notify scripts so that
 //! existing scripts keep working.
 
-use super::config::PairConfig;
+use crate::config::pair::PairConfig;
 use rearguard_shared::election::PairState;
 use tracing::warn;
 

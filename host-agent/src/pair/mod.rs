@@ -7,7 +7,6 @@
 
 pub mod announce;
 pub mod checks;
-pub mod config;
 pub mod control;
 mod driver;
 mod hooks;

@@ -1,7 +1,7 @@
 //! UDP heartbeat media: one socket per `[[pair.medium]]`, bound to its interface
 //! (SO_BINDTODEVICE), multicast by default (TTL 1, no loopback), unicast when a peer is set.
 
-use super::config::Medium;
+use crate::config::pair::Medium;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

@@ -1,6 +1,6 @@
 //! Virtual IPs on and off named interfaces, over rtnetlink (RTM_NEWADDR / RTM_DELADDR).
 
-use super::config::Vip;
+use crate::config::pair::Vip;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
