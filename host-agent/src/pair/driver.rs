@@ -275,23 +275,13 @@ impl Driver {
             match a {
                 Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
-                    self.announce_gen.fetch_add(1, Ordering::SeqCst);
-                    for v in &self.cfg.vips {
-                        if let Err(e) = self.nl.add(v) {
-                            warn!("cannot add VIP {v}: {e}");
-                        }
-                    }
+                    self.hold_vips(true);
                     info!(term, "ACTIVE: took the VIPs ({reason})");
                     self.last_change = Some((t, format!("took over (term {term}): {reason}")));
                     self.announce();
                 }
                 Action::Release { term, reason } => {
-                    self.announce_gen.fetch_add(1, Ordering::SeqCst);
-                    for v in &self.cfg.vips {
-                        if let Err(e) = self.nl.remove(v) {
-                            warn!("cannot remove VIP {v}: {e}");
-                        }
-                    }
+                    self.hold_vips(false);
                     info!(term, "released the VIPs ({reason})");
                     self.last_change = Some((t, format!("resigned (term {term}): {reason}")));
                 }
@@ -304,6 +294,18 @@ impl Driver {
                     let state = hooks::keepalived_state(n.to, n.health.is_healthy());
                     hooks::run(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
                 }
+            }
+        }
+    }
+
+    /// Adds (`hold`) or removes every VIP. Either way a running announce burst stops: it
+    /// belongs to the tenure that just ended.
+    fn hold_vips(&mut self, hold: bool) {
+        self.announce_gen.fetch_add(1, Ordering::SeqCst);
+        for v in &self.cfg.vips {
+            let (done, verb) = if hold { (self.nl.add(v), "add") } else { (self.nl.remove(v), "remove") };
+            if let Err(e) = done {
+                warn!("cannot {verb} VIP {v}: {e}");
             }
         }
     }
