@@ -197,11 +197,11 @@ mod tests {
                 let r = d.observe(&hb, at(i as u64));
                 if let Ok(o) = r {
                     if o.is_liveness() {
-                        prop_assert!(best.map_or(true, |b| (e, s) > b));
+                        prop_assert!(best.is_none_or(|b| (e, s) > b));
                     }
                     best = Some((e, s));
                 } else {
-                    prop_assert!(best.map_or(false, |b| (e, s) <= b));
+                    prop_assert!(best.is_some_and(|b| (e, s) <= b));
                 }
             }
         }

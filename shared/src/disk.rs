@@ -239,6 +239,9 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
+impl core::error::Error for HeaderError {}
+impl core::error::Error for MailboxError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +307,3 @@ mod tests {
         }
     }
 }
-
-impl core::error::Error for HeaderError {}
-impl core::error::Error for MailboxError {}

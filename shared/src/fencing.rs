@@ -62,6 +62,8 @@ impl FencingBudget {
     }
 }
 
+impl core::error::Error for FencingViolation {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +81,3 @@ mod tests {
         assert_eq!(e.min_timeout, Duration::from_millis(1000));
     }
 }
-
-impl core::error::Error for FencingViolation {}

@@ -338,7 +338,8 @@ mod tests {
     fn every_line_gets_one_stamp_however_it_is_written() {
         let mut console = Vec::new();
         let mut out = Stamped::new(&mut console, rearguard_shared::Duration::from_millis(1234));
-        write!(out, "state: {}", "watching").unwrap();
+        let state = "watching";
+        write!(out, "state: {state}").unwrap();
         out.write_str(" (primary is alive)\nsecond\nthird").unwrap();
         out.write_str(" line\n").unwrap();
         assert_eq!(
