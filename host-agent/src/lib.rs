@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod blockdev;
 pub mod config;
+pub mod drill;
 pub mod fence;
 pub mod pair;
 pub mod serial;

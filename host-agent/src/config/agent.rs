@@ -197,16 +197,7 @@ impl AgentConfig {
 
 fn fence(src: &Source, f: FenceSection) -> Result<Fence, ConfigError> {
     let method = f.method;
-    if let Some(key) = src.keys("fence").into_iter().find(|k| *k != "method" && !method.keys().contains(k)) {
-        return Err(src.error(
-            &format!("fence.{key}"),
-            format!(
-                "does not apply to method = \"{}\", which takes {}: remove it, or change method",
-                method.name(),
-                method.keys().join(", ")
-            ),
-        ));
-    }
+    src.check_choice_keys("fence", "method", method.name(), method.keys(), &[])?;
     Ok(match method {
         FenceMethod::Watchdog => {
             let timeout_s = f.timeout_s.unwrap_or(1);

@@ -366,6 +366,33 @@ impl Source {
         Ok(())
     }
 
+    /// Refuses a key of the table at `table` that its `selector` key's `choice` does not read
+    /// (e.g. `timeout_s` under `method = "command"`), rather than ignoring it. `own` are the
+    /// keys this choice reads; `common` those every choice reads besides the selector.
+    pub fn check_choice_keys(
+        &self,
+        table: &str,
+        selector: &str,
+        choice: &str,
+        own: &[&str],
+        common: &[&str],
+    ) -> Result<(), ConfigError> {
+        let stray = self.keys(table).into_iter().find(|k| *k != selector && !common.contains(k) && !own.contains(k));
+        let Some(key) = stray else { return Ok(()) };
+        let every = if common.is_empty() {
+            String::new()
+        } else {
+            format!(" (and {} whatever the {selector})", common.join(", "))
+        };
+        Err(self.error(
+            &format!("{table}.{key}"),
+            format!(
+                "does not apply to {selector} = \"{choice}\", which takes {}{every}: remove it, or change {selector}",
+                own.join(", ")
+            ),
+        ))
+    }
+
     /// A top-level name that is not a section of `kind` (or, with no kind told, of any kind).
     fn unknown_section(&self, e: &Entry, kind: Option<(ConfigKind, &Entry)>) -> ConfigError {
         let what = match kind {

@@ -197,17 +197,7 @@ impl CheckSection {
     /// What the check watches; `at` is its path in the file (`pair.check.N`).
     fn kind(&self, src: &Source, at: &str) -> Result<CheckKind, ConfigError> {
         let kind = self.kind;
-        if let Some(key) = src.keys(at).into_iter().find(|k| !CHECK_KEYS.contains(k) && !kind.keys().contains(k)) {
-            return Err(src.error(
-                &format!("{at}.{key}"),
-                format!(
-                    "does not apply to kind = \"{}\", which takes {} (and {} for every kind): remove it",
-                    kind.name(),
-                    kind.keys().join(", "),
-                    CHECK_KEYS[1..].join(", ")
-                ),
-            ));
-        }
+        src.check_choice_keys(at, "kind", kind.name(), kind.keys(), &CHECK_KEYS[1..])?;
         let need =
             |key: &str| src.error(&format!("{at}.{key}"), format!("missing: a {} check needs {key}", kind.name()));
         Ok(match kind {
