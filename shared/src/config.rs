@@ -7,7 +7,7 @@
 
 use crate::heartbeat::{Role, Verifier};
 use crate::integrity::{crc32c, Key};
-use crate::listener::{ListenerParams, NeverSeenPolicy};
+use crate::listener::{ListenerParams, NeverSeenPolicy, NodeSet};
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +84,12 @@ impl ListenerConfig {
     }
 
     pub fn params(&self) -> ListenerParams {
-        ListenerParams { watched_node: self.primary_node, timeout: self.timeout, never_seen: self.never_seen }
+        ListenerParams {
+            watched: NodeSet::one(self.primary_node),
+            timeout: self.timeout,
+            never_seen: self.never_seen,
+            arbitration: None,
+        }
     }
 
     /// What frames and the shared disk's header are checked against.

@@ -1,7 +1,8 @@
 //! The shared-disk heartbeat area.
 //!
 //! ```text
-//! block 0                      header (magic, layout, sector size, slots, cluster, timeouts, UUID, CRC)
+//! block 0                      header (magic, layout, sector size, slots, cluster, timeouts, UUID,
+//!                              [layout 2: the primaries' bit set], CRC)
 //! block 1 ..= N                one heartbeat slot per node   (node i → block 1 + i)
 //! block N+1 ..= 2N             one mailbox per node          (node i → block 1 + N + i)
 //! ```
@@ -10,6 +11,13 @@
 //! and 4Kn disks alike, and each update is a single aligned block write. The meaningful bytes
 //! of a block sit in its first 512-byte sector, so even a disk that tears a 4 KiB write at
 //! 512-byte boundaries cannot tear a record without the CRC seeing it.
+//!
+//! Every slot has a role: *primary* (runs the service, heartbeats) or *spare* (a listener
+//! that takes over a dead primary's boot). Layout 1 — the only one before N+1 — has no
+//! role field and means "slot 0 is the primary, every other slot a spare"; layout 2 adds the
+//! primaries as a 32-bit set. An area whose roles are layout 1's is still written as
+//! layout 1, so a two-node area made by this build is read by older builds (and by the
+//! flashed firmware) unchanged; only an area with other roles needs a reader that knows 2.
 
 use crate::integrity::crc32c;
 use crate::time::Duration;
@@ -20,9 +28,30 @@ pub const BLOCK: usize = 4096;
 /// may write just this much where the device allows it.
 pub const RECORD_SECTOR: usize = 512;
 pub const HEADER_MAGIC: [u8; 8] = *b"RGUARD\x00\x01";
-pub const LAYOUT_VERSION: u16 = 1;
+/// The newest layout this build reads and writes (it also reads and writes layout 1).
+pub const LAYOUT_VERSION: u16 = 2;
 pub const MAX_SLOTS: u8 = 32;
 const HEADER_LEN: usize = 8 + 2 + 2 + 1 + 4 + 4 + 4 + 16;
+/// Layout 2 appends the primaries' set (u32) before the CRC.
+const HEADER_V2_LEN: usize = HEADER_LEN + 4;
+/// Layout 1's roles: slot 0 is the primary.
+const V1_PRIMARIES: u32 = 1;
+
+/// What a slot is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotRole {
+    Primary,
+    Spare,
+}
+
+impl SlotRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotRole::Primary => "primary",
+            SlotRole::Spare => "spare",
+        }
+    }
+}
 
 /// The header block: what every reader checks before trusting a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +66,9 @@ pub struct DiskHeader {
     /// against the number the listener will actually use.
     pub timeout: Duration,
     pub uuid: [u8; 16],
+    /// The slots whose role is primary, as a bit set (bit i = slot i); every other slot
+    /// below `slot_count` is a spare.
+    pub primaries: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +95,7 @@ impl core::fmt::Display for HeaderError {
                 "not a Rearguard heartbeat area (unknown magic): check the device path; `rearguard disk init` would overwrite what is there",
             ),
             HeaderError::UnsupportedLayout { found } => {
-                write!(f, "layout version {found}, this build reads {LAYOUT_VERSION}: upgrade rearguard")
+                write!(f, "layout version {found}, this build reads 1 to {LAYOUT_VERSION}: upgrade rearguard")
             }
             HeaderError::BadCrc => f.write_str("header CRC mismatch (corrupt): re-run `rearguard disk init`"),
             HeaderError::Invalid(why) => write!(f, "invalid header: {why}"),
@@ -77,20 +109,44 @@ impl DiskHeader {
         area_len(self.slot_count)
     }
 
-    /// Encodes into `block` (a whole block, or at least its [`RECORD_SECTOR`]).
+    /// The role of slot `node` (`None` past the last slot).
+    pub fn role(&self, node: u8) -> Option<SlotRole> {
+        (node < self.slot_count)
+            .then(|| if self.primaries & (1 << node) != 0 { SlotRole::Primary } else { SlotRole::Spare })
+    }
+
+    /// How many spare slots there are.
+    pub fn spare_count(&self) -> u8 {
+        self.slot_count - self.primaries.count_ones() as u8
+    }
+
+    /// How many spare slots have a lower id than `node`: a spare's place in the tie order.
+    pub fn spare_rank(&self, node: u8) -> u8 {
+        (0..node.min(self.slot_count)).filter(|&n| self.role(n) == Some(SlotRole::Spare)).count() as u8
+    }
+
+    /// Encodes into `block` (a whole block, or at least its [`RECORD_SECTOR`]): as layout 1
+    /// when the roles are layout 1's, so older readers keep reading a two-node area.
     pub fn encode(&self, block: &mut [u8]) {
         block.fill(0);
+        let v1 = self.primaries == V1_PRIMARIES;
         let mut w = Writer { buf: &mut block[..], at: 0 };
         w.put(&HEADER_MAGIC);
-        w.put(&LAYOUT_VERSION.to_le_bytes());
+        w.put(&(if v1 { 1u16 } else { 2 }).to_le_bytes());
         w.put(&self.sector_size.to_le_bytes());
         w.put(&[self.slot_count]);
         w.put(&self.cluster_id.to_le_bytes());
         w.put(&(self.interval.as_millis() as u32).to_le_bytes());
         w.put(&(self.timeout.as_millis() as u32).to_le_bytes());
         w.put(&self.uuid);
-        let crc = crc32c(&block[..HEADER_LEN]);
-        block[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+        let len = if v1 {
+            HEADER_LEN
+        } else {
+            w.put(&self.primaries.to_le_bytes());
+            HEADER_V2_LEN
+        };
+        let crc = crc32c(&block[..len]);
+        block[len..len + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
     pub fn decode(block: &[u8]) -> Result<DiskHeader, HeaderError> {
@@ -103,12 +159,15 @@ impl DiskHeader {
         if block[..8] != HEADER_MAGIC[..] {
             return Err(HeaderError::NotRearguard);
         }
-        if le32(&block[HEADER_LEN..]) != crc32c(&block[..HEADER_LEN]) {
-            return Err(HeaderError::BadCrc);
-        }
         let layout = u16::from_le_bytes([block[8], block[9]]);
-        if layout != LAYOUT_VERSION {
-            return Err(HeaderError::UnsupportedLayout { found: layout });
+        let len = match layout {
+            1 => HEADER_LEN,
+            2 if block.len() >= HEADER_V2_LEN + 4 => HEADER_V2_LEN,
+            2 => return Err(HeaderError::Invalid("shorter than one header")),
+            found => return Err(HeaderError::UnsupportedLayout { found }),
+        };
+        if le32(&block[len..]) != crc32c(&block[..len]) {
+            return Err(HeaderError::BadCrc);
         }
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&block[25..41]);
@@ -119,9 +178,13 @@ impl DiskHeader {
             interval: Duration::from_millis(le32(&block[17..]) as u64),
             timeout: Duration::from_millis(le32(&block[21..]) as u64),
             uuid,
+            primaries: if len == HEADER_LEN { V1_PRIMARIES } else { le32(&block[HEADER_LEN..]) },
         };
         if h.slot_count == 0 || h.slot_count > MAX_SLOTS {
             return Err(HeaderError::Invalid("slot count must be 1..=32"));
+        }
+        if h.primaries == 0 || u64::from(h.primaries) >> h.slot_count != 0 {
+            return Err(HeaderError::Invalid("the primaries must be 1 or more of the slots"));
         }
         if h.timeout == Duration::ZERO || h.interval == Duration::ZERO {
             return Err(HeaderError::Invalid("zero interval or timeout"));
@@ -255,7 +318,45 @@ mod tests {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(1000),
             uuid: [9; 16],
+            primaries: 1,
         }
+    }
+
+    #[test]
+    fn the_two_node_layout_is_written_as_layout_1_and_other_roles_as_layout_2() {
+        let mut b = [0u8; BLOCK];
+        header().encode(&mut b);
+        assert_eq!(&b[8..10], &1u16.to_le_bytes());
+        assert_eq!((header().role(0), header().role(1), header().role(2)), (Some(SlotRole::Primary), Some(SlotRole::Spare), None));
+        let n_plus_2 = DiskHeader { slot_count: 5, primaries: 0b111, ..header() };
+        n_plus_2.encode(&mut b);
+        assert_eq!(&b[8..10], &2u16.to_le_bytes());
+        assert_eq!(DiskHeader::decode(&b), Ok(n_plus_2));
+        assert_eq!((n_plus_2.spare_count(), n_plus_2.spare_rank(3), n_plus_2.spare_rank(4)), (2, 0, 1));
+        let mut no_primary = [0u8; BLOCK];
+        DiskHeader { primaries: 0, ..n_plus_2 }.encode(&mut no_primary);
+        assert!(matches!(DiskHeader::decode(&no_primary), Err(HeaderError::Invalid(_))));
+        DiskHeader { primaries: 1 << 5, ..n_plus_2 }.encode(&mut no_primary);
+        assert!(matches!(DiskHeader::decode(&no_primary), Err(HeaderError::Invalid(_))));
+    }
+
+    /// A header written by the build before roles existed (layout 1, byte for byte).
+    #[test]
+    fn a_layout_1_header_of_the_previous_build_reads_as_one_primary_and_spares() {
+        let mut b = [0u8; BLOCK];
+        b[..8].copy_from_slice(&HEADER_MAGIC);
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        b[10..12].copy_from_slice(&512u16.to_le_bytes());
+        b[12] = 3;
+        b[13..17].copy_from_slice(&0xC0FFEEu32.to_le_bytes());
+        b[17..21].copy_from_slice(&100u32.to_le_bytes());
+        b[21..25].copy_from_slice(&1000u32.to_le_bytes());
+        b[25..41].copy_from_slice(&[9; 16]);
+        let crc = crc32c(&b[..41]);
+        b[41..45].copy_from_slice(&crc.to_le_bytes());
+        let h = DiskHeader::decode(&b).unwrap();
+        assert_eq!(h, DiskHeader { slot_count: 3, ..header() });
+        assert_eq!(h.spare_count(), 2);
     }
 
     #[test]

@@ -1,21 +1,120 @@
-//! The standby listener: holds the secondary's boot until the primary is dead.
+//! The standby listener: holds a spare's boot until a watched primary is dead, then takes
+//! over *that* primary's boot.
 //!
 //! ```text
-//!            progress seen                 no progress for `timeout`
-//!  Holding ───────────────▶ Watching ─────────────────────────────────▶ Released
-//!     │                                                                    ▲
-//!     └── never-seen policy `ReleaseAfter(d)` and `d` elapsed ─────────────┤
-//!     └── operator "release now" (from any state) ─────────────────────────┘
+//!  per primary:  progress seen               no progress for `timeout`
+//!   Holding ───────────────▶ Watching ───────────────────────────▶ Claiming ──▶ Taken
+//!      │                        ▲    (or never-seen policy elapsed)     │
+//!      │                        └── progress again ── ClaimedBy(s) ◀────┘ another spare's
+//!      │                                                                  claim stands
+//!      └── after this spare is consumed, a dead primary is NoSpareLeft (reported, never taken)
 //! ```
 //!
-//! `Released` is terminal: the boot gate is driven exactly once, whatever arrives later.
-//! Every input is `(…, now)`; the listener never reads a clock.
+//! One machine for every case: the two-node pair is a spare watching one primary. The
+//! listener watches a set of primaries; the first one silent past the timeout is claimed;
+//! once the boot is released for node K the spare is *consumed* (`Released` is terminal and
+//! the gate is driven exactly once), and a primary dying afterwards is reported, never taken.
+//! An operator's "release now" takes the primary being claimed, or the lowest watched one.
+//!
+//! # Several spares: the disk arbitrates
+//!
+//! Without [`Arbitration`] (the only spare, or no shared disk) the claim is written and the
+//! boot released at once, as the two-node pair always did. With it, a spare claiming the
+//! dead primary K runs four steps against K's mailbox:
+//!
+//! 1. **stagger**: wait `rank × settle` (rank = how many spare slots have a lower id), so
+//!    that when several spares see K die in the same poll the lowest id writes first and the
+//!    others find its claim in step 2 — lowest spare id wins a tie;
+//! 2. **pre-read** K's mailbox (at time `r`): any takeover claim — another spare's, or this
+//!    spare's own from an earlier life — or a corrupt mailbox (perhaps a torn claim) means
+//!    *back off*;
+//! 3. **write** the claim (spare id, K's last epoch) and note when the write completed (`c`);
+//!    if `c − r ≥ settle` the step took too long to reason about: back off;
+//! 4. **settle** then **re-read** (at `≥ c + settle`): proceed and release only if the
+//!    mailbox holds exactly this spare's claim; anything else means back off. A spare that
+//!    backs off goes on watching the other primaries.
+//!
+//! **Why two spares cannot both release for K.** Single-sector writes are atomic (a torn one
+//! fails its CRC and reads as corrupt), writes to one sector are totally ordered, and no
+//! spare writes a claim for K twice in one life. Suppose spares X and Y both released,
+//! and X's claim landed first: `w_X < w_Y`. X's re-read at `t_X ≥ c_X + settle ≥ w_X + settle`
+//! found X's claim, so no claim had landed since `w_X`: `w_Y > t_X ≥ w_X + settle`. Y's
+//! pre-read came at most `settle` before its write completed, and the write lands before it
+//! completes: `r_Y > c_Y − settle ≥ w_Y − settle > w_X`. So Y's pre-read came after X's
+//! claim landed; every write since then is a claim (only spares write during a takeover),
+//! so Y read a claim and backed off — a contradiction. The argument uses only each spare's
+//! own monotonic clock for its own intervals (`settle`, `c − r`), never a comparison of two
+//! clocks. It assumes nobody else writes K's mailbox during the takeover: an operator's
+//! `disk clear` (or a test message) there can erase a claim and void it.
+//!
+//! The settle time must exceed one spare's read-then-write (step 3 checks this with the
+//! spare's own clock), so any spare's poll period plus a disk write is a safe choice.
+//!
+//! Every input is `(…, now)`; the listener never reads a clock or a disk.
 
 use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
+use crate::disk::{MailboxError, MailboxMessage};
 use crate::heartbeat::Heartbeat;
 use crate::reject::Reject;
 use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
+
+/// A set of node ids (bit i = node i), such as the primaries a spare watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NodeSet(pub u32);
+
+impl NodeSet {
+    pub const fn one(node: u8) -> NodeSet {
+        NodeSet(1u32.wrapping_shl(node as u32))
+    }
+    pub fn contains(self, node: u8) -> bool {
+        node < 32 && self.0 & (1 << node) != 0
+    }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The members, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        (0..32u8).filter(move |&n| self.contains(n))
+    }
+
+    /// Parses `"0-3"`, `"0,2,5"` or a mix (`"0-2,7"`); ids are 0..=31.
+    pub fn parse(text: &str) -> Result<NodeSet, &'static str> {
+        let mut set = 0u32;
+        for part in text.split(',') {
+            let part = part.trim();
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let (Ok(a), Ok(b)) = (a.parse::<u8>(), b.parse::<u8>()) else {
+                return Err("expected node ids 0..=31 as a range (\"0-3\") or a list (\"0,2,3\")");
+            };
+            if a > b || b >= 32 {
+                return Err("a range must run from a lower to a higher id, both 0..=31");
+            }
+            for n in a..=b {
+                set |= 1 << n;
+            }
+        }
+        Ok(NodeSet(set))
+    }
+}
+
+impl core::fmt::Display for NodeSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, n) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
 
 /// What to do about a primary that has not been seen alive since power-on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,13 +126,27 @@ pub enum NeverSeenPolicy {
     ReleaseAfter(Duration),
 }
 
+/// How a spare that shares the disk with other spares settles who takes a dead primary
+/// (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arbitration {
+    /// This spare's node id: the `by` of its claims.
+    pub spare_id: u8,
+    /// Wait between writing a claim and re-reading it; longer than any spare's read-then-write.
+    pub settle: Duration,
+    /// Wait before the pre-read: `rank × settle`, so the lowest spare id wins a tie.
+    pub stagger: Duration,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerParams {
-    /// The node whose heartbeats this listener watches.
-    pub watched_node: u8,
+    /// The primaries whose heartbeats this listener watches.
+    pub watched: NodeSet,
     /// Silence after the last progress that means "the primary is dead".
     pub timeout: Duration,
     pub never_seen: NeverSeenPolicy,
+    /// `None`: the only spare (or no disk) — claim and release at once.
+    pub arbitration: Option<Arbitration>,
 }
 
 /// Why the boot was released. Its words are the firmware's (`rearguard_firmware::report`),
@@ -48,16 +161,24 @@ pub enum ReleaseReason {
     Manual,
 }
 
+/// Which node the released boot becomes, and why: what the boot gate is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    pub node: u8,
+    pub reason: ReleaseReason,
+    /// The dead primary's last boot epoch, if it was ever seen.
+    pub primary_epoch: Option<u32>,
+}
+
+/// The listener as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListenerState {
-    /// Primary not yet seen alive.
+    /// No watched primary seen alive yet.
     Holding,
-    /// Primary alive; watching for silence.
+    /// A primary alive; watching for silence.
     Watching,
-    Released {
-        at: Instant,
-        reason: ReleaseReason,
-    },
+    /// The spare is consumed: it became `node`.
+    Released { at: Instant, reason: ReleaseReason, node: u8 },
 }
 
 impl ListenerState {
@@ -70,49 +191,122 @@ impl ListenerState {
     }
 }
 
+/// One watched primary, as this spare sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimaryState {
+    /// Not seen alive yet.
+    Holding,
+    Watching,
+    /// Silent past the timeout; this spare is arbitrating for it.
+    Claiming,
+    /// Another spare's claim stands in its mailbox (`None`: the mailbox was unreadable or
+    /// the claim could not be confirmed); this spare does not take it.
+    ClaimedBy(Option<u8>),
+    /// This spare took it over.
+    Taken,
+    /// Died after this spare was consumed: reported, never taken.
+    NoSpareLeft,
+}
+
+impl PrimaryState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PrimaryState::Holding => "holding",
+            PrimaryState::Watching => "watching",
+            PrimaryState::Claiming => "claiming",
+            PrimaryState::ClaimedBy(_) => "claimed",
+            PrimaryState::Taken => "taken",
+            PrimaryState::NoSpareLeft => "no-spare-left",
+        }
+    }
+}
+
 /// What the caller must do, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Report the new state (log, console, status).
+    /// Report the listener's new state (log, console, status).
     Notify(ListenerState),
-    /// Write a takeover claim into the primary's mailbox *before* releasing, so a primary
-    /// that comes back reads it and refuses to serve.
-    ClaimTakeover { primary_epoch: Option<u32> },
-    /// Open the boot gate. Emitted at most once per listener lifetime.
-    Release(ReleaseReason),
+    /// Report a watched primary's new state (emitted when more than one is watched, or
+    /// when arbitrating).
+    Primary { node: u8, state: PrimaryState },
+    /// Read `node`'s mailbox and hand it to [`StandbyListener::on_mailbox`].
+    ReadMailbox { node: u8 },
+    /// Write a takeover claim into `node`'s mailbox *before* releasing, so a primary that
+    /// comes back reads it and refuses to serve; then call
+    /// [`StandbyListener::on_claim_written`] with the outcome and the time it completed.
+    ClaimTakeover { node: u8, primary_epoch: Option<u32> },
+    /// Open the boot gate as `node`. Emitted at most once per listener lifetime.
+    Release(Takeover),
 }
 
-pub type Actions = heapless::Vec<Action, 4>;
+pub type Actions = heapless::Vec<Action, 6>;
 
+/// A watched primary: its state and, per medium, what was received from it.
 #[derive(Clone, Debug)]
-pub struct StandbyListener {
+pub struct WatchedPrimary {
+    pub node: u8,
+    pub state: PrimaryState,
+    pub last_progress: Option<Instant>,
+    pub media: heapless::Vec<MediumStats, MAX_MEDIA>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Stagger { until: Instant },
+    PreRead,
+    Writing { read_at: Instant },
+    Settle { until: Instant },
+    ReRead,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    node: u8,
+    reason: ReleaseReason,
+    epoch: Option<u32>,
+    phase: Phase,
+}
+
+/// The listener, watching up to `P` primaries (a controller with one primary uses `P = 1`).
+#[derive(Clone, Debug)]
+pub struct StandbyListener<const P: usize = 1> {
     params: ListenerParams,
     state: ListenerState,
     powered_on: Instant,
-    last_progress: Option<Instant>,
-    media: heapless::Vec<MediumStats, MAX_MEDIA>,
+    primaries: heapless::Vec<WatchedPrimary, P>,
+    claim: Option<Claim>,
 }
 
 /// Handle for one medium, returned by [`StandbyListener::add_medium`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MediumId(pub u8);
 
-impl StandbyListener {
+impl<const P: usize> StandbyListener<P> {
+    /// Watches the first `P` nodes of `params.watched` (the caller checks the set's size).
     pub fn new(params: ListenerParams, now: Instant) -> Self {
-        StandbyListener {
-            params,
-            state: ListenerState::Holding,
-            powered_on: now,
-            last_progress: None,
-            media: heapless::Vec::new(),
+        let mut primaries = heapless::Vec::new();
+        for node in params.watched.iter() {
+            let p = WatchedPrimary {
+                node,
+                state: PrimaryState::Holding,
+                last_progress: None,
+                media: heapless::Vec::new(),
+            };
+            if primaries.push(p).is_err() {
+                break;
+            }
         }
+        StandbyListener { params, state: ListenerState::Holding, powered_on: now, primaries, claim: None }
     }
 
-    /// Registers a heartbeat medium. Returns `None` past [`MAX_MEDIA`].
+    /// Registers a heartbeat medium (for every watched primary). `None` past [`MAX_MEDIA`].
     pub fn add_medium(&mut self, kind: MediumKind) -> Option<MediumId> {
-        let id = self.media.len() as u8;
-        self.media.push(MediumStats::new(kind)).ok()?;
-        Some(MediumId(id))
+        let mut id = None;
+        for p in self.primaries.iter_mut() {
+            id = Some(MediumId(p.media.len() as u8));
+            p.media.push(MediumStats::new(kind)).ok()?;
+        }
+        id
     }
 
     pub fn params(&self) -> &ListenerParams {
@@ -121,76 +315,209 @@ impl StandbyListener {
     pub fn state(&self) -> ListenerState {
         self.state
     }
-    pub fn media(&self) -> &[MediumStats] {
-        &self.media
+    /// Every watched primary, lowest id first.
+    pub fn primaries(&self) -> &[WatchedPrimary] {
+        &self.primaries
     }
+    /// The first watched primary's media (the only one's, on a two-node pair).
+    pub fn media(&self) -> &[MediumStats] {
+        self.primaries.first().map_or(&[], |p| &p.media[..])
+    }
+    /// The latest progress of any watched primary.
     pub fn last_progress(&self) -> Option<Instant> {
-        self.last_progress
+        self.primaries.iter().filter_map(|p| p.last_progress).max()
     }
 
-    /// Feeds one decoded-or-rejected frame from `medium`.
-    pub fn on_frame(&mut self, medium: MediumId, frame: Result<Heartbeat, Reject>, now: Instant) -> Actions {
-        let watched = self.params.watched_node;
-        let Some(m) = self.media.get_mut(medium.0 as usize) else {
-            return Actions::new();
-        };
-        let checked =
-            frame.and_then(
-                |hb| if hb.node_id == watched { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) },
-            );
-        if let Ok(obs) = m.observe(checked.as_ref().map_err(|r| *r), now) {
-            if obs.is_liveness() {
-                self.last_progress = Some(now);
-            }
-        }
+    fn tells_each_primary(&self) -> bool {
+        self.primaries.len() > 1 || self.params.arbitration.is_some()
+    }
+
+    /// Feeds one decoded-or-rejected frame from `medium`, where `node`'s record was expected
+    /// (the slot read, or the primary on the other end of a link).
+    pub fn on_frame(
+        &mut self,
+        medium: MediumId,
+        node: u8,
+        frame: Result<Heartbeat, Reject>,
+        now: Instant,
+    ) -> Actions {
         let mut out = Actions::new();
-        if self.state == ListenerState::Holding && self.last_progress.is_some() {
-            self.state = ListenerState::Watching;
-            let _ = out.push(Action::Notify(self.state));
+        let tell = self.tells_each_primary();
+        let Some(p) = self.primaries.iter_mut().find(|p| p.node == node) else { return out };
+        let Some(m) = p.media.get_mut(medium.0 as usize) else { return out };
+        let checked =
+            frame.and_then(|hb| if hb.node_id == node { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) });
+        if matches!(m.observe(checked.as_ref().map_err(|r| *r), now), Ok(obs) if obs.is_liveness()) {
+            p.last_progress = Some(now);
+            // A claimed primary seen progressing again is a new incarnation (its mailbox was
+            // cleared); one being claimed or taken stays so: the claim is what stops it.
+            if matches!(p.state, PrimaryState::Holding | PrimaryState::ClaimedBy(_) | PrimaryState::NoSpareLeft) {
+                p.state = PrimaryState::Watching;
+                if tell {
+                    let _ = out.push(Action::Primary { node, state: p.state });
+                }
+            }
+            if self.state == ListenerState::Holding {
+                self.state = ListenerState::Watching;
+                let _ = out.push(Action::Notify(self.state));
+            }
         }
         // A frame can also be the first input after a long gap; timeouts are judged too.
         out.extend(self.on_tick(now));
         out
     }
 
-    /// Advances time: releases when the primary has been silent too long.
-    pub fn on_tick(&mut self, now: Instant) -> Actions {
-        let reason = match self.state {
-            ListenerState::Released { .. } => None,
-            ListenerState::Watching => {
-                let last = self.last_progress.unwrap_or(self.powered_on);
-                let silent_for = now.saturating_since(last);
+    /// Why `p` counts as dead at `now`, if it does.
+    fn dead(&self, p: &WatchedPrimary, now: Instant) -> Option<ReleaseReason> {
+        match p.state {
+            PrimaryState::Watching => {
+                let silent_for = now.saturating_since(p.last_progress.unwrap_or(self.powered_on));
                 (silent_for >= self.params.timeout).then_some(ReleaseReason::HeartbeatTimeout { silent_for })
             }
-            ListenerState::Holding => match self.params.never_seen {
+            PrimaryState::Holding => match self.params.never_seen {
                 NeverSeenPolicy::WaitForever => None,
                 NeverSeenPolicy::ReleaseAfter(d) => {
                     let waited = now.saturating_since(self.powered_on);
                     (waited >= d).then_some(ReleaseReason::NeverSeen { waited })
                 }
             },
-        };
-        match reason {
-            Some(r) => self.release(r, now),
-            None => Actions::new(),
+            _ => None,
         }
     }
 
-    /// Operator-requested release. Idempotent: a second request (or one racing the timeout)
-    /// does nothing.
-    pub fn release_now(&mut self, now: Instant) -> Actions {
-        self.release(ReleaseReason::Manual, now)
+    /// Advances time: claims the first dead primary, moves a claim on, or — once consumed —
+    /// reports primaries that die with no spare left.
+    pub fn on_tick(&mut self, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        if let ListenerState::Released { .. } = self.state {
+            for i in 0..self.primaries.len() {
+                if self.dead(&self.primaries[i], now).is_some() {
+                    let p = &mut self.primaries[i];
+                    p.state = PrimaryState::NoSpareLeft;
+                    let _ = out.push(Action::Primary { node: p.node, state: p.state });
+                    break; // one a tick: the others are reported at the next
+                }
+            }
+            return out;
+        }
+        if self.claim.is_none() {
+            let Some((i, reason)) =
+                self.primaries.iter().enumerate().find_map(|(i, p)| self.dead(p, now).map(|r| (i, r)))
+            else {
+                return out;
+            };
+            let p = &mut self.primaries[i];
+            let epoch = p.media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max();
+            let node = p.node;
+            let Some(a) = self.params.arbitration else {
+                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch });
+                out.extend(self.take(node, reason, epoch, now));
+                return out;
+            };
+            p.state = PrimaryState::Claiming;
+            let _ = out.push(Action::Primary { node, state: p.state });
+            let phase = Phase::Stagger { until: now + a.stagger };
+            self.claim = Some(Claim { node, reason, epoch, phase });
+        }
+        if let Some(c) = self.claim.as_mut() {
+            match c.phase {
+                Phase::Stagger { until } if now >= until => c.phase = Phase::PreRead,
+                Phase::Settle { until } if now >= until => c.phase = Phase::ReRead,
+                _ => return out,
+            }
+            let _ = out.push(Action::ReadMailbox { node: c.node });
+        }
+        out
     }
 
-    fn release(&mut self, reason: ReleaseReason, now: Instant) -> Actions {
+    /// The mailbox read that a [`Action::ReadMailbox`] asked for.
+    pub fn on_mailbox(&mut self, node: u8, mailbox: Result<MailboxMessage, MailboxError>, now: Instant) -> Actions {
+        let (Some(c), Some(a)) = (self.claim, self.params.arbitration) else { return Actions::new() };
+        if c.node != node {
+            return Actions::new();
+        }
+        let claimant = match mailbox {
+            Ok(MailboxMessage::TakeoverClaim { by, .. }) => Some(by),
+            _ => None,
+        };
+        match c.phase {
+            Phase::PreRead if claimant.is_none() && mailbox.is_ok() => {
+                self.claim = Some(Claim { phase: Phase::Writing { read_at: now }, ..c });
+                let mut out = Actions::new();
+                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: c.epoch });
+                out
+            }
+            Phase::ReRead
+                if mailbox
+                    == Ok(MailboxMessage::TakeoverClaim { by: a.spare_id, primary_epoch: c.epoch.unwrap_or(0) }) =>
+            {
+                self.take(node, c.reason, c.epoch, now)
+            }
+            Phase::PreRead | Phase::ReRead => self.back_off(claimant),
+            _ => Actions::new(),
+        }
+    }
+
+    /// The outcome of a [`Action::ClaimTakeover`] write, `now` being when it completed.
+    pub fn on_claim_written(&mut self, node: u8, written: bool, now: Instant) -> Actions {
+        let (Some(c), Some(a)) = (self.claim, self.params.arbitration) else { return Actions::new() };
+        let Phase::Writing { read_at } = c.phase else { return Actions::new() };
+        if c.node != node {
+            return Actions::new();
+        }
+        if !written {
+            // Tried again at the next tick; a claim that landed after all is found by the
+            // pre-read and backed off from.
+            self.claim = None;
+            if let Some(p) = self.primaries.iter_mut().find(|p| p.node == node) {
+                p.state = PrimaryState::Watching;
+            }
+            return Actions::new();
+        }
+        if now.saturating_since(read_at) >= a.settle {
+            return self.back_off(None);
+        }
+        self.claim = Some(Claim { phase: Phase::Settle { until: now + a.settle }, ..c });
+        Actions::new()
+    }
+
+    fn back_off(&mut self, by: Option<u8>) -> Actions {
+        let mut out = Actions::new();
+        if let Some(c) = self.claim.take() {
+            if let Some(p) = self.primaries.iter_mut().find(|p| p.node == c.node) {
+                p.state = PrimaryState::ClaimedBy(by);
+                let _ = out.push(Action::Primary { node: c.node, state: p.state });
+            }
+        }
+        out
+    }
+
+    /// Operator-requested release, as the primary being claimed or else the lowest watched
+    /// one; no arbitration (the operator decides). Idempotent: a second request (or one
+    /// racing the timeout) does nothing.
+    pub fn release_now(&mut self, now: Instant) -> Actions {
         let mut out = Actions::new();
         if matches!(self.state, ListenerState::Released { .. }) {
             return out;
         }
-        self.state = ListenerState::Released { at: now, reason };
-        let primary_epoch = self.media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max();
-        let _ = out.push(Action::ClaimTakeover { primary_epoch });
-        let _ = out.push(Action::Release(reason));
+        let Some(p) = self.claim.map(|c| c.node).or_else(|| self.primaries.first().map(|p| p.node)) else {
+            return out;
+        };
+        let i = self.primaries.iter().position(|x| x.node == p).unwrap_or(0);
+        let epoch = self.primaries[i].media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max();
+        let _ = out.push(Action::ClaimTakeover { node: p, primary_epoch: epoch });
+        out.extend(self.take(p, ReleaseReason::Manual, epoch, now));
+        out
+    }
+
+    fn take(&mut self, node: u8, reason: ReleaseReason, primary_epoch: Option<u32>, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        self.claim = None;
+        self.state = ListenerState::Released { at: now, reason, node };
+        if let Some(p) = self.primaries.iter_mut().find(|p| p.node == node) {
+            p.state = PrimaryState::Taken;
+        }
+        let _ = out.push(Action::Release(Takeover { node, reason, primary_epoch }));
         let _ = out.push(Action::Notify(self.state));
         out
     }
@@ -209,7 +536,7 @@ mod tests {
     }
 
     fn listener(never_seen: NeverSeenPolicy) -> (StandbyListener, MediumId, MediumId) {
-        let mut l = StandbyListener::new(ListenerParams { watched_node: 0, timeout: T, never_seen }, at(0));
+        let mut l = StandbyListener::new(ListenerParams { watched: NodeSet::one(0), timeout: T, never_seen, arbitration: None }, at(0));
         let disk = l.add_medium(MediumKind::Polled).unwrap();
         let serial = l.add_medium(MediumKind::Stream).unwrap();
         (l, disk, serial)
@@ -222,14 +549,14 @@ mod tests {
     #[test]
     fn holds_until_progress_then_releases_after_silence() {
         let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
-        l.on_frame(disk, Ok(sample(1)), at(0));
+        l.on_frame(disk, 0, Ok(sample(1)), at(0));
         assert_eq!(l.state(), ListenerState::Holding);
-        let a = l.on_frame(disk, Ok(sample(2)), at(100));
+        let a = l.on_frame(disk, 0, Ok(sample(2)), at(100));
         assert_eq!(a.as_slice(), &[Action::Notify(ListenerState::Watching)]);
         assert!(l.on_tick(at(1099)).is_empty());
         let a = l.on_tick(at(1100));
         assert_eq!(releases(&a), 1);
-        assert_eq!(a[0], Action::ClaimTakeover { primary_epoch: Some(3) });
+        assert_eq!(a[0], Action::ClaimTakeover { node: 0, primary_epoch: Some(3) });
         assert!(l.on_tick(at(5000)).is_empty());
         assert!(l.release_now(at(5001)).is_empty());
     }
@@ -237,9 +564,9 @@ mod tests {
     #[test]
     fn waits_forever_for_a_primary_never_seen_by_default() {
         let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
-        l.on_frame(disk, Ok(sample(7)), at(0)); // a stale slot: baseline only
+        l.on_frame(disk, 0, Ok(sample(7)), at(0)); // a stale slot: baseline only
         for t in 1..1000 {
-            assert!(l.on_frame(disk, Ok(sample(7)), at(t * 100)).is_empty());
+            assert!(l.on_frame(disk, 0, Ok(sample(7)), at(t * 100)).is_empty());
         }
         assert_eq!(l.state(), ListenerState::Holding);
     }
@@ -249,18 +576,22 @@ mod tests {
         let (mut l, _, _) = listener(NeverSeenPolicy::ReleaseAfter(Duration::from_secs(30)));
         assert!(l.on_tick(at(29_999)).is_empty());
         let a = l.on_tick(at(30_000));
-        assert!(a.contains(&Action::Release(ReleaseReason::NeverSeen { waited: Duration::from_secs(30) })));
+        assert!(a.contains(&Action::Release(Takeover {
+            node: 0,
+            reason: ReleaseReason::NeverSeen { waited: Duration::from_secs(30) },
+            primary_epoch: None
+        })));
     }
 
     #[test]
     fn one_live_medium_is_enough() {
         let (mut l, disk, serial) = listener(NeverSeenPolicy::WaitForever);
-        l.on_frame(disk, Ok(sample(1)), at(0));
-        l.on_frame(disk, Ok(sample(2)), at(100)); // disk dies after this
+        l.on_frame(disk, 0, Ok(sample(1)), at(0));
+        l.on_frame(disk, 0, Ok(sample(2)), at(100)); // disk dies after this
         for i in 3..100u64 {
-            let a = l.on_frame(serial, Ok(sample(i)), at(i * 100));
+            let a = l.on_frame(serial, 0, Ok(sample(i)), at(i * 100));
             assert_eq!(releases(&a), 0);
-            let a = l.on_frame(disk, Ok(sample(2)), at(i * 100 + 50));
+            let a = l.on_frame(disk, 0, Ok(sample(2)), at(i * 100 + 50));
             assert_eq!(releases(&a), 0);
         }
         assert_eq!(l.state(), ListenerState::Watching);
@@ -269,16 +600,16 @@ mod tests {
     #[test]
     fn rejected_frames_are_counted_and_are_not_liveness() {
         let (mut l, disk, serial) = listener(NeverSeenPolicy::WaitForever);
-        l.on_frame(disk, Ok(sample(1)), at(0));
-        l.on_frame(disk, Ok(sample(2)), at(10));
+        l.on_frame(disk, 0, Ok(sample(1)), at(0));
+        l.on_frame(disk, 0, Ok(sample(2)), at(10));
         let mut other = sample(50);
         other.node_id = 9;
         for t in 1..200 {
-            l.on_frame(disk, Err(Reject::BadCrc), at(10 + t * 10));
-            l.on_frame(disk, Ok(other), at(10 + t * 10));
+            l.on_frame(disk, 0, Err(Reject::BadCrc), at(10 + t * 10));
+            l.on_frame(disk, 0, Ok(other), at(10 + t * 10));
         }
-        l.on_frame(serial, Ok(sample(3)), at(2000));
-        l.on_frame(serial, Ok(sample(3)), at(2000));
+        l.on_frame(serial, 0, Ok(sample(3)), at(2000));
+        l.on_frame(serial, 0, Ok(sample(3)), at(2000));
         assert!(matches!(l.state(), ListenerState::Released { reason: ReleaseReason::HeartbeatTimeout { .. }, .. }));
         let m = &l.media()[disk.0 as usize];
         assert_eq!(m.rejected[Reject::BadCrc.index()], 199);
@@ -299,13 +630,13 @@ mod tests {
             for (op, dt) in steps {
                 now += dt;
                 let a = match op {
-                    0 => { seq += 1; l.on_frame(disk, Ok(sample(seq)), at(now)) }
-                    1 => { seq += 1; l.on_frame(serial, Ok(sample(seq)), at(now)) }
+                    0 => { seq += 1; l.on_frame(disk, 0, Ok(sample(seq)), at(now)) }
+                    1 => { seq += 1; l.on_frame(serial, 0, Ok(sample(seq)), at(now)) }
                     2 => l.on_tick(at(now)),
-                    _ => l.on_frame(disk, Err(Reject::BadCrc), at(now)),
+                    _ => l.on_frame(disk, 0, Err(Reject::BadCrc), at(now)),
                 };
                 for act in a.iter() {
-                    if let Action::Release(r) = act {
+                    if let Action::Release(Takeover { reason: r, .. }) = act {
                         total += 1;
                         if let ReleaseReason::HeartbeatTimeout { silent_for } = r {
                             prop_assert!(*silent_for >= T);
@@ -317,6 +648,167 @@ mod tests {
                 }
             }
             prop_assert!(total <= 1);
+        }
+    }
+
+    fn beat(node: u8, epoch: u32, seq: u64) -> Heartbeat {
+        Heartbeat { node_id: node, boot_epoch: epoch, ..sample(seq) }
+    }
+
+    fn spare(watched: &str, arbitration: Option<Arbitration>) -> (StandbyListener<4>, MediumId) {
+        let params = ListenerParams {
+            watched: NodeSet::parse(watched).unwrap(),
+            timeout: T,
+            never_seen: NeverSeenPolicy::WaitForever,
+            arbitration,
+        };
+        let mut l = StandbyListener::<4>::new(params, at(0));
+        let disk = l.add_medium(MediumKind::Polled).unwrap();
+        (l, disk)
+    }
+
+    #[test]
+    fn node_sets_parse_ranges_and_lists_and_refuse_the_rest() {
+        assert_eq!(NodeSet::parse("0-3"), Ok(NodeSet(0b1111)));
+        assert_eq!(NodeSet::parse("0, 2,5-6"), Ok(NodeSet(0b110_0101)));
+        assert_eq!(NodeSet::parse("31"), Ok(NodeSet(1 << 31)));
+        for bad in ["", "3-1", "0-32", "a", "1,,2", "-1"] {
+            assert!(NodeSet::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(std::format!("{}", NodeSet(0b1011)), "0,1,3");
+    }
+
+    #[test]
+    fn the_first_silent_primary_is_taken_and_a_later_death_finds_no_spare_left() {
+        let (mut l, disk) = spare("0-2", None);
+        for t in 0..5u64 {
+            for n in 0..3 {
+                l.on_frame(disk, n, Ok(beat(n, 7, t + 1)), at(t * 100));
+            }
+        }
+        assert!(l.primaries().iter().all(|p| p.state == PrimaryState::Watching));
+        // Node 1 dies at 400 ms; the others keep beating.
+        let mut released = std::vec::Vec::new();
+        for t in 5..40u64 {
+            for n in [0, 2] {
+                for a in l.on_frame(disk, n, Ok(beat(n, 7, t + 1)), at(t * 100)) {
+                    if let Action::Release(r) = a {
+                        released.push(r);
+                    }
+                }
+            }
+        }
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].node, 1);
+        assert_eq!(released[0].primary_epoch, Some(7));
+        assert!(matches!(l.state(), ListenerState::Released { node: 1, .. }));
+        // Node 0 dies too: reported once, never taken.
+        let mut reports = 0;
+        for t in 40..80u64 {
+            let a = l.on_frame(disk, 2, Ok(beat(2, 7, t + 1)), at(t * 100));
+            assert!(!a.iter().any(|x| matches!(x, Action::Release(_) | Action::ClaimTakeover { .. })));
+            reports +=
+                a.iter().filter(|x| **x == Action::Primary { node: 0, state: PrimaryState::NoSpareLeft }).count();
+        }
+        assert_eq!(reports, 1);
+        assert_eq!(l.primaries()[0].state, PrimaryState::NoSpareLeft);
+        assert_eq!(l.primaries()[2].state, PrimaryState::Watching);
+    }
+
+    /// One spare of a shared disk: the machine plus its pending disk operation.
+    struct Sim {
+        l: StandbyListener<4>,
+        disk: MediumId,
+        pending: std::collections::VecDeque<Action>,
+        releases: std::vec::Vec<u8>,
+    }
+
+    impl Sim {
+        fn new(id: u8, rank: u8, watched: &str, settle: Duration) -> Sim {
+            let a = Arbitration { spare_id: id, settle, stagger: settle.saturating_mul(rank as u64) };
+            let (l, disk) = spare(watched, Some(a));
+            Sim { l, disk, pending: Default::default(), releases: std::vec::Vec::new() }
+        }
+
+        fn queue(&mut self, acts: Actions) {
+            for a in acts {
+                match a {
+                    Action::Release(t) => self.releases.push(t.node),
+                    Action::ReadMailbox { .. } | Action::ClaimTakeover { .. } => self.pending.push_back(a),
+                    _ => {}
+                }
+            }
+        }
+
+        /// One step: carry out the oldest pending disk operation against `mailboxes`, or poll.
+        fn step(&mut self, mailboxes: &mut [MailboxMessage; 4], alive: &[bool; 4], seq: u64, now: Instant) {
+            let acts = match self.pending.pop_front() {
+                Some(Action::ReadMailbox { node }) => self.l.on_mailbox(node, Ok(mailboxes[node as usize]), now),
+                Some(Action::ClaimTakeover { node, primary_epoch }) => {
+                    let by = self.l.params().arbitration.unwrap().spare_id;
+                    mailboxes[node as usize] =
+                        MailboxMessage::TakeoverClaim { by, primary_epoch: primary_epoch.unwrap_or(0) };
+                    self.l.on_claim_written(node, true, now)
+                }
+                _ => {
+                    let mut acts = Actions::new();
+                    for n in 0..4u8 {
+                        if self.l.params().watched.contains(n) {
+                            let hb = if alive[n as usize] { beat(n, 1, seq) } else { beat(n, 1, 1) };
+                            acts.extend(self.l.on_frame(self.disk, n, Ok(hb), now));
+                        }
+                    }
+                    acts
+                }
+            };
+            self.queue(acts);
+        }
+    }
+
+    /// Spares on one disk, primaries 0..=2 alive until their death times; `steps` picks which
+    /// spare moves next and how far the clock advances. Returns every release by spare.
+    fn race(spares: usize, deaths: [u64; 3], steps: &[(usize, u64)]) -> std::vec::Vec<std::vec::Vec<u8>> {
+        let settle = Duration::from_millis(150);
+        let mut sims: std::vec::Vec<Sim> =
+            (0..spares).map(|i| Sim::new(3 + i as u8, i as u8, "0-2", settle)).collect();
+        let mut mailboxes = [MailboxMessage::Empty; 4];
+        let mut now = 0u64;
+        for &(who, dt) in steps {
+            now += dt;
+            let alive = [now < deaths[0], now < deaths[1], now < deaths[2], false];
+            sims[who % spares].step(&mut mailboxes, &alive, now / 10 + 2, at(now));
+        }
+        sims.into_iter().map(|s| s.releases).collect()
+    }
+
+    #[test]
+    fn of_two_spares_exactly_one_takes_a_dead_primary_and_the_other_takes_the_next() {
+        // Round-robin polls every 25 ms: node 1 dies at 2 s, node 0 at 6 s.
+        let steps: std::vec::Vec<_> = (0..800).map(|i| (i % 2, 25)).collect();
+        let r = race(2, [6000, 2000, u64::MAX], &steps);
+        assert_eq!(r, [std::vec![1], std::vec![0]], "the lowest id takes the first; the other the second");
+        let r = race(3, [6000, 2000, 9000], &steps.iter().map(|&(_, d)| d).enumerate().map(|(i, d)| (i % 3, d)).collect::<std::vec::Vec<_>>());
+        assert_eq!(r.iter().map(|x| x.len()).sum::<usize>(), 3);
+    }
+
+    proptest! {
+        /// Whatever the interleaving of two or three spares' polls and disk operations, and
+        /// however slow any of them is, no primary is taken twice and no spare takes two.
+        #[test]
+        fn no_primary_is_taken_twice(
+            spares in 2usize..=3,
+            deaths in proptest::array::uniform3(0u64..6000),
+            steps in proptest::collection::vec((0usize..3, 0u64..400), 1..600),
+        ) {
+            let r = race(spares, deaths, &steps);
+            let mut taken = [0; 4];
+            for s in &r {
+                prop_assert!(s.len() <= 1, "a spare released twice: {:?}", r);
+                for &n in s {
+                    taken[n as usize] += 1;
+                }
+            }
+            prop_assert!(taken.iter().all(|&n| n <= 1), "a primary taken twice: {:?}", r);
         }
     }
 }
