@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use rearguard_host_agent::blockdev::DirectDisk;
-use rearguard_shared::disk::{area_len, DiskHeader, HeaderError, MailboxMessage, BLOCK, MAX_SLOTS};
+use rearguard_shared::disk::{area_len, DiskHeader, HeaderError, MailboxMessage, SlotRole, BLOCK, MAX_SLOTS};
 use rearguard_shared::heartbeat::{self, Heartbeat, Verifier};
 use rearguard_shared::integrity::Key;
 use rearguard_shared::reject::Reject;
@@ -25,9 +25,13 @@ pub enum DiskCmd {
         /// Cluster id shared by both nodes' configs (decimal or 0x-hex).
         #[arg(long, value_parser = parse_u32)]
         cluster_id: u32,
-        /// Number of node slots (2 for a pair).
-        #[arg(long, default_value_t = 2)]
-        slots: u8,
+        /// Number of primaries (slots 0..N): the nodes that run the service and heartbeat.
+        #[arg(long, default_value_t = 1)]
+        primaries: u8,
+        /// Number of spares (the slots after the primaries): listeners that take over a
+        /// dead primary's boot. Primaries + spares is at most 32.
+        #[arg(long, default_value_t = 1)]
+        spares: u8,
         /// The primary's heartbeat interval, ms.
         #[arg(long, default_value_t = 100)]
         interval_ms: u32,
@@ -41,7 +45,8 @@ pub enum DiskCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Show the header, every slot (owner, state, sequence, age) and every mailbox.
+    /// Show the header, every node (role, owner, state, epoch, sequence, age), every mailbox
+    /// and who has claimed whom.
     Dump {
         device: PathBuf,
         /// Print JSON instead of text.
@@ -75,8 +80,8 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 
 pub fn run(cmd: DiskCmd) -> anyhow::Result<u8> {
     match cmd {
-        DiskCmd::Init { device, cluster_id, slots, interval_ms, timeout_ms, create, force } => {
-            init(&device, cluster_id, slots, interval_ms, timeout_ms, create, force)
+        DiskCmd::Init { device, cluster_id, primaries, spares, interval_ms, timeout_ms, create, force } => {
+            init(&device, cluster_id, primaries, spares, interval_ms, timeout_ms, create, force)
         }
         DiskCmd::Dump { device, json, key, watch_ms } => dump(&device, json, key.as_deref(), watch_ms),
         DiskCmd::Clear { device, node } => clear(&device, node),
@@ -91,18 +96,28 @@ fn open_area(device: &Path) -> anyhow::Result<(DirectDisk, DiskHeader)> {
     Ok((disk, header))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn init(
     device: &Path,
     cluster_id: u32,
-    slots: u8,
+    primaries: u8,
+    spares: u8,
     interval_ms: u32,
     timeout_ms: u32,
     create: bool,
     force: bool,
 ) -> anyhow::Result<u8> {
-    if slots == 0 || slots > MAX_SLOTS {
-        bail!("--slots {slots}: use 1 to {MAX_SLOTS} (2 for a pair)");
+    if primaries == 0 {
+        bail!("--primaries 0: an area needs at least one primary (a node that runs the service); use --primaries 1 or more");
     }
+    if spares == 0 {
+        bail!("--spares 0: nothing could take over a dead primary; use --spares 1 or more");
+    }
+    let slots = primaries as u16 + spares as u16;
+    if slots > MAX_SLOTS as u16 {
+        bail!("--primaries {primaries} --spares {spares}: {slots} slots, but an area holds at most {MAX_SLOTS}; lower one of them");
+    }
+    let slots = slots as u8;
     if interval_ms == 0 || timeout_ms == 0 {
         bail!("--interval-ms and --timeout-ms must be at least 1");
     }
@@ -147,6 +162,7 @@ fn init(
         interval: Duration::from_millis(interval_ms as u64),
         timeout: Duration::from_millis(timeout_ms as u64),
         uuid,
+        primaries: (1u32 << primaries).wrapping_sub(1),
     };
     // Slots and mailboxes first, header last: a half-done init is never mistaken for a good one.
     let zero = [0u8; BLOCK];
@@ -156,10 +172,11 @@ fn init(
     header.encode(&mut block);
     disk.write_block(0, &block)?;
     println!(
-        "initialised {}: cluster {:#x}, {} slots, interval {} ms, secondary timeout {} ms, {} bytes used",
+        "initialised {}: cluster {:#x}, {} ({}), interval {} ms, secondary timeout {} ms, {} bytes used",
         device.display(),
         cluster_id,
-        slots,
+        roles_summary(&header),
+        if primaries == 1 && spares == 1 { "layout 1" } else { "layout 2" },
         interval_ms,
         timeout_ms,
         need
@@ -215,9 +232,14 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
             .iter()
             .enumerate()
             .map(|(i, s)| match s {
-                SlotView::Rejected(r) => json!({"slot": i, "status": r.name(), "detail": r.to_string()}),
+                SlotView::Rejected(r) => json!({
+                    "slot": i, "slot_role": role_of(&h, i), "claimed_by": claimed_by(&mailboxes, i),
+                    "status": r.name(), "detail": r.to_string(),
+                }),
                 SlotView::Valid { first, last, mac } => json!({
                     "slot": i,
+                    "slot_role": role_of(&h, i),
+                    "claimed_by": claimed_by(&mailboxes, i),
                     "status": progress_status(first, last),
                     "owner": last.node_id,
                     "owner_matches_slot": last.node_id as usize == i,
@@ -250,20 +272,22 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
             "device": device.display().to_string(),
             "header": {
                 "cluster_id": h.cluster_id, "slots": h.slot_count, "sector_size": h.sector_size,
+                "primaries": slots_with(&h, SlotRole::Primary), "spares": slots_with(&h, SlotRole::Spare),
                 "interval_ms": h.interval.as_millis(), "timeout_ms": h.timeout.as_millis(),
                 "uuid": h.uuid.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             },
             "slots": slots,
             "mailboxes": mbox,
+            "claims": claims(&mailboxes).iter().map(|(n, by)| json!({"node": n, "by": by})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }
     println!(
-        "{}: cluster {:#x}, {} slots, sector size {}, interval {} ms, secondary timeout {} ms",
+        "{}: cluster {:#x}, {}, sector size {}, interval {} ms, secondary timeout {} ms",
         device.display(),
         h.cluster_id,
-        h.slot_count,
+        roles_summary(&h),
         h.sector_size,
         h.interval.as_millis(),
         h.timeout.as_millis()
@@ -271,12 +295,13 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
     println!("slots (watched for {watch} ms):");
     for (i, s) in views.iter().enumerate() {
         match s {
-            SlotView::Rejected(r) => println!("  slot {i}: {} — {r}", r.name()),
+            SlotView::Rejected(r) => println!("  slot {i} ({}): {} — {r}", role_of(&h, i), r.name()),
             SlotView::Valid { first, last, mac } => {
                 let owner =
                     if last.node_id as usize == i { String::new() } else { format!(" (WRONG OWNER: slot {i})") };
                 println!(
-                    "  slot {i}: {} — node {}{owner}, {:?}/{:?}, epoch {}, seq {}, up {} ms, mac {mac}",
+                    "  slot {i} ({}): {} — node {}{owner}, {:?}/{:?}, epoch {}, seq {}, up {} ms, mac {mac}",
+                    role_of(&h, i),
                     progress_status(first, last),
                     last.node_id,
                     last.role,
@@ -305,7 +330,57 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
             Err(e) => println!("  node {i}: corrupt — {e}"),
         }
     }
+    let claims = claims(&mailboxes);
+    if claims.is_empty() {
+        println!("claims: none (no node has been taken over)");
+    } else {
+        println!("claims:");
+        for (node, by) in claims {
+            println!(
+                "  node {node} ({}) taken over by node {by} ({})",
+                role_of(&h, node as usize),
+                role_of(&h, by as usize)
+            );
+        }
+    }
     Ok(0)
+}
+
+fn role_of(h: &DiskHeader, slot: usize) -> &'static str {
+    u8::try_from(slot).ok().and_then(|n| h.role(n)).map_or("no slot", SlotRole::name)
+}
+
+type Mailboxes = [Result<MailboxMessage, rearguard_shared::disk::MailboxError>];
+
+fn claimed_by(mailboxes: &Mailboxes, node: usize) -> Option<u8> {
+    match mailboxes.get(node) {
+        Some(Ok(MailboxMessage::TakeoverClaim { by, .. })) => Some(*by),
+        _ => None,
+    }
+}
+
+/// Who has claimed whom: (claimed node, claiming node), from the mailboxes.
+fn claims(mailboxes: &Mailboxes) -> Vec<(u8, u8)> {
+    (0..mailboxes.len()).filter_map(|n| claimed_by(mailboxes, n).map(|by| (n as u8, by))).collect()
+}
+
+/// The slots with one role, as `0-2` style text.
+fn slots_with(h: &DiskHeader, role: SlotRole) -> Vec<u8> {
+    (0..h.slot_count).filter(|&n| h.role(n) == Some(role)).collect()
+}
+
+fn roles_summary(h: &DiskHeader) -> String {
+    let list = |v: Vec<u8>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+    let (p, s) = (slots_with(h, SlotRole::Primary), slots_with(h, SlotRole::Spare));
+    format!(
+        "{} primar{} (node {}), {} spare{} (node {})",
+        p.len(),
+        if p.len() == 1 { "y" } else { "ies" },
+        list(p.clone()),
+        s.len(),
+        if s.len() == 1 { "" } else { "s" },
+        list(s)
+    )
 }
 
 fn progress_status(first: &Heartbeat, last: &Heartbeat) -> &'static str {

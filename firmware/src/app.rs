@@ -4,9 +4,11 @@
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::detector::MediumKind;
-use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
+use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, SlotRole, RECORD_SECTOR};
 use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
-use rearguard_shared::listener::{Action, ListenerState, MediumId, ReleaseReason, StandbyListener};
+use rearguard_shared::listener::{
+    Action, Arbitration, ListenerState, MediumId, NodeSet, PrimaryState, StandbyListener, Takeover,
+};
 use rearguard_shared::{Duration, Instant};
 
 /// Most frames taken from the link in one poll, so a flooded link cannot starve the disk.
@@ -30,6 +32,50 @@ pub enum StartError<E> {
     },
 }
 
+/// Why a spare of several primaries refused to start: what any listener checks, or the
+/// roles on the disk. (Its own type, so that a one-primary controller carries none of it.)
+#[derive(Debug)]
+pub enum SpareError<E> {
+    Start(StartError<E>),
+    /// The watch set names a slot the disk gives another role.
+    NotPrimary {
+        node: u8,
+    },
+    /// This spare's own slot is a primary's on the disk.
+    NotSpare {
+        node: u8,
+    },
+    /// More primaries watched than this board can hold.
+    TooManyWatched {
+        max: usize,
+    },
+}
+
+impl<E> From<StartError<E>> for SpareError<E> {
+    fn from(e: StartError<E>) -> Self {
+        SpareError::Start(e)
+    }
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for SpareError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SpareError::Start(e) => e.fmt(f),
+            SpareError::NotPrimary { node } => write!(
+                f,
+                "node {node} is a spare's slot on the shared disk, not a primary's: watch only primaries (`rearguard disk dump` lists the roles)"
+            ),
+            SpareError::NotSpare { node } => write!(
+                f,
+                "this listener's node_id {node} is a primary's slot on the shared disk: give it a spare's slot (`rearguard disk dump` lists the roles)"
+            ),
+            SpareError::TooManyWatched { max } => {
+                write!(f, "this board watches at most {max} primaries: shorten the watch list")
+            }
+        }
+    }
+}
+
 impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -44,8 +90,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
             ),
             StartError::NoSlot { node, slots } => write!(
                 f,
-                "primary node {node} has no slot on the shared disk (it has {slots}): fix primary_node or re-run `rearguard disk init --slots`"
+                "primary node {node} has no slot on the shared disk (it has {slots}): fix the watched node or re-run `rearguard disk init --primaries --spares`"
             ),
+
         }
     }
 }
@@ -54,6 +101,12 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
 #[derive(Debug)]
 pub enum Event<DE, GE> {
     State(ListenerState),
+    /// A watched primary's new state (a spare of several primaries, or of a disk with
+    /// several spares).
+    Primary {
+        node: u8,
+        state: PrimaryState,
+    },
     /// The disk asks for a longer timeout than configured; the longer one is used so the
     /// primary's fencing bound (checked against the disk's number) holds.
     TimeoutRaised {
@@ -61,10 +114,16 @@ pub enum Event<DE, GE> {
         disk: Duration,
     },
     ClaimWritten {
+        node: u8,
         primary_epoch: Option<u32>,
     },
     ClaimFailed(DE),
-    Released(ReleaseReason),
+    /// The boot was released to become `takeover.node`; `of_several`: this listener
+    /// watched more than one primary (the line names the node).
+    Released {
+        takeover: Takeover,
+        of_several: bool,
+    },
     /// Role is primary: the gate was opened at start without watching anything.
     PassThrough,
     GateFailed(GE),
@@ -77,13 +136,12 @@ struct DiskMedium<D> {
     dev: D,
     header: DiskHeader,
     id: MediumId,
-    slot: u64,
-    mailbox: u64,
 }
 
-pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
+/// The application, watching up to `P` primaries (a controller with one primary: `P = 1`).
+pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     cfg: ListenerConfig,
-    listener: StandbyListener,
+    listener: StandbyListener<P>,
     disk: Option<DiskMedium<D>>,
     link: Option<(L, MediumId)>,
     gate: G,
@@ -92,7 +150,7 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
     block: [u8; RECORD_SECTOR],
 }
 
-impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
+impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     pub fn new(
         cfg: ListenerConfig,
         disk: Option<D>,
@@ -116,12 +174,51 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         gate: G,
         now: Instant,
     ) -> Result<(), StartError<D::Error>> {
+        let watch = NodeSet::one(cfg.primary_node);
+        Self::start_in(place, cfg, watch, disk, link, gate, now)
+    }
+
+    /// A spare watching every primary in `watch` (the disk must give them the primary role,
+    /// and this listener's `node_id` a spare's).
+    pub fn new_spare(
+        cfg: ListenerConfig,
+        watch: NodeSet,
+        mut disk: D,
+        gate: G,
+        now: Instant,
+    ) -> Result<Self, SpareError<D::Error>> {
+        let mut block = [0u8; RECORD_SECTOR];
+        let header = Self::check_disk(&mut disk, &cfg, watch, &mut block)?;
+        if watch.len() > P {
+            return Err(SpareError::TooManyWatched { max: P });
+        }
+        if let Some(node) = watch.iter().find(|&n| header.role(n) != Some(SlotRole::Primary)) {
+            return Err(SpareError::NotPrimary { node });
+        }
+        if header.role(cfg.node_id) == Some(SlotRole::Primary) {
+            return Err(SpareError::NotSpare { node: cfg.node_id });
+        }
+        let mut place = None;
+        Self::start_in(&mut place, cfg, watch, Some(disk), None, gate, now)?;
+        Ok(place.expect("start_in fills the place on success"))
+    }
+
+    fn start_in(
+        place: &mut Option<Self>,
+        cfg: ListenerConfig,
+        watch: NodeSet,
+        disk: Option<D>,
+        link: Option<L>,
+        gate: G,
+        now: Instant,
+    ) -> Result<(), StartError<D::Error>> {
         *place = None;
         cfg.validate().map_err(StartError::Config)?;
         if disk.is_none() && link.is_none() {
             return Err(StartError::NoMedium);
         }
         let mut params = cfg.params();
+        params.watched = watch;
         *place = Some(App {
             listener: StandbyListener::new(params, now),
             cfg,
@@ -134,23 +231,30 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         });
         let Some(app) = place.as_mut() else { unreachable!() };
         if let Some(mut dev) = disk {
-            let header = match Self::check_disk(&mut dev, &app.cfg, &mut app.block) {
+            let header = match Self::check_disk(&mut dev, &app.cfg, watch, &mut app.block) {
                 Ok(h) => h,
                 Err(e) => {
                     *place = None;
                     return Err(e);
                 }
             };
-            let node = app.cfg.primary_node;
-            // check_disk made sure the primary has a slot and a mailbox.
-            let (slot, mailbox) = (header.slot_offset(node).unwrap_or(0), header.mailbox_offset(node).unwrap_or(0));
             if header.timeout > params.timeout {
                 app.pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
                 params.timeout = header.timeout;
-                app.listener = StandbyListener::new(params, now);
             }
+            // Several spares share the disk: they arbitrate, all with the same settle time
+            // (the disk's), which the no-double-release argument needs. A board built for
+            // one primary (the 32 KiB controller) has no room for the arbitration: it is
+            // its primary's only spare, as before N+1.
+            if P > 1 && header.spare_count() > 1 {
+                let settle = header.interval.saturating_mul(2);
+                let rank = header.spare_rank(app.cfg.node_id) as u64;
+                params.arbitration =
+                    Some(Arbitration { spare_id: app.cfg.node_id, settle, stagger: settle.saturating_mul(rank) });
+            }
+            app.listener = StandbyListener::new(params, now);
             let id = app.listener.add_medium(MediumKind::Polled).expect("first medium");
-            app.disk = Some(DiskMedium { dev, header, id, slot, mailbox });
+            app.disk = Some(DiskMedium { dev, header, id });
         }
         if let Some(l) = link {
             app.link = Some((l, app.listener.add_medium(MediumKind::Stream).expect("second medium")));
@@ -161,6 +265,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
     fn check_disk(
         dev: &mut D,
         cfg: &ListenerConfig,
+        watch: NodeSet,
         block: &mut [u8; RECORD_SECTOR],
     ) -> Result<DiskHeader, StartError<D::Error>> {
         dev.read_record(0, block).map_err(StartError::DiskRead)?;
@@ -168,8 +273,8 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         cfg.verifier()
             .check_cluster(header.cluster_id)
             .map_err(|_| StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id })?;
-        if header.slot_offset(cfg.primary_node).is_none() || header.mailbox_offset(cfg.primary_node).is_none() {
-            return Err(StartError::NoSlot { node: cfg.primary_node, slots: header.slot_count });
+        if let Some(node) = watch.iter().find(|&n| n >= header.slot_count) {
+            return Err(StartError::NoSlot { node, slots: header.slot_count });
         }
         Ok(header)
     }
@@ -177,7 +282,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
     pub fn config(&self) -> &ListenerConfig {
         &self.cfg
     }
-    pub fn listener(&self) -> &StandbyListener {
+    pub fn listener(&self) -> &StandbyListener<P> {
         &self.listener
     }
     pub fn disk_header(&self) -> Option<&DiskHeader> {
@@ -201,18 +306,20 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
         }
         if self.cfg.role == Role::Primary {
             if !self.gate_opened {
-                self.open_gate(&mut ev);
+                self.open_gate(None, &mut ev);
                 let _ = ev.push(Event::PassThrough);
             }
             return ev;
         }
-        if let Some(d) = self.disk.as_mut() {
-            let id = d.id;
-            match d.dev.read_record(d.slot, &mut self.block) {
+        for i in 0..self.listener.primaries().len() {
+            let node = self.listener.primaries()[i].node;
+            let Some(d) = self.disk.as_mut() else { break };
+            let (id, slot) = (d.id, d.header.slot_offset(node).unwrap_or(0));
+            match d.dev.read_record(slot, &mut self.block) {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
-                    let acts = self.listener.on_frame(id, frame, now);
-                    self.run(acts, &mut ev);
+                    let acts = self.listener.on_frame(id, node, frame, now);
+                    self.run(acts, now, &mut ev);
                 }
                 // An unreadable slot is simply not liveness; the timeout decides.
                 Err(e) => {
@@ -226,11 +333,11 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
             let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
-            let acts = self.listener.on_frame(id, frame, now);
-            self.run(acts, &mut ev);
+            let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
+            self.run(acts, now, &mut ev);
         }
         let acts = self.listener.on_tick(now);
-        self.run(acts, &mut ev);
+        self.run(acts, now, &mut ev);
         ev
     }
 
@@ -238,49 +345,75 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
     pub fn release_now(&mut self, now: Instant) -> Events<D::Error, G::Error> {
         let mut ev = Events::new();
         let acts = self.listener.release_now(now);
-        self.run(acts, &mut ev);
+        self.run(acts, now, &mut ev);
         ev
     }
 
-    fn run(&mut self, acts: rearguard_shared::listener::Actions, ev: &mut Events<D::Error, G::Error>) {
+    fn run(&mut self, acts: rearguard_shared::listener::Actions, now: Instant, ev: &mut Events<D::Error, G::Error>) {
         for a in acts {
             match a {
                 Action::Notify(s) => {
                     let _ = ev.push(Event::State(s));
                 }
-                Action::ClaimTakeover { primary_epoch } => {
-                    // Best effort: a serial-only listener has no mailbox to write, and a failed
-                    // write must not stop the boot (the primary is dead by the detector's view).
-                    if let Some(d) = self.disk.as_mut() {
-                        let msg = MailboxMessage::TakeoverClaim {
-                            by: self.cfg.node_id,
-                            primary_epoch: primary_epoch.unwrap_or(0),
-                        };
-                        msg.encode(&mut self.block);
-                        match d.dev.write_record(d.mailbox, &self.block) {
-                            Ok(()) => {
-                                let _ = ev.push(Event::ClaimWritten { primary_epoch });
-                            }
-                            Err(e) => {
-                                let _ = ev.push(Event::ClaimFailed(e));
-                            }
+                Action::Primary { node, state } => {
+                    let _ = ev.push(Event::Primary { node, state });
+                }
+                // Only a spare that arbitrates asks (see `start_in`); `P > 1` lets a
+                // one-primary build drop the code.
+                Action::ReadMailbox { node } if P > 1 => {
+                    let Some(d) = self.disk.as_mut() else { continue };
+                    let off = d.header.mailbox_offset(node).unwrap_or(0);
+                    let read = d.dev.read_record(off, &mut self.block);
+                    // An unreadable mailbox reads as a corrupt one: the spare backs off.
+                    let msg = match read {
+                        Ok(()) => MailboxMessage::decode(&self.block),
+                        Err(_) => Err(rearguard_shared::disk::MailboxError::BadMagic),
+                    };
+                    let acts = self.listener.on_mailbox(node, msg, now);
+                    self.run(acts, now, ev);
+                }
+                Action::ClaimTakeover { node, primary_epoch } => {
+                    // Best effort for the only spare: a serial-only listener has no mailbox to
+                    // write, and a failed write must not stop the boot (the primary is dead by
+                    // the detector's view). Spares that arbitrate go on only once it is written.
+                    let Some(d) = self.disk.as_mut() else { continue };
+                    let msg = MailboxMessage::TakeoverClaim {
+                        by: self.cfg.node_id,
+                        primary_epoch: primary_epoch.unwrap_or(0),
+                    };
+                    msg.encode(&mut self.block);
+                    let off = d.header.mailbox_offset(node).unwrap_or(0);
+                    let written = match d.dev.write_record(off, &self.block) {
+                        Ok(()) => {
+                            let _ = ev.push(Event::ClaimWritten { node, primary_epoch });
+                            true
                         }
+                        Err(e) => {
+                            let _ = ev.push(Event::ClaimFailed(e));
+                            false
+                        }
+                    };
+                    if P > 1 && self.listener.params().arbitration.is_some() {
+                        let acts = self.listener.on_claim_written(node, written, now);
+                        self.run(acts, now, ev);
                     }
                 }
-                Action::Release(reason) => {
-                    self.open_gate(ev);
-                    let _ = ev.push(Event::Released(reason));
+                Action::ReadMailbox { .. } => {}
+                Action::Release(t) => {
+                    self.open_gate(Some(&t), ev);
+                    let of_several = self.listener.primaries().len() > 1;
+                    let _ = ev.push(Event::Released { takeover: t, of_several });
                 }
             }
         }
     }
 
-    fn open_gate(&mut self, ev: &mut Events<D::Error, G::Error>) {
+    fn open_gate(&mut self, takeover: Option<&Takeover>, ev: &mut Events<D::Error, G::Error>) {
         if self.gate_opened {
             return;
         }
         self.gate_opened = true;
-        if let Err(e) = self.gate.release() {
+        if let Err(e) = self.gate.release(takeover) {
             let _ = ev.push(Event::GateFailed(e));
         }
     }
@@ -314,8 +447,20 @@ mod tests {
     struct CountingGate(u32);
     impl BootGate for CountingGate {
         type Error = ();
-        fn release(&mut self) -> Result<(), ()> {
+        fn release(&mut self, _: Option<&Takeover>) -> Result<(), ()> {
             self.0 += 1;
+            Ok(())
+        }
+    }
+
+    type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
+
+    /// Remembers which node each release asked for.
+    struct NodeGate(Vec<u8>);
+    impl BootGate for NodeGate {
+        type Error = ();
+        fn release(&mut self, t: Option<&Takeover>) -> Result<(), ()> {
+            self.0.push(t.map_or(u8::MAX, |t| t.node));
             Ok(())
         }
     }
@@ -337,6 +482,7 @@ mod tests {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(1000),
             uuid: [0; 16],
+            primaries: 1,
         };
         let mut d = RamDisk(vec![0u8; area_len(2) as usize]);
         let mut b = [0u8; RECORD_SECTOR];
@@ -368,7 +514,7 @@ mod tests {
     #[test]
     fn claims_the_disk_then_opens_the_gate_exactly_once() {
         let mut app =
-            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+            TestApp::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
                 .unwrap();
         for t in 0..10u64 {
             beat(&mut app, t + 1);
@@ -378,11 +524,11 @@ mod tests {
         let mut released_at = None;
         for t in 10..100u64 {
             let ev = app.poll(Instant::from_millis(t * 100));
-            if ev.iter().any(|e| matches!(e, Event::Released(_))) {
+            if ev.iter().any(|e| matches!(e, Event::Released { .. })) {
                 assert!(released_at.is_none(), "released twice");
                 // The claim event comes before the release event.
                 let claim = ev.iter().position(|e| matches!(e, Event::ClaimWritten { .. })).unwrap();
-                let rel = ev.iter().position(|e| matches!(e, Event::Released(_))).unwrap();
+                let rel = ev.iter().position(|e| matches!(e, Event::Released { .. })).unwrap();
                 assert!(claim < rel);
                 released_at = Some(t * 100);
             }
@@ -401,12 +547,13 @@ mod tests {
         let mut c = cfg();
         c.cluster_id = 6;
         assert!(matches!(
-            App::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO),
+            TestApp::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO),
             Err(StartError::ClusterMismatch { disk: 5, config: 6 })
         ));
         let mut c = cfg();
         c.timeout = Duration::from_millis(500);
-        let mut app = App::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
+        let mut app =
+            TestApp::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
         assert_eq!(app.listener().params().timeout, Duration::from_millis(1000));
         assert!(matches!(app.poll(Instant::ZERO)[0], Event::TimeoutRaised { .. }));
     }
@@ -415,10 +562,101 @@ mod tests {
     fn a_primary_role_passes_the_boot_through_at_once() {
         let mut c = cfg();
         c.role = Role::Primary;
-        let mut app = App::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
+        let mut app =
+            TestApp::new(c, Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
         let ev = app.poll(Instant::ZERO);
         assert!(ev.iter().any(|e| matches!(e, Event::PassThrough)));
         app.poll(Instant::from_millis(10));
         assert_eq!(app.gate.0, 1);
+    }
+
+    /// An area of 3 primaries (0..=2) and 2 spares (3, 4).
+    fn n_plus_2() -> RamDisk {
+        let h = DiskHeader {
+            sector_size: 512,
+            slot_count: 5,
+            cluster_id: 5,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(1000),
+            uuid: [0; 16],
+            primaries: 0b111,
+        };
+        let mut d = RamDisk(vec![0u8; area_len(5) as usize]);
+        let mut b = [0u8; RECORD_SECTOR];
+        h.encode(&mut b);
+        d.write_record(0, &b).unwrap();
+        d
+    }
+
+    fn write_beat(d: &mut RamDisk, node: u8, seq: u64) {
+        let hb = Heartbeat {
+            cluster_id: 5,
+            node_id: node,
+            role: Role::Primary,
+            boot_epoch: 9,
+            sequence: seq,
+            uptime: Duration::from_millis(seq),
+            state: NodeState::Active,
+            health: HealthFlags::OK,
+            config_digest: 0,
+            build_stamp: 0,
+        };
+        let mut f = [0u8; MAX_FRAME];
+        let n = encode(&hb, None, &mut f);
+        let mut b = [0u8; RECORD_SECTOR];
+        b[..n].copy_from_slice(&f[..n]);
+        d.write_record((1 + node as u64) * BLOCK as u64, &b).unwrap();
+    }
+
+    type Spare = App<RamDisk, crate::board::NoLink, NodeGate, 4>;
+
+    #[test]
+    fn a_spare_checks_the_roles_on_the_disk() {
+        let spare = |node_id, watch: &str| {
+            let cfg = ListenerConfig { node_id, ..cfg() };
+            Spare::new_spare(cfg, NodeSet::parse(watch).unwrap(), n_plus_2(), NodeGate(vec![]), Instant::ZERO).err()
+        };
+        assert!(matches!(spare(3, "0-2"), None));
+        assert!(matches!(spare(3, "0-3"), Some(SpareError::NotPrimary { node: 3 })));
+        assert!(matches!(spare(3, "0,7"), Some(SpareError::Start(StartError::NoSlot { node: 7, slots: 5 }))));
+        assert!(matches!(spare(1, "0"), Some(SpareError::NotSpare { node: 1 })));
+        let cfg = ListenerConfig { node_id: 3, ..cfg() };
+        let too_many = App::<RamDisk, crate::board::NoLink, NodeGate, 2>::new_spare(
+            cfg,
+            NodeSet::parse("0-2").unwrap(),
+            n_plus_2(),
+            NodeGate(vec![]),
+            Instant::ZERO,
+        );
+        assert!(matches!(too_many.err(), Some(SpareError::TooManyWatched { max: 2 })));
+    }
+
+    #[test]
+    fn a_spare_becomes_the_dead_primary_after_its_claim_settles() {
+        let cfg = ListenerConfig { node_id: 3, ..cfg() };
+        let mut app =
+            Spare::new_spare(cfg, NodeSet::parse("0-2").unwrap(), n_plus_2(), NodeGate(vec![]), Instant::ZERO).unwrap();
+        let mut released_at = None;
+        for t in 0..60u64 {
+            let d = &mut app.disk.as_mut().unwrap().dev;
+            for node in 0..3 {
+                // Node 1 stops at 1 s.
+                if node != 1 || t < 10 {
+                    write_beat(d, node, t + 1);
+                }
+            }
+            let ev = app.poll(Instant::from_millis(t * 100));
+            if ev.iter().any(|e| matches!(e, Event::Released { takeover: Takeover { node: 1, .. }, of_several: true }))
+            {
+                released_at = Some(t * 100);
+            }
+        }
+        assert_eq!(app.gate.0, vec![1]);
+        // Dead after the poll at 900 ms; silent 1 s at 1900; read, write, a tick later the
+        // settle (2 × 100 ms) starts at 2000 and the re-read at 2200 confirms.
+        assert_eq!(released_at, Some(2200));
+        let mut b = [0u8; RECORD_SECTOR];
+        app.disk.as_mut().unwrap().dev.read_record(7 * BLOCK as u64, &mut b).unwrap();
+        assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 3, primary_epoch: 9 }));
     }
 }

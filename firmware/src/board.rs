@@ -2,6 +2,7 @@
 
 use rearguard_shared::config::RECORD_LEN;
 use rearguard_shared::disk::RECORD_SECTOR;
+use rearguard_shared::listener::Takeover;
 
 /// Which of the two config copies (A/B) a [`NvStore`] call addresses.
 pub use rearguard_shared::config::Copy as NvCopy;
@@ -26,7 +27,9 @@ pub trait FrameLink {
 /// Whatever holds the secondary at POST. Opening it is irreversible until power-cycle.
 pub trait BootGate {
     type Error: core::fmt::Debug;
-    fn release(&mut self) -> Result<(), Self::Error>;
+    /// Opens the gate so the spare boots as `takeover.node` (its boot configuration);
+    /// `None`: pass-through (role primary), the host boots as itself.
+    fn release(&mut self, takeover: Option<&Takeover>) -> Result<(), Self::Error>;
 }
 
 /// Non-volatile storage for the two config copies (see `rearguard_shared::config`). Each

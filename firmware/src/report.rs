@@ -10,9 +10,9 @@ use crate::app::Event;
 use core::fmt::{Display, Formatter, Write};
 use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::heartbeat::Role;
-use rearguard_shared::listener::{ListenerState, ReleaseReason};
+use rearguard_shared::listener::{Arbitration, ListenerState, NodeSet, PrimaryState, ReleaseReason, WatchedPrimary};
 use rearguard_shared::reject::Reject;
-use rearguard_shared::Duration;
+use rearguard_shared::{Duration, Instant};
 
 /// What every release line starts with; the boot gate is open once it is printed.
 pub const RELEASED: &str = "BOOT RELEASED: ";
@@ -72,15 +72,13 @@ pub fn started(
     )
 }
 
-/// The line for one event of the application. `primary_node` is the watched node (its
-/// mailbox takes the claim); `read_failures` counts failed slot reads so far, this one
-/// included (a board that shows only some of them counts them all).
+/// The line for one event of the application. `read_failures` counts failed slot reads so
+/// far, this one included (a board that shows only some of them counts them all).
 ///
 /// `state: released` prints nothing: the `BOOT RELEASED` line that comes with it says more.
 pub fn event<DE: Display, GE: Display>(
     out: &mut impl Write,
     ev: &Event<DE, GE>,
-    primary_node: u8,
     read_failures: u32,
 ) -> core::fmt::Result {
     match ev {
@@ -93,21 +91,81 @@ pub fn event<DE: Display, GE: Display>(
             Ms(*configured),
             Ms(*disk)
         ),
-        Event::ClaimWritten { primary_epoch } => {
-            write!(out, "takeover claim written to node {primary_node}'s mailbox (primary epoch ")?;
+        // Only a board watching several primaries gets these; it prints them with
+        // [`primary`] (kept apart so that a one-primary controller carries none of the text).
+        Event::Primary { .. } => Ok(()),
+        Event::ClaimWritten { node, primary_epoch } => {
+            write!(out, "takeover claim written to node {node}'s mailbox (primary epoch ")?;
             match primary_epoch {
                 Some(e) => writeln!(out, "{e})"),
                 None => writeln!(out, "never seen)"),
             }
         }
         Event::ClaimFailed(e) => writeln!(out, "warning: takeover claim NOT written: {e}"),
-        Event::Released(reason) => writeln!(out, "{RELEASED}{}", Reason(*reason)),
+        Event::Released { takeover: t, of_several: false } => writeln!(out, "{RELEASED}{}", Reason(t.reason)),
+        Event::Released { takeover: t, of_several: true } => {
+            writeln!(out, "BOOT RELEASED as node {}: {}", t.node, Reason(t.reason))
+        }
         Event::PassThrough => writeln!(out, "{RELEASED}role is primary (pass-through, nothing watched)"),
         Event::GateFailed(e) => writeln!(out, "error: boot gate failed: {e}"),
         Event::DiskReadFailed(e) => {
             writeln!(out, "warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}")
         }
     }
+}
+
+/// A watched primary's new state, on a spare of several primaries or several spares.
+pub fn primary(out: &mut impl Write, node: u8, state: PrimaryState) -> core::fmt::Result {
+    write!(out, "primary {node}: ")?;
+    match state {
+        PrimaryState::Holding => writeln!(out, "holding (not seen alive yet)"),
+        PrimaryState::Watching => writeln!(out, "watching (alive)"),
+        PrimaryState::Claiming => writeln!(out, "silent past the timeout; claiming its mailbox"),
+        PrimaryState::ClaimedBy(Some(by)) => {
+            writeln!(out, "claimed by node {by}; not taking it, watching the others")
+        }
+        PrimaryState::ClaimedBy(None) => {
+            writeln!(out, "claim not confirmed (mailbox unreadable or changed); not taking it, watching the others")
+        }
+        PrimaryState::Taken => writeln!(out, "taken over by this spare"),
+        PrimaryState::NoSpareLeft => {
+            writeln!(out, "silent past the timeout: no spare left (this spare is consumed); NOT taken")
+        }
+    }
+}
+
+/// A spare's start line, after [`started`]: what it watches and how it arbitrates.
+pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<Arbitration>) -> core::fmt::Result {
+    write!(out, "spare: watching primaries {watch}; ")?;
+    match arbitration {
+        Some(a) => writeln!(
+            out,
+            "other spares share the disk: claims settle {}, this spare waits {} first (lowest id wins a tie)",
+            Ms(a.settle),
+            Ms(a.stagger)
+        ),
+        None => writeln!(out, "the only spare on the disk: a dead primary is claimed and taken at once"),
+    }
+}
+
+/// The status screen's lines for each watched primary of a spare: state, age of its last
+/// progress, and who claimed it.
+pub fn watched_primaries(out: &mut impl Write, primaries: &[WatchedPrimary], now: Instant) -> core::fmt::Result {
+    for p in primaries {
+        write!(out, "  primary {}: {}", p.node, p.state.name())?;
+        match p.last_progress {
+            Some(t) => write!(out, ", last progressed {} ago", Ms(now.saturating_since(t)))?,
+            None => write!(out, ", never seen alive")?,
+        }
+        match p.state {
+            PrimaryState::ClaimedBy(Some(by)) => writeln!(out, ", claimed by node {by}")?,
+            PrimaryState::ClaimedBy(None) => writeln!(out, ", claim unconfirmed (not taken)")?,
+            PrimaryState::Taken => writeln!(out, ", claimed by this spare (booted as it)")?,
+            PrimaryState::NoSpareLeft => writeln!(out, ", dead: no spare left")?,
+            _ => writeln!(out)?,
+        }
+    }
+    Ok(())
 }
 
 /// After failed slot reads, the first one that works again.
@@ -133,14 +191,18 @@ pub fn saved_after_release(out: &mut impl Write) -> core::fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rearguard_shared::Instant;
+    use rearguard_shared::listener::Takeover;
     use std::string::String;
 
     type Ev = Event<&'static str, &'static str>;
 
+    fn released(reason: ReleaseReason) -> Ev {
+        Ev::Released { takeover: Takeover { node: 0, reason, primary_epoch: None }, of_several: false }
+    }
+
     fn line(ev: Ev) -> String {
         let mut s = String::new();
-        event(&mut s, &ev, 0, 3).unwrap();
+        event(&mut s, &ev, 3).unwrap();
         s
     }
 
@@ -155,23 +217,23 @@ mod tests {
                 "warning: timeout raised from 1000 ms to the disk's 3000 ms to keep the primary's fencing bound\n",
             ),
             (
-                Ev::ClaimWritten { primary_epoch: Some(7) },
+                Ev::ClaimWritten { node: 0, primary_epoch: Some(7) },
                 "takeover claim written to node 0's mailbox (primary epoch 7)\n",
             ),
             (
-                Ev::ClaimWritten { primary_epoch: None },
+                Ev::ClaimWritten { node: 0, primary_epoch: None },
                 "takeover claim written to node 0's mailbox (primary epoch never seen)\n",
             ),
             (Ev::ClaimFailed("io"), "warning: takeover claim NOT written: io\n"),
             (
-                Ev::Released(ReleaseReason::HeartbeatTimeout { silent_for: ms(1040) }),
+                released(ReleaseReason::HeartbeatTimeout { silent_for: ms(1040) }),
                 "BOOT RELEASED: primary silent for 1040 ms on every medium\n",
             ),
             (
-                Ev::Released(ReleaseReason::NeverSeen { waited: ms(30_000) }),
+                released(ReleaseReason::NeverSeen { waited: ms(30_000) }),
                 "BOOT RELEASED: primary never seen alive in 30000 ms since power-on\n",
             ),
-            (Ev::Released(ReleaseReason::Manual), "BOOT RELEASED: released by operator\n"),
+            (released(ReleaseReason::Manual), "BOOT RELEASED: released by operator\n"),
             (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through, nothing watched)\n"),
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
             (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; not liveness, the timeout decides): io\n"),
@@ -181,8 +243,22 @@ mod tests {
     }
 
     #[test]
+    fn a_spare_of_several_says_which_node_it_became_and_what_befell_each_primary() {
+        let t = Takeover { node: 2, reason: ReleaseReason::Manual, primary_epoch: Some(4) };
+        assert_eq!(
+            line(Ev::Released { takeover: t, of_several: true }),
+            "BOOT RELEASED as node 2: released by operator\n"
+        );
+        let mut s = String::new();
+        primary(&mut s, 3, PrimaryState::ClaimedBy(Some(5))).unwrap();
+        primary(&mut s, 0, PrimaryState::NoSpareLeft).unwrap();
+        assert_eq!(s.lines().next(), Some("primary 3: claimed by node 5; not taking it, watching the others"));
+        assert!(s.contains("primary 0: silent past the timeout: no spare left"), "{s}");
+    }
+
+    #[test]
     fn the_released_state_adds_no_line_to_the_release_line() {
-        let released = ListenerState::Released { at: Instant::ZERO, reason: ReleaseReason::Manual };
+        let released = ListenerState::Released { at: Instant::ZERO, reason: ReleaseReason::Manual, node: 0 };
         assert_eq!(line(Ev::State(released)), "");
     }
 

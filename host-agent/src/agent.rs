@@ -21,7 +21,7 @@ pub enum AgentError {
     Header { path: PathBuf, source: HeaderError },
     #[error("{path} belongs to cluster {disk:#x}, but {config} says [cluster] id = {ours:#x}: fix the id, or check that this is the right disk")]
     ClusterMismatch { path: PathBuf, config: PathBuf, disk: u32, ours: u32 },
-    #[error("{config}: [cluster] node_id = {node}, but {path} has only {slots} slot(s): use a node id below {slots}, or re-initialise with `rearguard disk init --slots`")]
+    #[error("{config}: [cluster] node_id = {node}, but {path} has only {slots} slot(s): use a node id below {slots}, or re-initialise with `rearguard disk init --primaries N --spares S`")]
     NoSlot { path: PathBuf, config: PathBuf, node: u8, slots: u8 },
     #[error("{config}: {violation}")]
     Fencing { config: PathBuf, violation: FencingViolation },

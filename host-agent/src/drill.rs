@@ -74,7 +74,11 @@ impl Report {
         } else if self.checks.is_empty() {
             let _ = writeln!(out, "drill: NOT READY (no check ran)");
         } else {
-            let _ = writeln!(out, "drill: NOT READY ({failed} of {} checks failed; nothing was changed)", self.checks.len());
+            let _ = writeln!(
+                out,
+                "drill: NOT READY ({failed} of {} checks failed; nothing was changed)",
+                self.checks.len()
+            );
         }
         out
     }

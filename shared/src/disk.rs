@@ -111,8 +111,13 @@ impl DiskHeader {
 
     /// The role of slot `node` (`None` past the last slot).
     pub fn role(&self, node: u8) -> Option<SlotRole> {
-        (node < self.slot_count)
-            .then(|| if self.primaries & (1 << node) != 0 { SlotRole::Primary } else { SlotRole::Spare })
+        (node < self.slot_count).then(|| {
+            if self.primaries & (1 << node) != 0 {
+                SlotRole::Primary
+            } else {
+                SlotRole::Spare
+            }
+        })
     }
 
     /// How many spare slots there are.
@@ -183,7 +188,7 @@ impl DiskHeader {
         if h.slot_count == 0 || h.slot_count > MAX_SLOTS {
             return Err(HeaderError::Invalid("slot count must be 1..=32"));
         }
-        if h.primaries == 0 || u64::from(h.primaries) >> h.slot_count != 0 {
+        if h.primaries == 0 || h.primaries.checked_shr(h.slot_count as u32).unwrap_or(0) != 0 {
             return Err(HeaderError::Invalid("the primaries must be 1 or more of the slots"));
         }
         if h.timeout == Duration::ZERO || h.interval == Duration::ZERO {
@@ -327,7 +332,10 @@ mod tests {
         let mut b = [0u8; BLOCK];
         header().encode(&mut b);
         assert_eq!(&b[8..10], &1u16.to_le_bytes());
-        assert_eq!((header().role(0), header().role(1), header().role(2)), (Some(SlotRole::Primary), Some(SlotRole::Spare), None));
+        assert_eq!(
+            (header().role(0), header().role(1), header().role(2)),
+            (Some(SlotRole::Primary), Some(SlotRole::Spare), None)
+        );
         let n_plus_2 = DiskHeader { slot_count: 5, primaries: 0b111, ..header() };
         n_plus_2.encode(&mut b);
         assert_eq!(&b[8..10], &2u16.to_le_bytes());

@@ -4,7 +4,7 @@
 use rearguard_host_agent::config::{fields, parse_key, ClusterSection, ConfigError, ConfigKind, Source};
 use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::heartbeat::Role;
-use rearguard_shared::listener::NeverSeenPolicy;
+use rearguard_shared::listener::{NeverSeenPolicy, NodeSet};
 use rearguard_shared::Duration;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 struct ListenerSection {
     node_id: u8,
-    #[serde(default)]
-    primary_node: u8,
+    /// `"secondary"` (watches `primary_node`) or `"spare"` (watches every node in `watch`).
+    role: Option<String>,
+    primary_node: Option<u8>,
+    /// A spare's primaries: `"0-3"`, `"0,2,5"`, or a list of ids.
+    watch: Option<WatchList>,
     timeout_ms: u64,
     #[serde(default = "default_poll")]
     poll_ms: u64,
@@ -24,6 +27,13 @@ struct ListenerSection {
     /// Where settings saved from the console menu are kept (A/B copies); they override this
     /// section at the next start. Without it, console changes last until the listener stops.
     nv_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum WatchList {
+    Text(String),
+    Ids(Vec<u8>),
 }
 
 fn default_poll() -> u64 {
@@ -63,6 +73,8 @@ pub struct LinuxListenerConfig {
     pub device: PathBuf,
     pub gate_command: Vec<String>,
     pub nv_file: Option<PathBuf>,
+    /// `Some` for a spare: the primaries it watches (the disk must give them that role).
+    pub watch: Option<NodeSet>,
 }
 
 impl LinuxListenerConfig {
@@ -108,6 +120,59 @@ impl LinuxListenerConfig {
                 ))
             }
         };
+        let watch = match (l.role.as_deref(), &l.watch, l.primary_node) {
+            (None | Some("secondary"), None, _) => None,
+            (None | Some("secondary"), Some(_), _) => {
+                return Err(
+                    src.error("listener.watch", "applies only with role = \"spare\": set that, or remove this key")
+                )
+            }
+            (Some("spare"), None, _) => {
+                return Err(src.error(
+                    "listener.role",
+                    "a spare needs watch = \"0-3\" (or a list of the primaries' node ids): add it under [listener]",
+                ))
+            }
+            (Some("spare"), Some(_), Some(_)) => {
+                return Err(src.error(
+                    "listener.primary_node",
+                    "is the secondary's; a spare lists its primaries in watch: remove this key",
+                ))
+            }
+            (Some("spare"), Some(w), None) => {
+                let set = match w {
+                    WatchList::Text(t) => {
+                        NodeSet::parse(t).map_err(|e| src.error("listener.watch", format!("{e}: fix the list")))?
+                    }
+                    WatchList::Ids(ids) => {
+                        let mut set = NodeSet::default();
+                        for &n in ids {
+                            if n >= 32 {
+                                return Err(src.error("listener.watch", "node ids are 0..=31: fix the list"));
+                            }
+                            set.0 |= 1 << n;
+                        }
+                        set
+                    }
+                };
+                if set.is_empty() {
+                    return Err(src.error("listener.watch", "names no primary: list the primaries' node ids"));
+                }
+                if set.contains(l.node_id) {
+                    return Err(src.error(
+                        "listener.watch",
+                        format!("names this spare's own slot (node_id = {}): a spare cannot watch itself; remove {} from the list", l.node_id, l.node_id),
+                    ));
+                }
+                Some(set)
+            }
+            (Some(_), ..) => {
+                return Err(src.error(
+                    "listener.role",
+                    "expected \"secondary\" (one primary) or \"spare\" (the primaries in watch): set one of them",
+                ))
+            }
+        };
         if f.gate.command.is_empty() {
             return Err(src.error("gate.command", "expected the argv that releases the secondary's boot: set it"));
         }
@@ -115,7 +180,8 @@ impl LinuxListenerConfig {
             role: Role::Secondary,
             cluster_id: f.cluster.id,
             node_id: l.node_id,
-            primary_node: l.primary_node,
+            // A spare's console shows (and `release` takes) its lowest watched primary.
+            primary_node: watch.and_then(|w| w.iter().next()).or(l.primary_node).unwrap_or(0),
             timeout: Duration::from_millis(l.timeout_ms),
             poll_period: Duration::from_millis(l.poll_ms),
             never_seen,
@@ -138,6 +204,7 @@ impl LinuxListenerConfig {
             device: f.disk.device,
             gate_command: f.gate.command,
             nv_file: f.listener.nv_file,
+            watch,
         })
     }
 }
@@ -178,6 +245,34 @@ mod tests {
         assert!(e.starts_with("l.toml:6:14: [listener] never_seen = \"sometimes\": expected \"wait\""), "{e}");
         let e = err(&OK.replace("[\"true\"]", "[]"));
         assert!(e.starts_with("l.toml:9:11: [gate] command = []: expected the argv"), "{e}");
+    }
+
+    #[test]
+    fn a_spare_lists_its_primaries_and_never_itself() {
+        let spare = |watch: &str| {
+            LinuxListenerConfig::parse(
+                Path::new("l.toml"),
+                &OK.replace("node_id = 1", &format!("node_id = 4\nrole = \"spare\"\nwatch = {watch}")),
+            )
+        };
+        assert_eq!(spare("\"0-3\"").unwrap().watch, Some(NodeSet(0b1111)));
+        assert_eq!(spare("[0, 2]").unwrap().watch, Some(NodeSet(0b101)));
+        assert_eq!(spare("[0, 2]").unwrap().listener.primary_node, 0);
+        let e = spare("\"0-4\"").unwrap_err().to_string();
+        assert!(
+            e.starts_with("l.toml:6:9: [listener] watch = \"0-4\": names this spare's own slot (node_id = 4)"),
+            "{e}"
+        );
+        let e = spare("\"3-1\"").unwrap_err().to_string();
+        assert!(e.contains("[listener] watch = \"3-1\": a range must run from a lower to a higher id"), "{e}");
+        let e = spare("[40]").unwrap_err().to_string();
+        assert!(e.contains("node ids are 0..=31"), "{e}");
+        let e = err(&OK.replace("node_id = 1", "node_id = 4\nrole = \"spare\""));
+        assert!(e.contains("[listener] role = \"spare\": a spare needs watch"), "{e}");
+        let e = err(&OK.replace("node_id = 1", "node_id = 4\nwatch = \"0-2\""));
+        assert!(e.contains("[listener] watch = \"0-2\": applies only with role = \"spare\""), "{e}");
+        let e = err(&OK.replace("node_id = 1", "node_id = 4\nrole = \"standby\""));
+        assert!(e.contains("expected \"secondary\" (one primary) or \"spare\""), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use rearguard_host_agent::blockdev::{DirectDisk, DiskError};
 use rearguard_host_agent::time::now;
 use rearguard_shared::config::{ListenerConfig, RecordError, RECORD_LEN};
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
+use rearguard_shared::listener::Takeover;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -48,9 +49,14 @@ impl SharedDisk for LinuxDisk {
     }
 }
 
-/// Releases the boot by running a command (a BMC call, a QMP `cont`, a GPIO tool…).
+/// Releases the boot by running a command (a BMC call, a QMP `cont`, a GPIO tool…), told
+/// which node to boot as: `{node}` in its argv is replaced by the node id, and its
+/// environment carries `RG_TAKEOVER_NODE`, `RG_TAKEOVER_REASON` and `RG_PRIMARY_EPOCH`
+/// (empty when the primary was never seen).
 pub struct CommandGate {
     pub argv: Vec<String>,
+    /// This listener's node id: what a pass-through (role primary) boots as.
+    pub own_node: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +69,20 @@ pub enum GateError {
 
 impl BootGate for CommandGate {
     type Error = GateError;
-    fn release(&mut self) -> Result<(), GateError> {
-        let status =
-            std::process::Command::new(&self.argv[0]).args(&self.argv[1..]).status().map_err(GateError::Spawn)?;
-        tracing::info!(command = ?self.argv, %status, "boot gate command finished");
+    fn release(&mut self, takeover: Option<&Takeover>) -> Result<(), GateError> {
+        let (node, reason, epoch) = match takeover {
+            Some(t) => (t.node, report::Reason(t.reason).to_string(), t.primary_epoch.map(|e| e.to_string())),
+            None => (self.own_node, "role is primary (pass-through)".to_string(), None),
+        };
+        let argv: Vec<String> = self.argv.iter().map(|a| a.replace("{node}", &node.to_string())).collect();
+        let status = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("RG_TAKEOVER_NODE", node.to_string())
+            .env("RG_TAKEOVER_REASON", &reason)
+            .env("RG_PRIMARY_EPOCH", epoch.unwrap_or_default())
+            .status()
+            .map_err(GateError::Spawn)?;
+        tracing::info!(command = ?argv, node, %status, "boot gate command finished");
         if status.success() {
             Ok(())
         } else {
@@ -139,7 +155,8 @@ fn libc_o_dsync() -> i32 {
     rearguard_host_agent::blockdev::O_DSYNC
 }
 
-type LinuxApp = App<LinuxDisk, NoLink, CommandGate>;
+/// Up to every slot of a disk area can be a watched primary.
+type LinuxApp = App<LinuxDisk, NoLink, CommandGate, { rearguard_shared::disk::MAX_SLOTS as usize }>;
 
 /// Writes to the console through `core::fmt::Write`, as the firmware's menu expects.
 struct FmtOut<'a>(&'a mut dyn Write);
@@ -187,11 +204,13 @@ impl core::fmt::Write for NoEcho {
 /// (config, header, cluster, slot, the disk's timeout) runs here.
 fn build_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, write: bool) -> Result<LinuxApp, ListenerError> {
     let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, write)?);
-    let gate = CommandGate { argv: cfg.gate_command.clone() };
-    App::new(listener, Some(disk), None, gate, now()).map_err(|e: StartError<DiskError>| ListenerError::Start {
-        device: cfg.device.display().to_string(),
-        message: e.to_string(),
-    })
+    let gate = CommandGate { argv: cfg.gate_command.clone(), own_node: listener.node_id };
+    let refused = |message: String| ListenerError::Start { device: cfg.device.display().to_string(), message };
+    match cfg.watch {
+        Some(watch) => LinuxApp::new_spare(listener, watch, disk, gate, now()).map_err(|e| refused(e.to_string())),
+        None => LinuxApp::new(listener, Some(disk), None, gate, now())
+            .map_err(|e: StartError<DiskError>| refused(e.to_string())),
+    }
 }
 
 /// What `check-config` reports: the checks of a real start, read-only, gate untouched.
@@ -209,6 +228,9 @@ fn start_app(
     let app = build_app(cfg, listener, true)?;
     let media = format_args!("disk {}", cfg.device.display());
     let _ = report::started(&mut FmtOut(console), app.config(), app.listener().params().timeout, media);
+    if let Some(watch) = cfg.watch {
+        let _ = report::spare_started(&mut FmtOut(console), watch, app.listener().params().arbitration);
+    }
     Ok(app)
 }
 
@@ -252,6 +274,8 @@ pub fn run(
     let mut next = std::time::Instant::now();
     let mut last_reject = None;
     let (mut read_failures, mut last_failure_note) = (0u32, None);
+    // The console line being typed, to add the spare's primaries under `status`.
+    let mut typed = String::new();
     loop {
         if stop.load(Ordering::Relaxed) {
             let _ = writeln!(console, "listener: stopped by signal; boot still held");
@@ -261,11 +285,19 @@ pub fn run(
         let mut gate_failure = None;
         let mut events: Vec<_> = app.poll(t).into_iter().collect();
         while let Some(b) = input.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            if b != b'\n' && b != b'\r' {
+                typed.push(b as char);
+            }
             if !menu.feed(b, &mut NoEcho) {
                 continue;
             }
             let status = Status::of(Some(&app), [("bad-cobs", 0), ("overlong", 0)], t);
-            match menu.run_line(&status, nv.as_mut(), &mut FmtOut(console)) {
+            let request = menu.run_line(&status, nv.as_mut(), &mut FmtOut(console));
+            if cfg.watch.is_some() && matches!(std::mem::take(&mut typed).trim(), "status" | "s") {
+                let _ = report::watched_primaries(&mut FmtOut(console), app.listener().primaries(), t);
+            }
+            typed.clear();
+            match request {
                 Request::None => {}
                 Request::ReleaseNow => events.extend(app.release_now(t)),
                 Request::Apply(new) if !app.gate_opened() => {
@@ -301,7 +333,10 @@ pub fn run(
                 }
                 _ => {}
             }
-            let _ = report::event(&mut out, &ev, app.config().primary_node, read_failures);
+            let _ = report::event(&mut out, &ev, read_failures);
+            if let Event::Primary { node, state } = ev {
+                let _ = report::primary(&mut out, node, state);
+            }
         }
         if let Some(m) = app.disk_medium().map(|id| app.listener().media()[id.0 as usize]) {
             if m.last_reject != last_reject {

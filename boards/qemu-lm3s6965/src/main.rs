@@ -30,6 +30,7 @@ use rearguard_firmware::{nv, report, App, Event};
 use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::{DiskHeader, HeaderError};
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
+use rearguard_shared::listener::Takeover;
 use rearguard_shared::Instant;
 use uart::Console;
 
@@ -104,7 +105,7 @@ impl GpioGate {
 
 impl BootGate for GpioGate {
     type Error = core::convert::Infallible;
-    fn release(&mut self) -> Result<(), Self::Error> {
+    fn release(&mut self, _: Option<&Takeover>) -> Result<(), Self::Error> {
         regs::GPIO_F.data(1).write(1);
         Ok(())
     }
@@ -175,14 +176,14 @@ fn main() -> ! {
 #[inline(never)]
 fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
     for ev in app.poll(t) {
-        report(app.config().primary_node, con, &ev, read_failures);
+        report(con, &ev, read_failures);
     }
 }
 
 #[inline(never)]
 fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
     for ev in app.release_now(t) {
-        report(app.config().primary_node, con, &ev, read_failures);
+        report(con, &ev, read_failures);
     }
 }
 
@@ -234,7 +235,7 @@ fn console_line<'c>(
         Request::ReleaseNow => match place.as_mut() {
             Some(a) => release_now(a, t, con, read_failures),
             None => {
-                let _ = GpioGate.release();
+                let _ = GpioGate.release(None);
                 let _ = report::released_without_listener(con);
             }
         },
@@ -280,14 +281,13 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
 /// is the operator's, and a dead card must not bury it at the poll rate.
 #[inline(never)]
 fn report<DE: core::fmt::Display>(
-    primary_node: u8,
     con: &mut Console,
     ev: &Event<DE, core::convert::Infallible>,
     read_failures: &mut u32,
 ) {
     match ev {
         Event::State(s) => info!("state: {=str}", s.name()),
-        Event::Released(_) | Event::PassThrough => info!("BOOT RELEASED"),
+        Event::Released { .. } | Event::PassThrough => info!("BOOT RELEASED"),
         Event::ClaimWritten { .. } => info!("takeover claim written"),
         Event::ClaimFailed(_) => warn!("takeover claim not written"),
         Event::DiskReadFailed(_) => warn!("shared disk read failed"),
@@ -299,7 +299,7 @@ fn report<DE: core::fmt::Display>(
             return;
         }
     }
-    let _ = report::event(con, ev, primary_node, *read_failures);
+    let _ = report::event(con, ev, *read_failures);
 }
 
 /// Whether the SD card holds a heartbeat area. A blank card means "serial link only"; any

@@ -36,8 +36,8 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn of<D: SharedDisk, L: FrameLink, G: BootGate>(
-        app: Option<&App<D, L, G>>,
+    pub fn of<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize>(
+        app: Option<&App<D, L, G, P>>,
         framing: [(&'static str, u32); 2],
         now: Instant,
     ) -> Status {
