@@ -24,10 +24,13 @@ pub fn run(file: &Path) -> anyhow::Result<u8> {
                 timeout.as_millis()
             );
         }
+        let watched = match cfg.watch {
+            Some(w) => format!("primaries {w} as a spare"),
+            None => format!("node {}", cfg.listener.primary_node),
+        };
         println!(
-            "ok: listener config {} — watches node {} on {} (cluster {:#x}), timeout {} ms, poll {} ms",
+            "ok: listener config {} — watches {watched} on {} (cluster {:#x}), timeout {} ms, poll {} ms",
             file.display(),
-            cfg.listener.primary_node,
             cfg.device.display(),
             cfg.listener.cluster_id,
             timeout.as_millis(),

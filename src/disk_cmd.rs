@@ -295,14 +295,14 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
     println!("slots (watched for {watch} ms):");
     for (i, s) in views.iter().enumerate() {
         match s {
-            SlotView::Rejected(r) => println!("  slot {i} ({}): {} — {r}", role_of(&h, i), r.name()),
+            SlotView::Rejected(r) => println!("  slot {i}: {} — {} slot, {r}", r.name(), role_of(&h, i)),
             SlotView::Valid { first, last, mac } => {
                 let owner =
                     if last.node_id as usize == i { String::new() } else { format!(" (WRONG OWNER: slot {i})") };
                 println!(
-                    "  slot {i} ({}): {} — node {}{owner}, {:?}/{:?}, epoch {}, seq {}, up {} ms, mac {mac}",
-                    role_of(&h, i),
+                    "  slot {i}: {} — {} slot, node {}{owner}, {:?}/{:?}, epoch {}, seq {}, up {} ms, mac {mac}",
                     progress_status(first, last),
+                    role_of(&h, i),
                     last.node_id,
                     last.role,
                     last.state,

@@ -95,6 +95,8 @@ enum Cmd {
     },
     /// Watch a takeover on this machine: no root, no hardware, a temporary disk image.
     Demo {
+        /// `n-plus-1`: three primaries and one spare; the spare boots as the one killed.
+        scenario: Option<DemoScenario>,
         /// Heartbeat interval of the demo primary, in ms.
         #[arg(long, default_value_t = 100)]
         interval_ms: u64,
@@ -108,6 +110,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         runs: u32,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DemoScenario {
+    /// One spare for three primaries.
+    #[value(name = "n-plus-1")]
+    NPlus1,
 }
 
 fn main() -> ExitCode {
@@ -186,6 +195,11 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Maintenance { mode, socket } => pair_cmd::maintenance(&socket, mode),
         Cmd::VipCleanup { config } => pair_cmd::vip_cleanup(&config),
         Cmd::CheckConfig { file } => check::run(&file),
-        Cmd::Demo { interval_ms, timeout_ms, poll_ms, runs } => demo::run(interval_ms, timeout_ms, poll_ms, runs),
+        Cmd::Demo { scenario: None, interval_ms, timeout_ms, poll_ms, runs } => {
+            demo::run(interval_ms, timeout_ms, poll_ms, runs)
+        }
+        Cmd::Demo { scenario: Some(DemoScenario::NPlus1), interval_ms, timeout_ms, poll_ms, .. } => {
+            demo::n_plus_1(interval_ms, timeout_ms, poll_ms)
+        }
     }
 }

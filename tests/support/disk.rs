@@ -42,8 +42,13 @@ pub fn init_disk(disk: &Path, t: &Timing, create: bool) {
 /// Writes the primary's (node 0) agent config to `path`: heartbeats on `disk` (and on the
 /// serial link `serial` if given) at `t`'s interval; fencing runs `fence`.
 pub fn write_agent_config(path: &Path, disk: &Path, t: &Timing, fence: &[&str], serial: Option<&Path>) {
+    write_node_agent_config(path, 0, disk, t, fence, serial)
+}
+
+/// [`write_agent_config`] for the primary in slot `node`.
+pub fn write_node_agent_config(path: &Path, node: u8, disk: &Path, t: &Timing, fence: &[&str], serial: Option<&Path>) {
     let mut text = format!(
-        "[cluster]\nid = {CLUSTER:#x}\nnode_id = 0\n[disk]\ndevice = {disk:?}\ninterval_ms = {}\nwrite_deadline_ms = {}\n\
+        "[cluster]\nid = {CLUSTER:#x}\nnode_id = {node}\n[disk]\ndevice = {disk:?}\ninterval_ms = {}\nwrite_deadline_ms = {}\n\
          [fence]\nmethod = \"command\"\ncommand = {fence:?}\nfence_time_ms = {}\n",
         t.interval_ms, t.write_deadline_ms, t.fence_time_ms
     );
@@ -164,4 +169,86 @@ pub fn kill_primary(agent: &mut Agent, listener: &mut Process) -> (Instant, Inst
     let killed = agent.kill();
     let (at, line) = listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
     (killed, at, line)
+}
+
+/// N primaries and S spares on one image (`disk init --primaries N --spares S`): agents for
+/// the primaries (slots 0..N), Linux-board spares for the rest. Every spare's gate command
+/// appends `spare=S node=N arg=N epoch=E reason=…` to `gates.log` (the node both from
+/// `RG_TAKEOVER_NODE` and from `{node}` in its argv), so the test counts the releases.
+pub struct SpareCluster {
+    pub dir: tempfile::TempDir,
+    pub disk: PathBuf,
+    pub timing: Timing,
+    pub primaries: u8,
+}
+
+impl SpareCluster {
+    pub fn new(timing: Timing, primaries: u8, spares: u8) -> SpareCluster {
+        let dir = tempdir();
+        let disk = dir.path().join("disk.img");
+        let o = run(&[
+            "disk",
+            "init",
+            disk.to_str().unwrap(),
+            "--cluster-id",
+            &format!("{CLUSTER:#x}"),
+            "--primaries",
+            &primaries.to_string(),
+            "--spares",
+            &spares.to_string(),
+            "--interval-ms",
+            &timing.interval_ms.to_string(),
+            "--timeout-ms",
+            &timing.timeout_ms.to_string(),
+            "--create",
+        ]);
+        assert!(o.status.success(), "disk init failed: {}", stderr(&o));
+        SpareCluster { dir, disk, timing, primaries }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The agent of primary `node`; its fence command touches `fenced-NODE`.
+    pub fn spawn_agent(&self, node: u8) -> Agent {
+        let p = self.path(&format!("agent-{node}.toml"));
+        let marker = self.path(&format!("fenced-{node}"));
+        write_node_agent_config(&p, node, &self.disk, &self.timing, &["touch", marker.to_str().unwrap()], None);
+        Agent::start(&p, None)
+    }
+
+    /// A spare's config: node `node`, `[listener]` lines `extra` (role, watch…).
+    pub fn spare_config(&self, node: u8, extra: &str) -> PathBuf {
+        let t = self.timing;
+        let p = self.path(&format!("spare-{node}.toml"));
+        let log = self.path("gates.log");
+        let script = format!(
+            "echo \"spare={node} node=$RG_TAKEOVER_NODE arg=$0 epoch=$RG_PRIMARY_EPOCH reason=$RG_TAKEOVER_REASON\" >> {}",
+            log.display()
+        );
+        std::fs::write(
+            &p,
+            format!(
+                "[cluster]\nid = {CLUSTER:#x}\n[listener]\nnode_id = {node}\n{extra}\ntimeout_ms = {}\npoll_ms = {}\n\
+                 [disk]\ndevice = {:?}\n[gate]\ncommand = [\"sh\", \"-c\", {script:?}, \"{{node}}\"]\n",
+                t.timeout_ms, t.poll_ms, self.disk
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// A spare watching `watch` (`"0-2"`), its console collected.
+    pub fn spawn_spare(&self, node: u8, watch: &str) -> Process {
+        let cfg = self.spare_config(node, &format!("role = \"spare\"\nwatch = {watch:?}"));
+        let mut c = rearguard();
+        c.args(["listener", "--config"]).arg(cfg).env("REARGUARD_LOG", "warn").stdin(Stdio::null());
+        Process::spawn(c)
+    }
+
+    /// Every gate command run so far, one line each.
+    pub fn gate_runs(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("gates.log")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
 }

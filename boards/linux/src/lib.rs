@@ -206,11 +206,26 @@ fn build_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, write: bool) -
     let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, write)?);
     let gate = CommandGate { argv: cfg.gate_command.clone(), own_node: listener.node_id };
     let refused = |message: String| ListenerError::Start { device: cfg.device.display().to_string(), message };
-    match cfg.watch {
-        Some(watch) => LinuxApp::new_spare(listener, watch, disk, gate, now()).map_err(|e| refused(e.to_string())),
+    let app = match cfg.watch {
+        Some(watch) => LinuxApp::new_spare(listener, watch, disk, gate, now()).map_err(|e| refused(e.to_string()))?,
         None => LinuxApp::new(listener, Some(disk), None, gate, now())
-            .map_err(|e: StartError<DiskError>| refused(e.to_string())),
+            .map_err(|e: StartError<DiskError>| refused(e.to_string()))?,
+    };
+    // A spare whose poll is not shorter than the settle time would back off from every
+    // claim it writes (see rearguard_shared::listener): nobody would take over.
+    if let Some(a) = app.listener().params().arbitration {
+        if app.config().poll_period >= a.settle {
+            return Err(refused(format!(
+                "{}: [listener] poll_ms = {} is not below the claim settle time {} ms (twice the disk's interval) that \
+                 spares sharing this disk use: lower poll_ms below {}",
+                cfg.file.display(),
+                app.config().poll_period.as_millis(),
+                a.settle.as_millis(),
+                a.settle.as_millis()
+            )));
+        }
     }
+    Ok(app)
 }
 
 /// What `check-config` reports: the checks of a real start, read-only, gate untouched.
@@ -234,7 +249,8 @@ fn start_app(
     Ok(app)
 }
 
-/// Runs the listener until it releases the boot (then returns) or `stop` is set. Every event
+/// Runs the listener until it releases the boot (then returns; a spare goes on reporting
+/// until stopped) or `stop` is set. Every event
 /// is printed as a line on `console`; the release line starts with `BOOT RELEASED`. Bytes
 /// arriving on `input` drive the firmware's configuration menu (type `help`); settings saved
 /// there go to `[listener] nv_file` and override the config file's at the next start.
@@ -347,11 +363,13 @@ pub fn run(
             }
         }
         let _ = console.flush();
-        if app.gate_opened() {
-            return match gate_failure {
-                Some(why) => Err(ListenerError::Gate { argv: cfg.gate_command.clone(), why }),
-                None => Ok(ListenerExit::Released),
-            };
+        if let Some(why) = gate_failure {
+            return Err(ListenerError::Gate { argv: cfg.gate_command.clone(), why });
+        }
+        // A spare stays up once consumed: it reports primaries that die with no spare left,
+        // and its console's status shows who claimed whom. A secondary's work is done.
+        if app.gate_opened() && cfg.watch.is_none() {
+            return Ok(ListenerExit::Released);
         }
         let poll = std::time::Duration::from_millis(app.config().poll_period.as_millis());
         next += poll;
