@@ -7,6 +7,7 @@ use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
 use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
 use rearguard_shared::listener::{Action, ListenerState, MediumId, ReleaseReason, StandbyListener};
+use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// Most frames taken from the link in one poll, so a flooded link cannot starve the disk.
@@ -32,21 +33,26 @@ pub enum StartError<E> {
 
 impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
-            StartError::Config(e) => write!(f, "config: {e}"),
-            StartError::NoMedium => f.write_str("no heartbeat medium configured: set a disk, a serial link, or both"),
-            StartError::DiskRead(e) => write!(f, "cannot read the shared disk header: {e:?}"),
-            StartError::Header(e) => write!(f, "shared disk: {e}"),
-            StartError::ClusterMismatch { disk, config } => write!(
-                f,
-                "the shared disk belongs to cluster {disk:#x} but this listener is configured for cluster {config:#x}: \
-                 fix cluster_id, or check that this is the right disk"
-            ),
-            StartError::NoSlot { node, slots } => write!(
-                f,
-                "primary node {node} has no slot on the shared disk (it has {slots}): fix primary_node or re-run `rearguard disk init --slots`"
-            ),
+            StartError::Config(e) => t.s("config: ").d(e),
+            StartError::NoMedium => t.s("no heartbeat medium configured: set a disk, a serial link, or both"),
+            StartError::DiskRead(e) => t.s("cannot read the shared disk header: ").d(&crate::nv::Dbg(e)),
+            StartError::Header(e) => t.s("shared disk: ").d(e),
+            StartError::ClusterMismatch { disk, config } => t
+                .s("the shared disk belongs to cluster ")
+                .hex(*disk)
+                .s(" but this listener is configured for cluster ")
+                .hex(*config)
+                .s(": fix cluster_id, or check that this is the right disk"),
+            StartError::NoSlot { node, slots } => t
+                .s("primary node ")
+                .n(*node)
+                .s(" has no slot on the shared disk (it has ")
+                .n(*slots)
+                .s("): fix primary_node or re-run `rearguard disk init --slots`"),
         }
+        .end()
     }
 }
 

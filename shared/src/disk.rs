@@ -11,6 +11,7 @@
 //! of a block sit in its first 512-byte sector, so even a disk that tears a 4 KiB write at
 //! 512-byte boundaries cannot tear a record without the CRC seeing it.
 
+use crate::text::Text;
 use crate::integrity::crc32c;
 use crate::time::Duration;
 
@@ -63,10 +64,10 @@ impl core::fmt::Display for HeaderError {
                 "not a Rearguard heartbeat area (unknown magic): check the device path; `rearguard disk init` would overwrite what is there",
             ),
             HeaderError::UnsupportedLayout { found } => {
-                write!(f, "layout version {found}, this build reads {LAYOUT_VERSION}: upgrade rearguard")
+                Text::new(f).s("layout version ").n(*found).s(", this build reads ").n(LAYOUT_VERSION).s(": upgrade rearguard").end()
             }
             HeaderError::BadCrc => f.write_str("header CRC mismatch (corrupt): re-run `rearguard disk init`"),
-            HeaderError::Invalid(why) => write!(f, "invalid header: {why}"),
+            HeaderError::Invalid(why) => Text::new(f).s("invalid header: ").s(why).end(),
         }
     }
 }
@@ -176,7 +177,7 @@ impl core::fmt::Display for MailboxError {
         match self {
             MailboxError::BadMagic => f.write_str("mailbox holds something that is not a Rearguard message"),
             MailboxError::BadCrc => f.write_str("mailbox CRC mismatch (torn or corrupt)"),
-            MailboxError::UnknownKind(k) => write!(f, "unknown mailbox message kind {k}"),
+            MailboxError::UnknownKind(k) => Text::new(f).s("unknown mailbox message kind ").n(*k).end(),
         }
     }
 }

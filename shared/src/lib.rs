@@ -23,6 +23,7 @@ pub mod integrity;
 pub mod link;
 pub mod listener;
 pub mod reject;
+pub mod text;
 pub mod time;
 
 /// Version of the heartbeat wire format. A peer speaking another version is rejected.

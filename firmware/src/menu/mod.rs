@@ -21,6 +21,7 @@ use commands::Commands;
 use core::fmt::Write;
 use line::{Complete, Edit, LineEditor};
 use rearguard_shared::config::ListenerConfig;
+use rearguard_shared::text::Text;
 
 pub const PROMPT: &str = "rearguard> ";
 
@@ -57,12 +58,12 @@ impl Menu {
     pub fn run_line<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
         let req = match self.line.complete() {
             Complete::Overlong => {
-                let _ = writeln!(out, "error: line longer than {MAX_LINE} characters; ignored");
+                let _ = Text::new(out).s("error: line longer than ").n(MAX_LINE).s(" characters; ignored").nl();
                 self.commands.cancel();
                 Request::None
             }
             Complete::BadByte => {
-                let _ = writeln!(out, "error: the line held control or non-ASCII characters; ignored");
+                let _ = out.write_str("error: the line held control or non-ASCII characters; ignored\n");
                 self.commands.cancel();
                 Request::None
             }
