@@ -5,7 +5,9 @@ use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
-use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
+use rearguard_shared::fencing::{FencingBudget, FencingViolation};
+use rearguard_shared::heartbeat::{self, Heartbeat, Role, MAX_FRAME};
+use rearguard_shared::reject::Reject;
 use rearguard_shared::listener::{Action, ListenerState, MediumId, ReleaseReason, StandbyListener};
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
@@ -73,6 +75,15 @@ pub enum Event<DE, GE> {
     Released(ReleaseReason),
     /// Role is primary: the gate was opened at start without watching anything.
     PassThrough,
+    /// The primary's first heartbeat (or one with a new budget) said how long it needs to be
+    /// fenced; the timeout in force keeps the bound with `margin` to spare.
+    Budget {
+        budget: FencingBudget,
+        margin: Duration,
+    },
+    /// The timeout in force is shorter than the primary's budget needs: a release could boot
+    /// the secondary while the primary still runs. Said once per budget seen.
+    BoundBroken(FencingViolation),
     GateFailed(GE),
     DiskReadFailed(DE),
 }
@@ -95,6 +106,8 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
     gate: G,
     gate_opened: bool,
     pending_start: Option<Event<D::Error, G::Error>>,
+    /// The watched primary's fencing budget, from its latest heartbeat that carried one.
+    budget: Option<FencingBudget>,
     block: [u8; RECORD_SECTOR],
 }
 
@@ -136,6 +149,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             gate,
             gate_opened: false,
             pending_start: None,
+            budget: None,
             block: [0u8; RECORD_SECTOR],
         });
         let Some(app) = place.as_mut() else { unreachable!() };
@@ -198,6 +212,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
     pub fn gate_opened(&self) -> bool {
         self.gate_opened
     }
+    /// The watched primary's fencing budget, once a heartbeat carried one.
+    pub fn primary_budget(&self) -> Option<FencingBudget> {
+        self.budget
+    }
 
     /// One poll period's work: read every medium, judge the time, act.
     pub fn poll(&mut self, now: Instant) -> Events<D::Error, G::Error> {
@@ -217,6 +235,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             match d.dev.read_record(d.slot, &mut self.block) {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
+                    self.see_budget(&frame, &mut ev);
                     let acts = self.listener.on_frame(id, frame, now);
                     self.run(acts, &mut ev);
                 }
@@ -232,12 +251,27 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
             let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
+            self.see_budget(&frame, &mut ev);
             let acts = self.listener.on_frame(id, frame, now);
             self.run(acts, &mut ev);
         }
         let acts = self.listener.on_tick(now);
         self.run(acts, &mut ev);
         ev
+    }
+
+    /// Checks the timeout in force against a budget the watched primary has not sent before
+    /// (its first heartbeat, or a restarted agent with new numbers).
+    fn see_budget(&mut self, frame: &Result<Heartbeat, Reject>, ev: &mut Events<D::Error, G::Error>) {
+        let Ok(hb) = frame else { return };
+        if hb.node_id != self.cfg.primary_node || hb.budget.is_none() || self.budget == Some(hb.budget) {
+            return;
+        }
+        self.budget = Some(hb.budget);
+        let _ = ev.push(match hb.budget.check(self.listener.params().timeout) {
+            Ok(margin) => Event::Budget { budget: hb.budget, margin },
+            Err(v) => Event::BoundBroken(v),
+        });
     }
 
     /// Operator's "release now" (console or CLI). Idempotent.
@@ -363,6 +397,9 @@ mod tests {
             health: HealthFlags::OK,
             config_digest: 0,
             build_stamp: 0,
+            budget: rearguard_shared::fencing::FencingBudget::NONE,
+            test_acks: 0,
+            last_test: 0,
         };
         let mut f = [0u8; MAX_FRAME];
         let n = encode(&hb, None, &mut f);

@@ -9,6 +9,7 @@
 use crate::app::Event;
 use core::fmt::{Display, Formatter, Write};
 use rearguard_shared::config::ListenerConfig;
+use rearguard_shared::fencing::{FencingBudget, FencingViolation};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::listener::{ListenerState, ReleaseReason};
 use rearguard_shared::reject::Reject;
@@ -114,6 +115,15 @@ pub fn event<DE: Display, GE: Display>(
         Event::ClaimFailed(e) => t.s("warning: takeover claim NOT written: ").d(e),
         Event::Released(r) => reason(t.s(RELEASED), *r),
         Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through, nothing watched)"),
+        Event::Budget { budget, margin } => {
+            budget_numbers(t.s("node ").n(primary_node).s("'s fencing budget: "), budget).s(": bound ")
+                .ms(budget.min_timeout())
+                .s(", timeout in force keeps it with ")
+                .ms(*margin)
+                .s(" to spare")
+        }
+        Event::BoundBroken(v) => bound_broken(t.s("WARNING: fencing bound broken for node ").n(primary_node).s(": "), v)
+            .s(" (this listener could boot the secondary while the primary still runs)"),
         Event::GateFailed(e) => t.s("error: boot gate failed: ").d(e),
         Event::DiskReadFailed(e) => t
             .s("warning: slot read failed (")
@@ -122,6 +132,19 @@ pub fn event<DE: Display, GE: Display>(
             .d(e),
     }
     .nl()
+}
+
+/// `interval A + write_deadline B + fence time C`.
+pub fn budget_numbers<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget) -> &'t mut Text<'o> {
+    t.s("interval ").ms(b.interval).s(" + write_deadline ").ms(b.write_deadline).s(" + fence time ").ms(b.fence_time)
+}
+
+/// A timeout that breaks a primary's fencing bound: the numbers, and which to change.
+pub fn bound_broken<'t, 'o>(t: &'t mut Text<'o>, v: &FencingViolation) -> &'t mut Text<'o> {
+    v.numbers(t)
+        .s("; set timeout ")
+        .n(v.min_timeout.as_millis())
+        .s(" or more, or lower the primary's interval, write_deadline or fence time")
 }
 
 /// After failed slot reads, the first one that works again.
@@ -145,12 +168,17 @@ pub fn saved_after_release(out: &mut impl Write) -> core::fmt::Result {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rearguard_shared::Instant;
     use std::string::String;
 
     type Ev = Event<&'static str, &'static str>;
+
+    pub(crate) fn budget() -> FencingBudget {
+        let ms = Duration::from_millis;
+        FencingBudget { interval: ms(100), write_deadline: ms(300), fence_time: ms(100) }
+    }
 
     fn line(ev: Ev) -> String {
         let mut s = String::new();
@@ -189,6 +217,18 @@ mod tests {
             (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through, nothing watched)\n"),
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
             (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; not liveness, the timeout decides): io\n"),
+            (
+                Ev::Budget { budget: budget(), margin: ms(9000) },
+                "node 0's fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, \
+                 timeout in force keeps it with 9000 ms to spare\n",
+            ),
+            (
+                Ev::BoundBroken(budget().check(ms(600)).unwrap_err()),
+                "WARNING: fencing bound broken for node 0: the secondary's timeout (600 ms) must be at least \
+                 2 × (interval 100 ms + write_deadline 300 ms + fence time 100 ms) = 1000 ms; set timeout 1000 or more, \
+                 or lower the primary's interval, write_deadline or fence time \
+                 (this listener could boot the secondary while the primary still runs)\n",
+            ),
         ] {
             assert_eq!(line(ev), expect);
         }

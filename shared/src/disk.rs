@@ -160,6 +160,12 @@ pub enum MailboxMessage {
     Poison {
         by: u8,
     },
+    /// Log this and acknowledge it in your heartbeat (`last_test = seq`); not a claim. A
+    /// drill or `rearguard disk message NODE test` proves the mailbox path with it.
+    Test {
+        by: u8,
+        seq: u32,
+    },
 }
 
 pub const MAILBOX_MAGIC: [u8; 4] = *b"RGMB";
@@ -193,6 +199,7 @@ impl MailboxMessage {
             MailboxMessage::Empty => unreachable!(),
             MailboxMessage::TakeoverClaim { by, primary_epoch } => (1u8, by, primary_epoch),
             MailboxMessage::Poison { by } => (2u8, by, 0),
+            MailboxMessage::Test { by, seq } => (3u8, by, seq),
         };
         let mut w = Writer { buf: &mut block[..], at: 0 };
         w.put(&MAILBOX_MAGIC);
@@ -219,6 +226,7 @@ impl MailboxMessage {
         match block[4] {
             1 => Ok(MailboxMessage::TakeoverClaim { by, primary_epoch: epoch }),
             2 => Ok(MailboxMessage::Poison { by }),
+            3 => Ok(MailboxMessage::Test { by, seq: epoch }),
             k => Err(MailboxError::UnknownKind(k)),
         }
     }
@@ -292,6 +300,7 @@ mod tests {
             MailboxMessage::Empty,
             MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 77 },
             MailboxMessage::Poison { by: 1 },
+            MailboxMessage::Test { by: 1, seq: 0xDEAD_BEEF },
         ] {
             m.encode(&mut b);
             assert_eq!(MailboxMessage::decode(&b), Ok(m));

@@ -6,7 +6,7 @@
 use super::status::Status;
 use crate::board::NvStore;
 use crate::nv::Persist;
-use crate::report::role_name;
+use crate::report::{self, role_name};
 use core::fmt::Write;
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::heartbeat::Role;
@@ -75,7 +75,7 @@ impl Commands {
                 Confirm::Factory => {
                     self.draft = ListenerConfig::factory();
                     let _ = out.write_str("factory settings loaded\n");
-                    self.save(nv, out)
+                    self.save(status, nv, out)
                 }
             };
         }
@@ -99,7 +99,7 @@ impl Commands {
                 }
             }
         } else if is("save") {
-            return self.save(nv, out);
+            return self.save(status, nv, out);
         } else if is("revert") {
             self.draft = self.saved.clone();
             let _ = out.write_str("draft reverted to the saved settings\n");
@@ -224,10 +224,19 @@ impl Commands {
         let _ = out.write_str("ok (draft; save to keep)\n");
     }
 
-    fn save<S: NvStore>(&mut self, nv: Option<&mut S>, out: &mut impl Write) -> Request {
+    fn save<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
         if let Err(e) = self.draft.validate() {
             let _ = config_error(&mut Text::new(out), e).s("; not saved").nl();
             return Request::None;
+        }
+        // The running primary's budget (from its heartbeats) against the timeout this draft
+        // would run with: the disk's when longer, as at every start.
+        if let Some(b) = status.budget {
+            if let Err(v) = b.check(self.draft.timeout.max(status.disk_timeout)) {
+                let t = &mut Text::new(out);
+                let _ = report::bound_broken(t.s("error: timeout: "), &v).s("; not saved").nl();
+                return Request::None;
+            }
         }
         let Some(nv) = nv else {
             let _ = out.write_str("error: no config store (no SD card); the settings apply until power-off\n");

@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use crate::report;
+use rearguard_shared::fencing::FencingBudget;
 use core::fmt::Write;
 use rearguard_shared::listener::ListenerState;
 use rearguard_shared::reject::Reject;
@@ -34,6 +35,12 @@ pub struct Status {
     /// Deepest stack use so far and the RAM left for the stack, in bytes, where the board
     /// measures them.
     pub stack_peak: Option<(u32, u32)>,
+    /// The watched primary's fencing budget, once a heartbeat carried one: `save` refuses a
+    /// timeout that breaks it.
+    pub budget: Option<FencingBudget>,
+    /// The shared disk's timeout (zero without a disk): a saved timeout below it is raised
+    /// to it, so it counts in the check.
+    pub disk_timeout: Duration,
 }
 
 impl Status {
@@ -50,8 +57,12 @@ impl Status {
             framing,
             gate_open: false,
             stack_peak: None,
+            budget: None,
+            disk_timeout: Duration::ZERO,
         };
         let Some(app) = app else { return s };
+        s.budget = app.primary_budget();
+        s.disk_timeout = app.disk_header().map_or(Duration::ZERO, |h| h.timeout);
         let l = app.listener();
         s.state = Some(l.state());
         s.timeout = l.params().timeout;
@@ -89,6 +100,13 @@ impl Status {
             Some(a) => t.s("\n  primary last progressed ").ms(a).s(" ago"),
             None => t.s("\n  primary not seen alive yet"),
         };
+        if let Some(b) = self.budget.filter(|_| self.state.is_some()) {
+            report::budget_numbers(t.s("\n  fencing budget: "), &b).s(": bound ").ms(b.min_timeout());
+            match b.check(self.timeout) {
+                Ok(margin) => t.s(", margin ").ms(margin),
+                Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
+            };
+        }
         for m in &self.media {
             // Names padded to the longest ("serial") so the columns line up.
             t.s("\n  ").s(m.name).s(&"      "[m.name.len().min(6)..]).s(" last valid heartbeat ");
@@ -130,6 +148,8 @@ pub(crate) mod tests {
             framing: [("bad-cobs", 0), ("overlong", 0)],
             gate_open: false,
             stack_peak: None,
+            budget: None,
+            disk_timeout: Duration::ZERO,
         }
     }
 
