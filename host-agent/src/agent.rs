@@ -184,6 +184,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
     let fencing = cfg.fencing_budget();
     let mut acks = TestAcks::default();
     acks.see(pending_test);
+    let mut ack_now = false;
     loop {
         let leaving = stop.load(Ordering::Relaxed);
         if leaving {
@@ -218,7 +219,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
         } else {
             match check_mailbox(cfg, &mut disk, mailbox, &mut block) {
                 Ok(found) => {
-                    acks.see(found);
+                    ack_now = acks.see(found);
                     let done = now();
                     last_good.store(done.as_millis(), Ordering::Release);
                     fencer.pet();
@@ -248,7 +249,11 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
         }
         next = next + cfg.interval;
         let t = now();
-        if next <= t {
+        if std::mem::take(&mut ack_now) {
+            // A new test message: acknowledge it now rather than an interval later (a drill
+            // waits at most two intervals after writing it). The schedule restarts here.
+            next = t;
+        } else if next <= t {
             // Fell behind (a slow write): skip missed beats rather than bursting.
             next = t + Duration::from_millis(1);
         }
@@ -265,12 +270,13 @@ struct TestAcks {
 
 impl TestAcks {
     /// A message stays in the mailbox until someone clears it; each is acknowledged once.
-    fn see(&mut self, found: Option<(u8, u32)>) {
-        if let Some((by, seq)) = found.filter(|&(_, seq)| seq != self.last) {
-            self.count = self.count.wrapping_add(1);
-            self.last = seq;
-            tracing::info!(by, seq, acks = self.count, "test message in the mailbox; acknowledged in the next heartbeat");
-        }
+    /// True for a message not seen before.
+    fn see(&mut self, found: Option<(u8, u32)>) -> bool {
+        let Some((by, seq)) = found.filter(|&(_, seq)| seq != self.last) else { return false };
+        self.count = self.count.wrapping_add(1);
+        self.last = seq;
+        tracing::info!(by, seq, acks = self.count, "test message in the mailbox; acknowledged in the next heartbeat");
+        true
     }
 }
 
