@@ -1,4 +1,4 @@
-//! `rearguard disk init|dump|clear`.
+//! `rearguard disk init|dump|clear|message`.
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -68,6 +68,29 @@ pub enum DiskCmd {
         #[arg(long)]
         node: Option<u8>,
     },
+    /// Leave a message in NODE's mailbox, as `sbd message` does.
+    ///
+    /// `test`: the running agent logs it and acknowledges it in its heartbeat (`disk dump`
+    /// shows `test acks N, last #SEQ`). `poison`: the running agent fences itself and exits 3
+    /// at its next cycle, and will not start until the mailbox is cleared. `clear`: empty
+    /// the mailbox (also removes a takeover claim: only once the claimer is down).
+    Message {
+        device: PathBuf,
+        /// The node whose mailbox gets the message.
+        node: u8,
+        #[arg(value_enum)]
+        message: MessageKind,
+        /// Sender id written into the message (the operator's console: 255).
+        #[arg(long, default_value_t = 255)]
+        by: u8,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum MessageKind {
+    Test,
+    Poison,
+    Clear,
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -85,6 +108,7 @@ pub fn run(cmd: DiskCmd) -> anyhow::Result<u8> {
         }
         DiskCmd::Dump { device, json, key, watch_ms } => dump(&device, json, key.as_deref(), watch_ms),
         DiskCmd::Clear { device, node } => clear(&device, node),
+        DiskCmd::Message { device, node, message: kind, by } => message(&device, node, kind, by),
     }
 }
 
@@ -252,6 +276,9 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
                     "uptime_ms": last.uptime.as_millis(),
                     "health": last.health.0,
                     "build_stamp": format!("{:08x}", last.build_stamp),
+                    "test_acks": last.test_acks,
+                    "last_test": last.last_test,
+                    "budget_ms": [last.budget.interval.as_millis(), last.budget.write_deadline.as_millis(), last.budget.fence_time.as_millis()],
                     "mac": mac,
                 }),
             })
@@ -265,6 +292,7 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
                     json!({"node": i, "message": "takeover-claim", "by": by, "primary_epoch": primary_epoch})
                 }
                 Ok(MailboxMessage::Poison { by }) => json!({"node": i, "message": "poison", "by": by}),
+                Ok(MailboxMessage::Test { by, seq }) => json!({"node": i, "message": "test", "by": by, "seq": seq}),
                 Err(e) => json!({"node": i, "message": "corrupt", "detail": e.to_string()}),
             })
             .collect();
@@ -310,6 +338,9 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
                     last.sequence,
                     last.uptime.as_millis()
                 );
+                if last.test_acks > 0 {
+                    println!("          test acks {}, last #{}", last.test_acks, last.last_test);
+                }
                 let adv = last.sequence.wrapping_sub(first.sequence);
                 if first.boot_epoch == last.boot_epoch && adv == 0 {
                     println!("          age: no new heartbeat for at least {watch} ms");
@@ -327,6 +358,7 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
                 println!("  node {i}: TAKEOVER CLAIM by node {by} (primary epoch {primary_epoch}) — node {i} must not serve; `rearguard disk clear` once node {by} is down")
             }
             Ok(MailboxMessage::Poison { by }) => println!("  node {i}: POISON PILL from node {by}"),
+            Ok(MailboxMessage::Test { by, seq }) => println!("  node {i}: test message #{seq} from node {by}"),
             Err(e) => println!("  node {i}: corrupt — {e}"),
         }
     }
@@ -410,6 +442,39 @@ fn clear(device: &Path, node: Option<u8>) -> anyhow::Result<u8> {
             Ok(m) => println!("node {n}: cleared {m:?}"),
             Err(e) => println!("node {n}: cleared a corrupt mailbox ({e})"),
         }
+    }
+    Ok(0)
+}
+
+fn message(device: &Path, node: u8, kind: MessageKind, by: u8) -> anyhow::Result<u8> {
+    let (mut disk, h) = open_area(device)?;
+    let (Some(slot), Some(off)) = (h.slot_offset(node), h.mailbox_offset(node)) else {
+        bail!("node {node}: {} has nodes 0..{}; name one of them", device.display(), h.slot_count - 1)
+    };
+    let mut block = [0u8; BLOCK];
+    let msg = match kind {
+        MessageKind::Clear => MailboxMessage::Empty,
+        MessageKind::Poison => MailboxMessage::Poison { by },
+        MessageKind::Test => {
+            // A sequence the agent has not acknowledged yet (it acknowledges each one once).
+            let (hb, _) = read_slot(&mut disk, slot, &Verifier { cluster_id: h.cluster_id, key: None })?;
+            disk.read_block(off, &mut block)?;
+            let in_box = match MailboxMessage::decode(&block) {
+                Ok(MailboxMessage::Test { seq, .. }) => seq,
+                _ => 0,
+            };
+            MailboxMessage::Test { by, seq: hb.map_or(0, |hb| hb.last_test).max(in_box).wrapping_add(1).max(1) }
+        }
+    };
+    msg.encode(&mut block);
+    disk.write_block(off, &block)?;
+    match msg {
+        MailboxMessage::Test { seq, .. } => println!(
+            "node {node}: test message #{seq} written; a running agent acknowledges it within one interval (`rearguard disk dump {}` shows test acks)",
+            device.display()
+        ),
+        MailboxMessage::Poison { .. } => println!("node {node}: poison pill written; a running agent fences itself and exits 3 at its next cycle"),
+        _ => println!("node {node}: mailbox cleared"),
     }
     Ok(0)
 }

@@ -22,6 +22,9 @@ fn frame(cluster_id: u32, epoch: u32, seq: u64) -> Vec<u8> {
         health: HealthFlags::OK,
         config_digest: 0,
         build_stamp: 0,
+        budget: rearguard_shared::fencing::FencingBudget::NONE,
+        test_acks: 0,
+        last_test: 0,
     };
     let mut buf = [0u8; MAX_FRAME];
     let n = heartbeat::encode(&hb, None, &mut buf);

@@ -70,3 +70,47 @@ fn release_now_from_the_console_asks_first_and_releases_once() {
     assert_eq!(l.lines().iter().filter(|s| s.contains("BOOT RELEASED")).count(), 1);
     assert_eq!(c.dump_json()["mailboxes"][0]["message"], "takeover-claim");
 }
+
+#[test]
+fn save_refuses_a_timeout_that_breaks_the_running_primarys_budget() {
+    let mut c = Cluster::new(Timing { timeout_ms: 1500, ..Timing::default() });
+    let mut agent = c.spawn_agent();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.dump_json()["slots"][0]["status"] != "alive" {
+        assert!(std::time::Instant::now() < deadline, "the agent never heartbeated: {}", agent.log());
+    }
+    // The disk's own timeout out of the way (lowered under the running agent), so the
+    // console's timeout is the one in force: the primary needs 2 × (100 + 300 + 100) ms.
+    c.set_disk_timeout(500);
+    let nv = c.path("listener.nv");
+    let (mut l, mut input) = listener_with_console(&c, &nv);
+    let (_, line) = l.wait_line("fencing budget", Duration::from_secs(10));
+    assert!(line.contains("interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms"), "{line}");
+    assert!(line.contains("keeps it with 500 ms to spare"), "{line}");
+    input.write_all(b"set timeout 800\nsave\n").unwrap();
+    let (_, line) = l.wait_line("error: timeout", Duration::from_secs(5));
+    assert!(
+        line.contains(
+            "the secondary's timeout (800 ms) must be at least 2 × (interval 100 ms + write_deadline 300 ms + \
+             fence time 100 ms) = 1000 ms; set timeout 1000 or more, or lower the primary's interval, \
+             write_deadline or fence time; not saved"
+        ),
+        "{line}"
+    );
+    assert!(!nv.exists() || std::fs::read(&nv).unwrap().iter().all(|&b| b == 0), "a refused save wrote the settings file");
+    input.write_all(b"status\n").unwrap();
+    let (_, line) = l.wait_line("  fencing budget:", Duration::from_secs(5));
+    assert!(line.ends_with("bound 1000 ms, margin 500 ms"), "{line}");
+    input.write_all(b"set timeout 1000\nsave\n").unwrap();
+    l.wait_line("saved to copy A (generation 1)", Duration::from_secs(5));
+    l.wait_line("timeout 1000 ms", Duration::from_secs(5));
+    l.kill();
+    agent.assert_running();
+
+    // A listener started with a timeout that breaks the bound says so at the first heartbeat.
+    std::fs::remove_file(&nv).unwrap();
+    c.timing.timeout_ms = 600;
+    let (mut l, _input) = listener_with_console(&c, &nv);
+    let (_, line) = l.wait_line("WARNING: fencing bound broken for node 0", Duration::from_secs(10));
+    assert!(line.contains("timeout (600 ms)") && line.contains("set timeout 1000 or more"), "{line}");
+}

@@ -27,6 +27,9 @@ fn hb(cluster_id: u32, sequence: u64) -> Heartbeat {
         health: HealthFlags::OK,
         config_digest: 0,
         build_stamp: 0,
+        budget: rearguard_shared::fencing::FencingBudget::NONE,
+        test_acks: 0,
+        last_test: 0,
     }
 }
 

@@ -5,10 +5,13 @@ use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, SlotRole, RECORD_SECTOR};
-use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
+use rearguard_shared::fencing::{FencingBudget, FencingViolation};
+use rearguard_shared::heartbeat::{self, Heartbeat, Role, MAX_FRAME};
 use rearguard_shared::listener::{
     Action, Arbitration, ListenerState, MediumId, NodeSet, PrimaryState, StandbyListener, Takeover,
 };
+use rearguard_shared::reject::Reject;
+use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// Most frames taken from the link in one poll, so a flooded link cannot starve the disk.
@@ -78,22 +81,26 @@ impl<E: core::fmt::Debug> core::fmt::Display for SpareError<E> {
 
 impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
-            StartError::Config(e) => write!(f, "config: {e}"),
-            StartError::NoMedium => f.write_str("no heartbeat medium configured: set a disk, a serial link, or both"),
-            StartError::DiskRead(e) => write!(f, "cannot read the shared disk header: {e:?}"),
-            StartError::Header(e) => write!(f, "shared disk: {e}"),
-            StartError::ClusterMismatch { disk, config } => write!(
-                f,
-                "the shared disk belongs to cluster {disk:#x} but this listener is configured for cluster {config:#x}: \
-                 fix cluster_id, or check that this is the right disk"
-            ),
-            StartError::NoSlot { node, slots } => write!(
-                f,
-                "primary node {node} has no slot on the shared disk (it has {slots}): fix the watched node or re-run `rearguard disk init --primaries --spares`"
-            ),
-
+            StartError::Config(e) => t.s("config: ").d(e),
+            StartError::NoMedium => t.s("no heartbeat medium configured: set a disk, a serial link, or both"),
+            StartError::DiskRead(e) => t.s("cannot read the shared disk header: ").d(&crate::nv::Dbg(e)),
+            StartError::Header(e) => t.s("shared disk: ").d(e),
+            StartError::ClusterMismatch { disk, config } => t
+                .s("the shared disk belongs to cluster ")
+                .hex(*disk)
+                .s(" but this listener is configured for cluster ")
+                .hex(*config)
+                .s(": fix cluster_id, or check that this is the right disk"),
+            StartError::NoSlot { node, slots } => t
+                .s("primary node ")
+                .n(*node)
+                .s(" has no slot on the shared disk (it has ")
+                .n(*slots)
+                .s("): fix the watched node or re-run `rearguard disk init --primaries --spares`"),
         }
+        .end()
     }
 }
 
@@ -126,6 +133,19 @@ pub enum Event<DE, GE> {
     },
     /// Role is primary: the gate was opened at start without watching anything.
     PassThrough,
+    /// The primary's first heartbeat (or one with a new budget) said how long it needs to be
+    /// fenced; the timeout in force keeps the bound with `margin` to spare.
+    Budget {
+        node: u8,
+        budget: FencingBudget,
+        margin: Duration,
+    },
+    /// The timeout in force is shorter than the primary's budget needs: a release could boot
+    /// the secondary while the primary still runs. Said once per budget seen.
+    BoundBroken {
+        node: u8,
+        violation: FencingViolation,
+    },
     GateFailed(GE),
     DiskReadFailed(DE),
 }
@@ -147,6 +167,9 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     gate: G,
     gate_opened: bool,
     pending_start: Option<Event<D::Error, G::Error>>,
+    /// Each watched primary's fencing budget (in the order of `listener.primaries()`), from
+    /// its latest heartbeat that carried one.
+    budgets: [Option<FencingBudget>; P],
     block: [u8; RECORD_SECTOR],
 }
 
@@ -227,6 +250,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             gate,
             gate_opened: false,
             pending_start: None,
+            budgets: [None; P],
             block: [0u8; RECORD_SECTOR],
         });
         let Some(app) = place.as_mut() else { unreachable!() };
@@ -297,6 +321,11 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     pub fn gate_opened(&self) -> bool {
         self.gate_opened
     }
+    /// A watched primary's fencing budget, once a heartbeat carried one.
+    pub fn primary_budget(&self, node: u8) -> Option<FencingBudget> {
+        let i = self.listener.primaries().iter().position(|p| p.node == node)?;
+        self.budgets.get(i).copied().flatten()
+    }
 
     /// One poll period's work: read every medium, judge the time, act.
     pub fn poll(&mut self, now: Instant) -> Events<D::Error, G::Error> {
@@ -318,6 +347,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             match d.dev.read_record(slot, &mut self.block) {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
+                    self.see_budget(node, &frame, &mut ev);
                     let acts = self.listener.on_frame(id, node, frame, now);
                     self.run(acts, now, &mut ev);
                 }
@@ -333,12 +363,28 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
             let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
+            self.see_budget(self.cfg.primary_node, &frame, &mut ev);
             let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
             self.run(acts, now, &mut ev);
         }
         let acts = self.listener.on_tick(now);
         self.run(acts, now, &mut ev);
         ev
+    }
+
+    /// Checks the timeout in force against a budget watched primary `node` has not sent before
+    /// (its first heartbeat, or a restarted agent with new numbers).
+    fn see_budget(&mut self, node: u8, frame: &Result<Heartbeat, Reject>, ev: &mut Events<D::Error, G::Error>) {
+        let Ok(hb) = frame else { return };
+        let Some(i) = self.listener.primaries().iter().position(|p| p.node == node) else { return };
+        if hb.node_id != node || hb.budget.is_none() || self.budgets[i] == Some(hb.budget) {
+            return;
+        }
+        self.budgets[i] = Some(hb.budget);
+        let _ = ev.push(match hb.budget.check(self.listener.params().timeout) {
+            Ok(margin) => Event::Budget { node, budget: hb.budget, margin },
+            Err(violation) => Event::BoundBroken { node, violation },
+        });
     }
 
     /// Operator's "release now" (console or CLI). Idempotent.
@@ -503,6 +549,9 @@ mod tests {
             health: HealthFlags::OK,
             config_digest: 0,
             build_stamp: 0,
+            budget: rearguard_shared::fencing::FencingBudget::NONE,
+            test_acks: 0,
+            last_test: 0,
         };
         let mut f = [0u8; MAX_FRAME];
         let n = encode(&hb, None, &mut f);
@@ -600,6 +649,9 @@ mod tests {
             health: HealthFlags::OK,
             config_digest: 0,
             build_stamp: 0,
+            budget: rearguard_shared::fencing::FencingBudget::NONE,
+            test_acks: 0,
+            last_test: 0,
         };
         let mut f = [0u8; MAX_FRAME];
         let n = encode(&hb, None, &mut f);

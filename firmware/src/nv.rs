@@ -5,6 +5,7 @@
 //! back, so an interrupted or failed save leaves the copy in use untouched.
 
 use crate::board::{NvCopy, NvStore};
+use rearguard_shared::text::Text;
 use rearguard_shared::config::{self, decode_record, encode_record, ListenerConfig, RecordError, RECORD_LEN};
 
 /// What loading found; the board prints it, so an operator sees which copy is in use.
@@ -20,17 +21,32 @@ pub enum LoadReport<E> {
 
 impl<E: core::fmt::Debug> core::fmt::Display for LoadReport<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
             LoadReport::Loaded { from, generation, other } => {
-                write!(f, "config: copy {} (generation {generation})", from.name())?;
+                let t = t.s("config: copy ").s(from.name()).s(" (generation ").n(*generation).s(")");
                 match other {
-                    Some(p) => write!(f, "; copy {} unusable ({p}), using copy {}", from.other().name(), from.name()),
-                    None => Ok(()),
+                    Some(p) => {
+                        t.s("; copy ").s(from.other().name()).s(" unusable (").d(p).s("), using copy ").s(from.name())
+                    }
+                    None => t,
                 }
             }
-            LoadReport::Factory { a, b } => write!(f, "config: no valid copy (A: {a}; B: {b}); factory settings"),
-            LoadReport::Unreadable(e) => write!(f, "config: store unreadable ({e:?}); factory settings"),
+            LoadReport::Factory { a, b } => {
+                t.s("config: no valid copy (A: ").d(a).s("; B: ").d(b).s("); factory settings")
+            }
+            LoadReport::Unreadable(e) => t.s("config: store unreadable (").d(&Dbg(e)).s("); factory settings"),
         }
+        .end()
+    }
+}
+
+/// A board's error through its `Debug` (the board traits ask only for that).
+pub(crate) struct Dbg<'a, E>(pub(crate) &'a E);
+
+impl<E: core::fmt::Debug> core::fmt::Display for Dbg<'_, E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -64,11 +80,13 @@ pub enum SaveError<E> {
 
 impl<E: core::fmt::Debug> core::fmt::Display for SaveError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
-            SaveError::Write(e) => write!(f, "write failed ({e:?})"),
-            SaveError::Verify(Some(e)) => write!(f, "read-back check failed ({e})"),
-            SaveError::Verify(None) => f.write_str("read-back check failed (different record)"),
+            SaveError::Write(e) => t.s("write failed (").d(&Dbg(e)).s(")"),
+            SaveError::Verify(Some(e)) => t.s("read-back check failed (").d(e).s(")"),
+            SaveError::Verify(None) => t.s("read-back check failed (different record)"),
         }
+        .end()
     }
 }
 

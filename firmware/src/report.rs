@@ -9,22 +9,24 @@
 use crate::app::Event;
 use core::fmt::{Display, Formatter, Write};
 use rearguard_shared::config::ListenerConfig;
+use rearguard_shared::fencing::{FencingBudget, FencingViolation};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::listener::{Arbitration, ListenerState, NodeSet, PrimaryState, ReleaseReason, WatchedPrimary};
 use rearguard_shared::reject::Reject;
+use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// What every release line starts with; the boot gate is open once it is printed.
 pub const RELEASED: &str = "BOOT RELEASED: ";
 
-/// A duration printed as whole milliseconds through 32-bit formatting: `Duration`'s own
-/// `Display` pulls 64-bit division and formatting into the image (about 1 KiB of a 32 KiB
-/// budget). Durations past 49 days print as the 32-bit maximum.
+/// A duration printed as whole milliseconds through [`Text::ms`]: `Duration`'s own `Display`
+/// pulls 64-bit division and `core::fmt`'s integer formatting into the image. Durations past
+/// 49 days print as the 32-bit maximum.
 pub struct Ms(pub Duration);
 
 impl Display for Ms {
     fn fmt(&self, f: &mut Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} ms", u32::try_from(self.0.as_millis()).unwrap_or(u32::MAX))
+        Text::new(f).ms(self.0).end()
     }
 }
 
@@ -33,15 +35,18 @@ pub struct Reason(pub ReleaseReason);
 
 impl Display for Reason {
     fn fmt(&self, f: &mut Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            ReleaseReason::HeartbeatTimeout { silent_for } => {
-                write!(f, "primary silent for {} on every medium", Ms(silent_for))
-            }
-            ReleaseReason::NeverSeen { waited } => {
-                write!(f, "primary never seen alive in {} since power-on", Ms(waited))
-            }
-            ReleaseReason::Manual => f.write_str("released by operator"),
+        reason(&mut Text::new(f), self.0).end()
+    }
+}
+
+/// Why the boot was released, as [`Reason`] says it, onto a line being written.
+pub fn reason<'t, 'o>(t: &'t mut Text<'o>, r: ReleaseReason) -> &'t mut Text<'o> {
+    match r {
+        ReleaseReason::HeartbeatTimeout { silent_for } => {
+            t.s("primary silent for ").ms(silent_for).s(" on every medium")
         }
+        ReleaseReason::NeverSeen { waited } => t.s("primary never seen alive in ").ms(waited).s(" since power-on"),
+        ReleaseReason::Manual => t.s("released by operator"),
     }
 }
 
@@ -61,15 +66,21 @@ pub fn started(
     timeout: Duration,
     media: impl Display,
 ) -> core::fmt::Result {
-    writeln!(
-        out,
-        "listening: role {}, cluster {:#x}, watching node {}, timeout {}, poll {}, media: {media}; state: holding",
-        role_name(cfg.role),
-        cfg.cluster_id,
-        cfg.primary_node,
-        Ms(timeout),
-        Ms(cfg.poll_period),
-    )
+    Text::new(out)
+        .s("listening: role ")
+        .s(role_name(cfg.role))
+        .s(", cluster ")
+        .hex(cfg.cluster_id)
+        .s(", watching node ")
+        .n(cfg.primary_node)
+        .s(", timeout ")
+        .ms(timeout)
+        .s(", poll ")
+        .ms(cfg.poll_period)
+        .s(", media: ")
+        .d(&media)
+        .s("; state: holding")
+        .nl()
 }
 
 /// The line for one event of the application. `read_failures` counts failed slot reads so
@@ -81,37 +92,63 @@ pub fn event<DE: Display, GE: Display>(
     ev: &Event<DE, GE>,
     read_failures: u32,
 ) -> core::fmt::Result {
+    let t = &mut Text::new(out);
     match ev {
-        Event::State(ListenerState::Holding) => writeln!(out, "state: holding (primary not seen alive yet)"),
-        Event::State(ListenerState::Watching) => writeln!(out, "state: watching (primary is alive)"),
-        Event::State(ListenerState::Released { .. }) => Ok(()),
-        Event::TimeoutRaised { configured, disk } => writeln!(
-            out,
-            "warning: timeout raised from {} to the disk's {} to keep the primary's fencing bound",
-            Ms(*configured),
-            Ms(*disk)
-        ),
+        Event::State(ListenerState::Holding) => t.s("state: holding (primary not seen alive yet)"),
+        Event::State(ListenerState::Watching) => t.s("state: watching (primary is alive)"),
+        Event::State(ListenerState::Released { .. }) => return Ok(()),
+        Event::TimeoutRaised { configured, disk } => t
+            .s("warning: timeout raised from ")
+            .ms(*configured)
+            .s(" to the disk's ")
+            .ms(*disk)
+            .s(" to keep the primary's fencing bound"),
         // Only a board watching several primaries gets these; it prints them with
         // [`primary`] (kept apart so that a one-primary controller carries none of the text).
-        Event::Primary { .. } => Ok(()),
+        Event::Primary { .. } => return Ok(()),
         Event::ClaimWritten { node, primary_epoch } => {
-            write!(out, "takeover claim written to node {node}'s mailbox (primary epoch ")?;
+            let t = t.s("takeover claim written to node ").n(*node).s("'s mailbox (primary epoch ");
             match primary_epoch {
-                Some(e) => writeln!(out, "{e})"),
-                None => writeln!(out, "never seen)"),
+                Some(e) => t.n(*e).s(")"),
+                None => t.s("never seen)"),
             }
         }
-        Event::ClaimFailed(e) => writeln!(out, "warning: takeover claim NOT written: {e}"),
-        Event::Released { takeover: t, of_several: false } => writeln!(out, "{RELEASED}{}", Reason(t.reason)),
-        Event::Released { takeover: t, of_several: true } => {
-            writeln!(out, "BOOT RELEASED as node {}: {}", t.node, Reason(t.reason))
+        Event::ClaimFailed(e) => t.s("warning: takeover claim NOT written: ").d(e),
+        Event::Released { takeover: r, of_several: false } => reason(t.s(RELEASED), r.reason),
+        Event::Released { takeover: r, of_several: true } => {
+            reason(t.s("BOOT RELEASED as node ").n(r.node).s(": "), r.reason)
         }
-        Event::PassThrough => writeln!(out, "{RELEASED}role is primary (pass-through, nothing watched)"),
-        Event::GateFailed(e) => writeln!(out, "error: boot gate failed: {e}"),
-        Event::DiskReadFailed(e) => {
-            writeln!(out, "warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}")
+        Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through, nothing watched)"),
+        Event::Budget { node, budget, margin } => {
+            budget_numbers(t.s("node ").n(*node).s("'s fencing budget: "), budget).s(": bound ")
+                .ms(budget.min_timeout())
+                .s(", timeout in force keeps it with ")
+                .ms(*margin)
+                .s(" to spare")
         }
+        Event::BoundBroken { node, violation } => bound_broken(t.s("WARNING: fencing bound broken for node ").n(*node).s(": "), violation)
+            .s(" (this listener could boot the secondary while the primary still runs)"),
+        Event::GateFailed(e) => t.s("error: boot gate failed: ").d(e),
+        Event::DiskReadFailed(e) => t
+            .s("warning: slot read failed (")
+            .n(read_failures)
+            .s(" so far; not liveness, the timeout decides): ")
+            .d(e),
     }
+    .nl()
+}
+
+/// `interval A + write_deadline B + fence time C`.
+pub fn budget_numbers<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget) -> &'t mut Text<'o> {
+    t.s("interval ").ms(b.interval).s(" + write_deadline ").ms(b.write_deadline).s(" + fence time ").ms(b.fence_time)
+}
+
+/// A timeout that breaks a primary's fencing bound: the numbers, and which to change.
+pub fn bound_broken<'t, 'o>(t: &'t mut Text<'o>, v: &FencingViolation) -> &'t mut Text<'o> {
+    v.numbers(t)
+        .s("; set timeout ")
+        .n(v.min_timeout.as_millis())
+        .s(" or more, or lower the primary's interval, write_deadline or fence time")
 }
 
 /// A watched primary's new state, on a spare of several primaries or several spares.
@@ -170,26 +207,26 @@ pub fn watched_primaries(out: &mut impl Write, primaries: &[WatchedPrimary], now
 
 /// After failed slot reads, the first one that works again.
 pub fn reads_recovered(out: &mut impl Write, failures: u32) -> core::fmt::Result {
-    writeln!(out, "slot reads work again after {failures} failures")
+    Text::new(out).s("slot reads work again after ").n(failures).s(" failures").nl()
 }
 
 /// A slot that changed and was refused; `total` counts every refusal on that medium so far.
 pub fn slot_rejected(out: &mut impl Write, why: Reject, total: u32) -> core::fmt::Result {
-    writeln!(out, "slot rejected: {} ({why}); {total} rejected so far", why.name())
+    Text::new(out).s("slot rejected: ").s(why.name()).s(" (").d(&why).s("); ").n(total).s(" rejected so far").nl()
 }
 
 /// The operator released the boot while no listener ran (its config was refused).
 pub fn released_without_listener(out: &mut impl Write) -> core::fmt::Result {
-    writeln!(out, "{RELEASED}{} (the listener was not running)", Reason(ReleaseReason::Manual))
+    reason(Text::new(out).s(RELEASED), ReleaseReason::Manual).s(" (the listener was not running)").nl()
 }
 
 /// Settings were saved after the boot was released: nothing restarts.
 pub fn saved_after_release(out: &mut impl Write) -> core::fmt::Result {
-    writeln!(out, "the boot is already released; the saved settings apply at the next start")
+    out.write_str("the boot is already released; the saved settings apply at the next start\n")
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rearguard_shared::listener::Takeover;
     use std::string::String;
@@ -198,6 +235,11 @@ mod tests {
 
     fn released(reason: ReleaseReason) -> Ev {
         Ev::Released { takeover: Takeover { node: 0, reason, primary_epoch: None }, of_several: false }
+    }
+
+    pub(crate) fn budget() -> FencingBudget {
+        let ms = Duration::from_millis;
+        FencingBudget { interval: ms(100), write_deadline: ms(300), fence_time: ms(100) }
     }
 
     fn line(ev: Ev) -> String {
@@ -237,6 +279,18 @@ mod tests {
             (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through, nothing watched)\n"),
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
             (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; not liveness, the timeout decides): io\n"),
+            (
+                Ev::Budget { node: 0, budget: budget(), margin: ms(9000) },
+                "node 0's fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, \
+                 timeout in force keeps it with 9000 ms to spare\n",
+            ),
+            (
+                Ev::BoundBroken { node: 0, violation: budget().check(ms(600)).unwrap_err() },
+                "WARNING: fencing bound broken for node 0: the secondary's timeout (600 ms) must be at least \
+                 2 × (interval 100 ms + write_deadline 300 ms + fence time 100 ms) = 1000 ms; set timeout 1000 or more, \
+                 or lower the primary's interval, write_deadline or fence time \
+                 (this listener could boot the secondary while the primary still runs)\n",
+            ),
         ] {
             assert_eq!(line(ev), expect);
         }

@@ -60,6 +60,9 @@ pub struct Preflight {
     pub mailbox: u64,
     /// The epoch last written in our slot, if readable.
     pub previous_epoch: Option<u32>,
+    /// A test message found in the mailbox at start (sender, sequence): acknowledged in the
+    /// first heartbeat.
+    pub pending_test: Option<(u8, u32)>,
 }
 
 pub fn preflight(cfg: &AgentConfig) -> Result<Preflight, AgentError> {
@@ -86,21 +89,25 @@ pub fn preflight(cfg: &AgentConfig) -> Result<Preflight, AgentError> {
     cfg.fencing_budget()
         .check(header.timeout)
         .map_err(|violation| AgentError::Fencing { config: cfg.file.clone(), violation })?;
-    check_mailbox(cfg, &mut disk, mailbox, &mut block)?;
+    let pending_test = check_mailbox(cfg, &mut disk, mailbox, &mut block)?;
     disk.read_block(slot, &mut block)?;
     let previous_epoch = heartbeat::decode(&block, &v).ok().map(|hb| hb.boot_epoch);
-    Ok(Preflight { disk, header, slot, mailbox, previous_epoch })
+    Ok(Preflight { disk, header, slot, mailbox, previous_epoch, pending_test })
 }
 
+/// Reads this node's mailbox: `Ok(Some((by, seq)))` for a test message, `Ok(None)` when
+/// empty, an error (stop serving) for a claim, a poison pill or a corrupt mailbox. The agent
+/// never writes its mailbox: a claim written meanwhile must not be overwritten.
 fn check_mailbox(
     cfg: &AgentConfig,
     disk: &mut DirectDisk,
     mailbox: u64,
     block: &mut [u8; BLOCK],
-) -> Result<(), AgentError> {
+) -> Result<Option<(u8, u32)>, AgentError> {
     disk.read_block(mailbox, block)?;
     match MailboxMessage::decode(block) {
-        Ok(MailboxMessage::Empty) => Ok(()),
+        Ok(MailboxMessage::Empty) => Ok(None),
+        Ok(MailboxMessage::Test { by, seq }) => Ok(Some((by, seq))),
         Ok(MailboxMessage::TakeoverClaim { by, primary_epoch }) => Err(AgentError::Claimed {
             path: cfg.device.clone(),
             node: cfg.node_id,
@@ -125,7 +132,7 @@ pub struct AgentOptions {
 /// Runs the agent until `stop` is set (clean exit) or it must stop serving (error; the node
 /// has been fenced by then).
 pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Result<AgentExit, AgentError> {
-    let Preflight { mut disk, header, slot, mailbox, previous_epoch } = preflight(cfg)?;
+    let Preflight { mut disk, header, slot, mailbox, previous_epoch, pending_test } = preflight(cfg)?;
     let fencer = Arc::new(Fencer::arm(&cfg.fence)?);
     let epoch = previous_epoch.map_or(0, |e| e.saturating_add(1)).max(unix_secs() as u32);
     let started = now();
@@ -174,6 +181,10 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
     let mut sequence: u64 = 0;
     let mut next = started;
     let mut state = NodeState::Active;
+    let fencing = cfg.fencing_budget();
+    let mut acks = TestAcks::default();
+    acks.see(pending_test);
+    let mut ack_now = false;
     loop {
         let leaving = stop.load(Ordering::Relaxed);
         if leaving {
@@ -192,6 +203,9 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
             health: HealthFlags::OK,
             config_digest: opts.config_digest,
             build_stamp: opts.build_stamp,
+            budget: fencing,
+            test_acks: acks.count,
+            last_test: acks.last,
         };
         let n = heartbeat::encode(&hb, verifier_key.as_ref(), &mut frame);
         if let Some(s) = serial.as_mut() {
@@ -204,7 +218,8 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
             tracing::warn!(error = %e, "heartbeat write failed");
         } else {
             match check_mailbox(cfg, &mut disk, mailbox, &mut block) {
-                Ok(()) => {
+                Ok(found) => {
+                    ack_now = acks.see(found);
                     let done = now();
                     last_good.store(done.as_millis(), Ordering::Release);
                     fencer.pet();
@@ -220,7 +235,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
                 }
                 Err(e @ (AgentError::Claimed { .. } | AgentError::MailboxCorrupt { .. })) => {
                     done.store(true, Ordering::Release);
-                    fencer.fire("takeover claim found in this node's mailbox");
+                    fencer.fire(&e.to_string());
                     return Err(e);
                 }
                 Err(e) => tracing::warn!(error = %e, "mailbox read failed"),
@@ -234,11 +249,34 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
         }
         next = next + cfg.interval;
         let t = now();
-        if next <= t {
+        if std::mem::take(&mut ack_now) {
+            // A new test message: acknowledge it now rather than an interval later (a drill
+            // waits at most two intervals after writing it). The schedule restarts here.
+            next = t;
+        } else if next <= t {
             // Fell behind (a slow write): skip missed beats rather than bursting.
             next = t + Duration::from_millis(1);
         }
         sleep_until(next, &stop);
+    }
+}
+
+/// Test messages acknowledged so far, as the heartbeat reports them.
+#[derive(Default)]
+struct TestAcks {
+    count: u32,
+    last: u32,
+}
+
+impl TestAcks {
+    /// A message stays in the mailbox until someone clears it; each is acknowledged once.
+    /// True for a message not seen before.
+    fn see(&mut self, found: Option<(u8, u32)>) -> bool {
+        let Some((by, seq)) = found.filter(|&(_, seq)| seq != self.last) else { return false };
+        self.count = self.count.wrapping_add(1);
+        self.last = seq;
+        tracing::info!(by, seq, acks = self.count, "test message in the mailbox; acknowledged in the next heartbeat");
+        true
     }
 }
 

@@ -5,6 +5,7 @@
 //! *other* copy with generation + 1. A power cut during a save can only damage the copy being
 //! written, so the previous configuration always survives.
 
+use crate::text::Text;
 use crate::heartbeat::{Role, Verifier};
 use crate::integrity::{crc32c, Key};
 use crate::listener::{ListenerParams, NeverSeenPolicy, NodeSet};
@@ -35,7 +36,7 @@ pub struct ConfigError {
 
 impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
+        Text::new(f).s(self.field).s(": ").s(self.problem).end()
     }
 }
 
@@ -130,7 +131,7 @@ impl core::fmt::Display for RecordError {
             RecordError::BadLength => f.write_str("length field out of range"),
             RecordError::BadCrc => f.write_str("CRC mismatch (interrupted save or corruption)"),
             RecordError::Malformed => f.write_str("body does not decode"),
-            RecordError::Invalid(e) => write!(f, "stored value refused: {e}"),
+            RecordError::Invalid(e) => Text::new(f).s("stored value refused: ").s(e.field).s(": ").s(e.problem).end(),
         }
     }
 }

@@ -19,6 +19,7 @@
 //! layout 1, so a two-node area made by this build is read by older builds (and by the
 //! flashed firmware) unchanged; only an area with other roles needs a reader that knows 2.
 
+use crate::text::Text;
 use crate::integrity::crc32c;
 use crate::time::Duration;
 
@@ -95,10 +96,10 @@ impl core::fmt::Display for HeaderError {
                 "not a Rearguard heartbeat area (unknown magic): check the device path; `rearguard disk init` would overwrite what is there",
             ),
             HeaderError::UnsupportedLayout { found } => {
-                write!(f, "layout version {found}, this build reads 1 to {LAYOUT_VERSION}: upgrade rearguard")
+                Text::new(f).s("layout version ").n(*found).s(", this build reads 1 to ").n(LAYOUT_VERSION).s(": upgrade rearguard").end()
             }
             HeaderError::BadCrc => f.write_str("header CRC mismatch (corrupt): re-run `rearguard disk init`"),
-            HeaderError::Invalid(why) => write!(f, "invalid header: {why}"),
+            HeaderError::Invalid(why) => Text::new(f).s("invalid header: ").s(why).end(),
         }
     }
 }
@@ -227,6 +228,12 @@ pub enum MailboxMessage {
     Poison {
         by: u8,
     },
+    /// Log this and acknowledge it in your heartbeat (`last_test = seq`); not a claim. A
+    /// drill or `rearguard disk message NODE test` proves the mailbox path with it.
+    Test {
+        by: u8,
+        seq: u32,
+    },
 }
 
 pub const MAILBOX_MAGIC: [u8; 4] = *b"RGMB";
@@ -244,7 +251,7 @@ impl core::fmt::Display for MailboxError {
         match self {
             MailboxError::BadMagic => f.write_str("mailbox holds something that is not a Rearguard message"),
             MailboxError::BadCrc => f.write_str("mailbox CRC mismatch (torn or corrupt)"),
-            MailboxError::UnknownKind(k) => write!(f, "unknown mailbox message kind {k}"),
+            MailboxError::UnknownKind(k) => Text::new(f).s("unknown mailbox message kind ").n(*k).end(),
         }
     }
 }
@@ -260,6 +267,7 @@ impl MailboxMessage {
             MailboxMessage::Empty => unreachable!(),
             MailboxMessage::TakeoverClaim { by, primary_epoch } => (1u8, by, primary_epoch),
             MailboxMessage::Poison { by } => (2u8, by, 0),
+            MailboxMessage::Test { by, seq } => (3u8, by, seq),
         };
         let mut w = Writer { buf: &mut block[..], at: 0 };
         w.put(&MAILBOX_MAGIC);
@@ -286,6 +294,7 @@ impl MailboxMessage {
         match block[4] {
             1 => Ok(MailboxMessage::TakeoverClaim { by, primary_epoch: epoch }),
             2 => Ok(MailboxMessage::Poison { by }),
+            3 => Ok(MailboxMessage::Test { by, seq: epoch }),
             k => Err(MailboxError::UnknownKind(k)),
         }
     }
@@ -400,6 +409,7 @@ mod tests {
             MailboxMessage::Empty,
             MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 77 },
             MailboxMessage::Poison { by: 1 },
+            MailboxMessage::Test { by: 1, seq: 0xDEAD_BEEF },
         ] {
             m.encode(&mut b);
             assert_eq!(MailboxMessage::decode(&b), Ok(m));

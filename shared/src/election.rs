@@ -44,6 +44,7 @@
 pub mod advert;
 pub mod reasons;
 
+use crate::fencing::FencingBudget;
 use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
 use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
 use crate::reject::Reject;
@@ -358,6 +359,9 @@ impl Election {
                 health: self.health,
                 config_digest: self.p.config_digest,
                 build_stamp: self.p.build_stamp,
+                budget: FencingBudget::NONE,
+                test_acks: 0,
+                last_test: 0,
             },
             priority: self.effective_priority(),
             term: if self.state == PairState::Active { self.held_term } else { self.term },

@@ -10,9 +10,13 @@
 //! timeout ≥ 2 × (interval + write_deadline + fence_time)
 //! ```
 
+use crate::text::Text;
 use crate::time::Duration;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a primary needs between its last heartbeat and being fenced. Every heartbeat carries
+/// it, so a listener checks its own timeout against the number the agent really runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FencingBudget {
     /// How often the primary writes its heartbeat.
     pub interval: Duration,
@@ -31,18 +35,41 @@ pub struct FencingViolation {
 
 impl core::fmt::Display for FencingViolation {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.numbers(&mut Text::new(f))
+            .s(", or the secondary could boot while this primary is still running; raise the timeout to ")
+            .n(self.min_timeout.as_millis())
+            .s(" or more (`rearguard disk init --timeout-ms`), or lower interval, write_deadline or the watchdog timeout")
+            .end()
+    }
+}
+
+impl FencingViolation {
+    /// `the secondary's timeout (…) must be at least 2 × (interval … + write_deadline … +
+    /// fence time …) = …`: the numbers, which every place that refuses a timeout prints.
+    pub fn numbers<'t, 'o>(&self, t: &'t mut Text<'o>) -> &'t mut Text<'o> {
         let b = &self.budget;
-        write!(
-            f,
-            "the secondary's timeout ({}) must be at least 2 × (interval {} + write_deadline {} + fence time {}) = {}, \
-             or the secondary could boot while this primary is still running; \
-             raise the timeout to {} or more (`rearguard disk init --timeout-ms`), or lower interval, write_deadline or the watchdog timeout",
-            self.timeout, b.interval, b.write_deadline, b.fence_time, self.min_timeout, self.min_timeout.as_millis()
-        )
+        t.s("the secondary's timeout (")
+            .ms(self.timeout)
+            .s(") must be at least 2 × (interval ")
+            .ms(b.interval)
+            .s(" + write_deadline ")
+            .ms(b.write_deadline)
+            .s(" + fence time ")
+            .ms(b.fence_time)
+            .s(") = ")
+            .ms(self.min_timeout)
     }
 }
 
 impl FencingBudget {
+    /// No budget: the sender does not fence itself (pair nodes), or is too old to say.
+    pub const NONE: FencingBudget =
+        FencingBudget { interval: Duration::ZERO, write_deadline: Duration::ZERO, fence_time: Duration::ZERO };
+
+    pub fn is_none(&self) -> bool {
+        *self == Self::NONE
+    }
+
     /// Latest moment, after the last heartbeat the secondary saw, at which the primary is fenced.
     pub fn worst_case_fenced_after(&self) -> Duration {
         self.interval + self.write_deadline + self.fence_time
@@ -52,10 +79,11 @@ impl FencingBudget {
         self.worst_case_fenced_after().saturating_mul(2)
     }
 
-    pub fn check(&self, timeout: Duration) -> Result<(), FencingViolation> {
+    /// `Ok(margin)`: how much longer than the bound `timeout` is.
+    pub fn check(&self, timeout: Duration) -> Result<Duration, FencingViolation> {
         let min_timeout = self.min_timeout();
         if timeout >= min_timeout {
-            Ok(())
+            Ok(timeout - min_timeout)
         } else {
             Err(FencingViolation { budget: *self, timeout, min_timeout })
         }
@@ -76,8 +104,16 @@ mod tests {
             fence_time: Duration::from_millis(100),
         };
         assert_eq!(b.min_timeout(), Duration::from_millis(1000));
-        assert!(b.check(Duration::from_millis(1000)).is_ok());
+        assert_eq!(b.check(Duration::from_millis(1000)), Ok(Duration::ZERO));
+        assert_eq!(b.check(Duration::from_millis(1250)), Ok(Duration::from_millis(250)));
         let e = b.check(Duration::from_millis(999)).unwrap_err();
         assert_eq!(e.min_timeout, Duration::from_millis(1000));
+        let s = std::format!("{e}");
+        assert!(
+            s.starts_with("the secondary's timeout (999 ms) must be at least 2 × (interval 100 ms + write_deadline 300 ms + fence time 100 ms) = 1000 ms, "),
+            "{s}"
+        );
+        assert!(s.contains("raise the timeout to 1000 or more"), "{s}");
+        assert_eq!(FencingBudget::NONE.check(Duration::ZERO), Ok(Duration::ZERO));
     }
 }

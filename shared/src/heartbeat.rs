@@ -1,6 +1,7 @@
 //! The heartbeat record. It travels in the common envelope of [`crate::frame`] (magic `RG`):
 //! version, optional truncated HMAC-SHA256 tag, CRC-32C.
 
+use crate::fencing::FencingBudget;
 use crate::frame;
 use crate::integrity::Key;
 use crate::reject::Reject;
@@ -8,8 +9,8 @@ use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 2] = *b"RG";
-/// Largest postcard body (the record's varints at their widest fit in 60 bytes).
-pub const MAX_BODY: usize = 64;
+/// Largest postcard body (the record's varints at their widest fit in 100 bytes).
+pub const MAX_BODY: usize = 104;
 /// Largest frame on any medium.
 pub const MAX_FRAME: usize = frame::max_frame(MAX_BODY);
 
@@ -67,6 +68,14 @@ pub struct Heartbeat {
     pub config_digest: u32,
     /// Digest of the sender's build (version + protocol + commit).
     pub build_stamp: u32,
+    /// The sender's fencing budget, so a listener can check its timeout against it at every
+    /// start and save ([`FencingBudget::check`]); [`FencingBudget::NONE`] from a node that
+    /// does not fence itself (a pair node).
+    pub budget: FencingBudget,
+    /// Test messages (`rearguard disk message NODE test`) acknowledged since the sender started.
+    pub test_acks: u32,
+    /// Sequence of the last test message acknowledged (0: none yet).
+    pub last_test: u32,
 }
 
 /// What a receiver checks a frame against.
@@ -133,6 +142,9 @@ pub(crate) mod tests {
             health: HealthFlags::OK,
             config_digest: 0x1234_5678,
             build_stamp: 0xABCD_EF01,
+            budget: FencingBudget::NONE,
+            test_acks: 0,
+            last_test: 0,
         }
     }
 

@@ -23,9 +23,11 @@ pub mod integrity;
 pub mod link;
 pub mod listener;
 pub mod reject;
+pub mod text;
 pub mod time;
 
 /// Version of the heartbeat wire format. A peer speaking another version is rejected.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 2: heartbeats carry the sender's fencing budget and test-message acknowledgements.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 pub use time::{Duration, Instant};

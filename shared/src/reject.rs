@@ -2,6 +2,7 @@
 //! of the record (cluster, node) and of liveness (replay, stale epoch). Listeners and the
 //! pair election count each reason separately.
 
+use crate::text::Text;
 use crate::PROTOCOL_VERSION;
 
 /// Why a frame was not accepted. Every variant is counted separately by listeners.
@@ -82,13 +83,13 @@ impl core::fmt::Display for Reject {
             Reject::BadMagic => f.write_str("not a Rearguard heartbeat (bad magic)"),
             Reject::BadCrc => f.write_str("CRC mismatch (torn or corrupt)"),
             Reject::UnsupportedVersion { found } => {
-                write!(f, "protocol version {found}, this build speaks {PROTOCOL_VERSION}")
+                Text::new(f).s("protocol version ").n(*found).s(", this build speaks ").n(PROTOCOL_VERSION).end()
             }
             Reject::MissingMac => f.write_str("no MAC but a key is configured"),
             Reject::BadMac => f.write_str("MAC does not verify (wrong key or forged)"),
             Reject::Malformed => f.write_str("body does not decode"),
-            Reject::WrongCluster { found } => write!(f, "cluster id {found:#010x} is not ours"),
-            Reject::WrongNode { found } => write!(f, "from node {found}, not the watched node"),
+            Reject::WrongCluster { found } => Text::new(f).s("cluster id ").hex8(*found).s(" is not ours").end(),
+            Reject::WrongNode { found } => Text::new(f).s("from node ").n(*found).s(", not the watched node").end(),
             Reject::Replay => f.write_str("sequence not increasing (replay or stuck writer)"),
             Reject::StaleEpoch => f.write_str("boot epoch older than one already seen"),
         }

@@ -156,6 +156,19 @@ impl Cluster {
         f.sync_data().unwrap();
     }
 
+    /// Rewrites the header's timeout in place, as if the disk were set up again under a
+    /// running agent (which checked the old timeout at its start only).
+    pub fn set_disk_timeout(&self, ms: u64) {
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&self.disk).unwrap();
+        let mut b = vec![0u8; 4096];
+        f.read_exact_at(&mut b, 0).unwrap();
+        let mut h = rearguard_shared::disk::DiskHeader::decode(&b).unwrap();
+        h.timeout = rearguard_shared::Duration::from_millis(ms);
+        h.encode(&mut b);
+        f.write_all_at(&b, 0).unwrap();
+        f.sync_data().unwrap();
+    }
+
     pub fn dump_json(&self) -> serde_json::Value {
         let o = run(&["disk", "dump", self.disk.to_str().unwrap(), "--json", "--watch-ms", "250"]);
         assert!(o.status.success(), "dump failed: {}", stderr(&o));

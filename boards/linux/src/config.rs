@@ -47,6 +47,9 @@ fn default_never_seen() -> String {
 #[serde(deny_unknown_fields)]
 struct GateSection {
     command: Vec<String>,
+    /// (`rearguard drill`) a harmless command proving the gate path works (e.g. a BMC
+    /// status query); must exit 0. Never run by the listener itself.
+    gate_test: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +75,8 @@ pub struct LinuxListenerConfig {
     pub listener: ListenerConfig,
     pub device: PathBuf,
     pub gate_command: Vec<String>,
+    /// `[gate] gate_test`: what `rearguard drill` runs to prove the gate path; never the gate.
+    pub gate_test: Option<Vec<String>>,
     pub nv_file: Option<PathBuf>,
     /// `Some` for a spare: the primaries it watches (the disk must give them that role).
     pub watch: Option<NodeSet>,
@@ -176,6 +181,9 @@ impl LinuxListenerConfig {
         if f.gate.command.is_empty() {
             return Err(src.error("gate.command", "expected the argv that releases the secondary's boot: set it"));
         }
+        if f.gate.gate_test.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(src.error("gate.gate_test", "expected the argv of a harmless gate check: set it, or remove the key"));
+        }
         let listener = ListenerConfig {
             role: Role::Secondary,
             cluster_id: f.cluster.id,
@@ -203,6 +211,7 @@ impl LinuxListenerConfig {
             listener,
             device: f.disk.device,
             gate_command: f.gate.command,
+            gate_test: f.gate.gate_test,
             nv_file: f.listener.nv_file,
             watch,
         })

@@ -4,6 +4,7 @@
 //! NV store = a file.
 
 pub mod config;
+pub mod drill;
 
 use config::LinuxListenerConfig;
 use rearguard_firmware::app::{App, Event, StartError};

@@ -31,6 +31,7 @@ use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::{DiskHeader, HeaderError};
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::listener::Takeover;
+use rearguard_shared::text::{Plain, Text};
 use rearguard_shared::Instant;
 use uart::Console;
 
@@ -138,7 +139,7 @@ fn main() -> ! {
         cortex_m::peripheral::NVIC::unmask(lm3s6965::Interrupt::UART1);
     }
     let mut con = Console;
-    let _ = writeln!(con, "\nrearguard listener firmware {} (lm3s6965evb)", env!("CARGO_PKG_VERSION"));
+    let _ = con.write_str(concat!("\nrearguard listener firmware ", env!("CARGO_PKG_VERSION"), " (lm3s6965evb)\n"));
     info!("boot: rearguard listener firmware {=str}", env!("CARGO_PKG_VERSION"));
 
     let card = sd::Card::init(sd::Spi::init()).map(core::cell::RefCell::new);
@@ -149,7 +150,8 @@ fn main() -> ! {
     let mut place: Option<BoardApp> = None;
     start(&mut place, cfg.clone(), handle(), &mut con);
     let mut menu = Menu::new(cfg, persist);
-    let _ = write!(con, "type help for the configuration menu\n{}", menu::PROMPT);
+    let _ = con.write_str("type help for the configuration menu\n");
+    let _ = con.write_str(menu::PROMPT);
 
     let mut next_poll = now();
     let mut read_failures = 0u32;
@@ -192,7 +194,7 @@ fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failu
 fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConfig, nv::Persist) {
     match disk {
         Some(mut d) => {
-            let _ = writeln!(con, "sd: {} KiB", d.sectors / 2);
+            let _ = Text::new(&mut *con).s("sd: ").n(d.sectors / 2).s(" KiB").nl();
             info!("sd: {=u32} sectors", d.sectors);
             let (cfg, persist, report) = nv::load(&mut d);
             match report {
@@ -204,12 +206,12 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
                 }
                 _ => warn!("config: no valid copy, factory settings"),
             }
-            let _ = writeln!(con, "{report}");
+            let _ = Text::new(&mut *con).d(&report).nl();
             (cfg, persist)
         }
         None => {
             warn!("sd: no card");
-            let _ = writeln!(con, "sd: no card: serial link only, factory settings, nothing can be saved");
+            let _ = con.write_str("sd: no card: serial link only, factory settings, nothing can be saved\n");
             (ListenerConfig::factory(), nv::Persist::NONE)
         }
     }
@@ -261,7 +263,7 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = App::new_in(place, cfg, disk, Some(link), GpioGate, now()) {
         warn!("listener refused to start");
-        let _ = writeln!(con, "ERROR: {e}\nholding the boot until this is fixed (type help)");
+        let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s("\nholding the boot until this is fixed (type help)").nl();
         return;
     }
     if let Some(a) = place.as_ref() {
@@ -273,7 +275,7 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
             a.disk_medium().is_some()
         );
         let media = if a.disk_medium().is_some() { "disk+serial" } else { "serial" };
-        let _ = report::started(con, c, a.listener().params().timeout, media);
+        let _ = report::started(con, c, a.listener().params().timeout, Plain(media));
     }
 }
 
@@ -313,7 +315,7 @@ fn disk_has_area(d: &mut sd::SdDisk<'_>, con: &mut Console) -> bool {
     }
     match DiskHeader::decode(&sector) {
         Err(HeaderError::NotInitialised) => {
-            let _ = writeln!(con, "shared disk: no heartbeat area (blank): serial link only");
+            let _ = con.write_str("shared disk: no heartbeat area (blank): serial link only\n");
             false
         }
         _ => true,

@@ -13,6 +13,7 @@ use crate::regs::{ssi0, GPIO_A, GPIO_D, RCGC1, RCGC2};
 use rearguard_firmware::board::{NvCopy, NvStore, SharedDisk};
 use rearguard_shared::config::RECORD_LEN;
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
+use rearguard_shared::text::Text;
 
 const SR_TNF: u32 = 1 << 1;
 const SR_RNE: u32 = 1 << 2;
@@ -273,14 +274,18 @@ pub enum DiskError {
 // the image, about 1 KiB of a 32 KiB budget.
 impl core::fmt::Debug for CardError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            CardError::NoResponse(cmd) => write!(f, "no answer to CMD{cmd}"),
-            CardError::Rejected { cmd, r1 } => write!(f, "CMD{cmd} refused, R1 {r1:#x}"),
-            CardError::InitTimeout => f.write_str("card never left idle"),
-            CardError::ReadToken(t) => write!(f, "read token {t:#x}"),
-            CardError::WriteRefused(r) => write!(f, "write refused, response {r:#x}"),
-            CardError::Busy => f.write_str("card stuck busy"),
-        }
+        card_error(&mut Text::new(f), *self).end()
+    }
+}
+
+fn card_error<'t, 'o>(t: &'t mut Text<'o>, e: CardError) -> &'t mut Text<'o> {
+    match e {
+            CardError::NoResponse(cmd) => t.s("no answer to CMD").n(cmd),
+            CardError::Rejected { cmd, r1 } => t.s("CMD").n(cmd).s(" refused, R1 ").hex(r1.into()),
+            CardError::InitTimeout => t.s("card never left idle"),
+            CardError::ReadToken(tok) => t.s("read token ").hex(tok.into()),
+            CardError::WriteRefused(r) => t.s("write refused, response ").hex(r.into()),
+            CardError::Busy => t.s("card stuck busy"),
     }
 }
 
@@ -288,10 +293,12 @@ impl core::fmt::Debug for CardError {
 // traits ask for, says the same.
 impl core::fmt::Display for DiskError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
-            DiskError::Card(e) => write!(f, "sd card: {e:?}"),
-            DiskError::OutOfRange(o) => write!(f, "offset {} KiB beyond the card", (o / 1024) as u32),
+            DiskError::Card(e) => card_error(t.s("sd card: "), *e),
+            DiskError::OutOfRange(o) => t.s("offset ").n((o / 1024) as u32).s(" KiB beyond the card"),
         }
+        .end()
     }
 }
 

@@ -6,12 +6,13 @@
 use super::status::Status;
 use crate::board::NvStore;
 use crate::nv::Persist;
-use crate::report::{role_name, Ms};
+use crate::report::{self, role_name};
 use core::fmt::Write;
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::integrity::Key;
 use rearguard_shared::listener::NeverSeenPolicy;
+use rearguard_shared::text::Text;
 use rearguard_shared::Duration;
 
 /// What the board must do after a line.
@@ -63,18 +64,18 @@ impl Commands {
     ) -> Request {
         if let Some(c) = self.confirm.take() {
             if !line.eq_ignore_ascii_case("yes") {
-                let _ = writeln!(out, "cancelled (type yes in full to confirm)");
+                let _ = out.write_str("cancelled (type yes in full to confirm)\n");
                 return Request::None;
             }
             return match c {
                 Confirm::Release => {
-                    let _ = writeln!(out, "releasing the boot now");
+                    let _ = out.write_str("releasing the boot now\n");
                     Request::ReleaseNow
                 }
                 Confirm::Factory => {
                     self.draft = ListenerConfig::factory();
-                    let _ = writeln!(out, "factory settings loaded");
-                    self.save(nv, out)
+                    let _ = out.write_str("factory settings loaded\n");
+                    self.save(status, nv, out)
                 }
             };
         }
@@ -94,45 +95,55 @@ impl Commands {
             match (arg1, arg2, extra) {
                 (Some(k), Some(v), false) => self.set(k, v, out),
                 _ => {
-                    let _ = writeln!(out, "usage: set <setting> <value>   (type help for the settings)");
+                    let _ = out.write_str("usage: set <setting> <value>   (type help for the settings)\n");
                 }
             }
         } else if is("save") {
-            return self.save(nv, out);
+            return self.save(status, nv, out);
         } else if is("revert") {
             self.draft = self.saved.clone();
-            let _ = writeln!(out, "draft reverted to the saved settings");
+            let _ = out.write_str("draft reverted to the saved settings\n");
         } else if is("factory") {
             self.confirm = Some(Confirm::Factory);
-            let _ = writeln!(out, "reset every setting to factory values and save? type yes to confirm");
+            let _ = out.write_str("reset every setting to factory values and save? type yes to confirm\n");
         } else if is("release") {
             if status.gate_open {
-                let _ = writeln!(out, "the boot is already released");
+                let _ = out.write_str("the boot is already released\n");
             } else {
                 self.confirm = Some(Confirm::Release);
-                let _ = writeln!(out, "release the boot now? the secondary will boot the shared OS even if the primary is alive. type yes to confirm");
+                let _ = out.write_str("release the boot now? the secondary will boot the shared OS even if the primary is alive. type yes to confirm\n");
             }
         } else {
-            let _ = writeln!(out, "unknown command; type help");
+            let _ = out.write_str("unknown command; type help\n");
         }
         Request::None
     }
 
     fn show(&self, out: &mut impl Write) -> core::fmt::Result {
         let d = &self.draft;
-        writeln!(out, "role       {}", role_name(d.role))?;
-        writeln!(out, "timeout    {}", Ms(d.timeout))?;
-        writeln!(out, "poll       {}", Ms(d.poll_period))?;
-        writeln!(out, "cluster    {:#x}", d.cluster_id)?;
-        writeln!(out, "node       {}", d.node_id)?;
-        writeln!(out, "primary    {}", d.primary_node)?;
-        writeln!(out, "key        {}", if d.key.is_some() { "set (hidden)" } else { "none" })?;
+        let t = &mut Text::new(out);
+        t.s("role       ")
+            .s(role_name(d.role))
+            .s("\ntimeout    ")
+            .ms(d.timeout)
+            .s("\npoll       ")
+            .ms(d.poll_period)
+            .s("\ncluster    ")
+            .hex(d.cluster_id)
+            .s("\nnode       ")
+            .n(d.node_id)
+            .s("\nprimary    ")
+            .n(d.primary_node)
+            .s("\nkey        ")
+            .s(if d.key.is_some() { "set (hidden)" } else { "none" })
+            .s("\nnever-seen ");
         match d.never_seen {
-            NeverSeenPolicy::WaitForever => writeln!(out, "never-seen wait")?,
-            NeverSeenPolicy::ReleaseAfter(t) => writeln!(out, "never-seen {}", Ms(t))?,
+            NeverSeenPolicy::WaitForever => t.s("wait"),
+            NeverSeenPolicy::ReleaseAfter(w) => t.ms(w),
         }
+        .nl()?;
         if *d != self.saved {
-            writeln!(out, "(draft differs from the saved settings: save or revert)")?;
+            out.write_str("(draft differs from the saved settings: save or revert)\n")?;
         }
         Ok(())
     }
@@ -199,58 +210,63 @@ impl Commands {
             Err("unknown setting: role, timeout, poll, cluster, node, primary, key, never-seen")
         };
         if let Err(msg) = parsed {
-            let _ = writeln!(out, "error: {msg}");
+            let _ = Text::new(out).s("error: ").s(msg).nl();
             return;
         }
         if let Err(e) = next.validate() {
-            let _ = writeln!(out, "error: {}; unchanged", MenuConfigError(e));
+            let _ = config_error(&mut Text::new(out), e).s("; unchanged").nl();
             return;
         }
         if next.role == Role::Primary && self.draft.role == Role::Secondary {
-            let _ = writeln!(out, "note: as primary, the boot is released at once when this is saved");
+            let _ = out.write_str("note: as primary, the boot is released at once when this is saved\n");
         }
         self.draft = next;
-        let _ = writeln!(out, "ok (draft; save to keep)");
+        let _ = out.write_str("ok (draft; save to keep)\n");
     }
 
-    fn save<S: NvStore>(&mut self, nv: Option<&mut S>, out: &mut impl Write) -> Request {
+    fn save<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
         if let Err(e) = self.draft.validate() {
-            let _ = writeln!(out, "error: {}; not saved", MenuConfigError(e));
+            let _ = config_error(&mut Text::new(out), e).s("; not saved").nl();
             return Request::None;
         }
+        // The running primary's budget (from its heartbeats) against the timeout this draft
+        // would run with: the disk's when longer, as at every start.
+        if let Some(b) = status.budget {
+            if let Err(v) = b.check(self.draft.timeout.max(status.disk_timeout)) {
+                let t = &mut Text::new(out);
+                let _ = report::bound_broken(t.s("error: timeout: "), &v).s("; not saved").nl();
+                return Request::None;
+            }
+        }
         let Some(nv) = nv else {
-            let _ = writeln!(out, "error: no config store (no SD card); the settings apply until power-off");
+            let _ = out.write_str("error: no config store (no SD card); the settings apply until power-off\n");
             self.saved = self.draft.clone();
             return Request::Apply(self.draft.clone());
         };
         match self.persist.save(nv, &self.draft) {
             Ok((copy, generation)) => {
-                let _ = writeln!(out, "saved to copy {} (generation {generation})", copy.name());
+                let _ = Text::new(out).s("saved to copy ").s(copy.name()).s(" (generation ").n(generation).s(")").nl();
                 self.saved = self.draft.clone();
                 Request::Apply(self.draft.clone())
             }
             Err(e) => {
-                let _ = writeln!(out, "error: save failed: {e}; the previous settings are intact");
+                let _ = Text::new(out).s("error: save failed: ").d(&e).s("; the previous settings are intact").nl();
                 Request::None
             }
         }
     }
 }
 
-/// A validation error with the menu's names for the settings.
-struct MenuConfigError(ConfigError);
-
-impl core::fmt::Display for MenuConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let name = match self.0.field {
-            "poll_period" => "poll",
-            "primary_node" => "primary",
-            "node_id" => "node",
-            "never_seen" => "never-seen",
-            other => other,
-        };
-        write!(f, "{name}: {}", self.0.problem)
-    }
+/// `error: ` and a validation error with the menu's names for the settings.
+fn config_error<'t, 'o>(t: &'t mut Text<'o>, e: ConfigError) -> &'t mut Text<'o> {
+    let name = match e.field {
+        "poll_period" => "poll",
+        "primary_node" => "primary",
+        "node_id" => "node",
+        "never_seen" => "never-seen",
+        other => other,
+    };
+    t.s("error: ").s(name).s(": ").s(e.problem)
 }
 
 /// A MAC key from hex. Decoded here rather than with `Key::from_hex`, whose Unicode-aware

@@ -21,6 +21,7 @@ use commands::Commands;
 use core::fmt::Write;
 use line::{Complete, Edit, LineEditor};
 use rearguard_shared::config::ListenerConfig;
+use rearguard_shared::text::Text;
 
 pub const PROMPT: &str = "rearguard> ";
 
@@ -57,12 +58,12 @@ impl Menu {
     pub fn run_line<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
         let req = match self.line.complete() {
             Complete::Overlong => {
-                let _ = writeln!(out, "error: line longer than {MAX_LINE} characters; ignored");
+                let _ = Text::new(out).s("error: line longer than ").n(MAX_LINE).s(" characters; ignored").nl();
                 self.commands.cancel();
                 Request::None
             }
             Complete::BadByte => {
-                let _ = writeln!(out, "error: the line held control or non-ASCII characters; ignored");
+                let _ = out.write_str("error: the line held control or non-ASCII characters; ignored\n");
                 self.commands.cancel();
                 Request::None
             }
@@ -155,6 +156,42 @@ mod tests {
             bytes.push(x as u8);
         }
         let _ = type_in(&mut m, &mut nv, &bytes);
+    }
+
+    #[test]
+    fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_names_the_numbers() {
+        let (mut m, mut nv) = menu();
+        let mut st = status();
+        st.budget = Some(crate::report::tests::budget());
+        let mut run = |m: &mut Menu, st: &Status, input: &[u8]| {
+            let (mut out, mut req) = (String::new(), Request::None);
+            for &b in input {
+                if m.feed(b, &mut out) {
+                    req = m.run_line(st, Some(&mut nv), &mut out);
+                }
+            }
+            (out, req)
+        };
+        let (out, req) = run(&mut m, &st, b"set timeout 800\rsave\r");
+        assert!(
+            out.contains(
+                "error: timeout: the secondary's timeout (800 ms) must be at least 2 × (interval 100 ms + \
+                 write_deadline 300 ms + fence time 100 ms) = 1000 ms; set timeout 1000 or more, or lower the \
+                 primary's interval, write_deadline or fence time; not saved"
+            ),
+            "{out}"
+        );
+        assert_eq!(req, Request::None);
+        // The disk's longer timeout is the one that would run: the bound holds.
+        st.disk_timeout = Duration::from_millis(2000);
+        let (out, req) = run(&mut m, &st, b"save\r");
+        assert!(out.contains("saved to copy A"), "{out}");
+        assert!(matches!(req, Request::Apply(_)));
+        st.disk_timeout = Duration::ZERO;
+        let (out, _) = run(&mut m, &st, b"set timeout 1000\rsave\rstatus\r");
+        assert!(out.contains("saved to copy B"), "{out}");
+        assert!(out.contains("fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, margin 9000 ms"), "{out}");
+        assert!(nv.a.is_some() && nv.b.is_some());
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 use crate::app::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
-use crate::report::{Ms, Reason};
+use crate::report;
+use rearguard_shared::fencing::FencingBudget;
 use core::fmt::Write;
 use rearguard_shared::listener::ListenerState;
 use rearguard_shared::reject::Reject;
+use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// One medium's line on the status screen.
@@ -33,6 +35,12 @@ pub struct Status {
     /// Deepest stack use so far and the RAM left for the stack, in bytes, where the board
     /// measures them.
     pub stack_peak: Option<(u32, u32)>,
+    /// The watched primary's fencing budget, once a heartbeat carried one: `save` refuses a
+    /// timeout that breaks it.
+    pub budget: Option<FencingBudget>,
+    /// The shared disk's timeout (zero without a disk): a saved timeout below it is raised
+    /// to it, so it counts in the check.
+    pub disk_timeout: Duration,
 }
 
 impl Status {
@@ -49,8 +57,12 @@ impl Status {
             framing,
             gate_open: false,
             stack_peak: None,
+            budget: None,
+            disk_timeout: Duration::ZERO,
         };
         let Some(app) = app else { return s };
+        s.budget = app.primary_budget(app.config().primary_node);
+        s.disk_timeout = app.disk_header().map_or(Duration::ZERO, |h| h.timeout);
         let l = app.listener();
         s.state = Some(l.state());
         s.timeout = l.params().timeout;
@@ -70,47 +82,54 @@ impl Status {
     }
 
     pub fn print(&self, out: &mut impl Write) -> core::fmt::Result {
+        let t = &mut Text::new(out);
         match self.state {
-            None => writeln!(out, "state: not running (see boot messages; fix and save)")?,
-            Some(st) => writeln!(
-                out,
-                "state: {} | timeout {} | gate {}",
-                st.name(),
-                Ms(self.timeout),
-                if self.gate_open { "RELEASED" } else { "held" }
-            )?,
-        }
+            None => t.s("state: not running (see boot messages; fix and save)"),
+            Some(st) => t
+                .s("state: ")
+                .s(st.name())
+                .s(" | timeout ")
+                .ms(self.timeout)
+                .s(" | gate ")
+                .s(if self.gate_open { "RELEASED" } else { "held" }),
+        };
         if let Some(ListenerState::Released { reason, .. }) = self.state {
-            writeln!(out, "  released: {}", Reason(reason))?;
+            report::reason(t.s("\n  released: "), reason);
         }
         match self.last_progress_age {
-            Some(a) => writeln!(out, "  primary last progressed {} ago", Ms(a))?,
-            None => writeln!(out, "  primary not seen alive yet")?,
+            Some(a) => t.s("\n  primary last progressed ").ms(a).s(" ago"),
+            None => t.s("\n  primary not seen alive yet"),
+        };
+        if let Some(b) = self.budget.filter(|_| self.state.is_some()) {
+            report::budget_numbers(t.s("\n  fencing budget: "), &b).s(": bound ").ms(b.min_timeout());
+            match b.check(self.timeout) {
+                Ok(margin) => t.s(", margin ").ms(margin),
+                Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
+            };
         }
         for m in &self.media {
-            write!(out, "  {:<6} last valid heartbeat ", m.name)?;
+            // Names padded to the longest ("serial") so the columns line up.
+            t.s("\n  ").s(m.name).s(&"      "[m.name.len().min(6)..]).s(" last valid heartbeat ");
             match m.last_valid_age {
-                Some(a) => write!(out, "{} ago", Ms(a))?,
-                None => write!(out, "never")?,
-            }
+                Some(a) => t.ms(a).s(" ago"),
+                None => t.s("never"),
+            };
             let total: u32 = m.rejected.iter().sum();
-            write!(out, ", accepted {}, rejected {total}", m.accepted)?;
-            for (i, &n) in m.rejected.iter().enumerate() {
+            t.s(", accepted ").n(m.accepted).s(", rejected ").n(total);
+            for (name, &n) in Reject::NAMES.iter().zip(&m.rejected) {
                 if n > 0 {
-                    write!(out, " {}={n}", Reject::NAMES[i])?;
+                    t.s(" ").s(name).s("=").n(n);
                 }
             }
-            writeln!(out)?;
         }
-        write!(out, "  link framing errors:")?;
+        t.s("\n  link framing errors:");
         for (name, n) in self.framing {
-            write!(out, " {name}={n}")?;
+            t.s(" ").s(name).s("=").n(n);
         }
-        writeln!(out)?;
-        match self.stack_peak {
-            Some((n, room)) => writeln!(out, "  stack peak {n} of {room} bytes"),
-            None => Ok(()),
+        if let Some((n, room)) = self.stack_peak {
+            t.s("\n  stack peak ").n(n).s(" of ").n(room).s(" bytes");
         }
+        t.nl()
     }
 }
 
@@ -129,6 +148,8 @@ pub(crate) mod tests {
             framing: [("bad-cobs", 0), ("overlong", 0)],
             gate_open: false,
             stack_peak: None,
+            budget: None,
+            disk_timeout: Duration::ZERO,
         }
     }
 

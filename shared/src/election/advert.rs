@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 /// ([`crate::frame`]): magic, version, flags, body length, postcard body, optional
 /// truncated HMAC-SHA256, CRC-32C.
 pub const ADVERT_MAGIC: [u8; 2] = *b"RP";
-/// Largest postcard body of an [`Advert`] (heartbeat ≤ 60, priority 1, term ≤ 5, flags 1,
+/// Largest postcard body of an [`Advert`] (heartbeat ≤ 100, priority 1, term ≤ 5, flags 1,
 /// ack ≤ 15).
-pub const MAX_ADVERT_BODY: usize = 96;
+pub const MAX_ADVERT_BODY: usize = 136;
 /// Largest advert frame.
 pub const MAX_ADVERT_FRAME: usize = frame::max_frame(MAX_ADVERT_BODY);
 

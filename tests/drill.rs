@@ -1,0 +1,160 @@
+//! `rearguard drill --config listener.toml` against a real primary's agent on an image file:
+//! ready, and each way of not being ready — and every time the disk (outside the primary's
+//! own, ever-changing slot) and the boot gate are exactly as before.
+
+mod support;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::disk::{Cluster, Timing};
+use support::{rearguard, stderr, stdout, CLUSTER};
+
+/// A listener config whose gate command would create `gate-ran` (it must never run).
+fn listener_config(c: &Cluster, timeout_ms: u64, gate: &str, gate_test: Option<&str>) -> PathBuf {
+    let p = c.path("listener.toml");
+    let marker = c.path("gate-ran");
+    let mut text = format!(
+        "[cluster]\nid = {CLUSTER:#x}\n[listener]\nnode_id = 1\nprimary_node = 0\ntimeout_ms = {timeout_ms}\npoll_ms = 10\n\
+         [disk]\ndevice = {:?}\n[gate]\ncommand = [{gate:?}, {:?}]\n",
+        c.disk,
+        marker.to_str().unwrap()
+    );
+    if let Some(t) = gate_test {
+        text.push_str(&format!("gate_test = [\"sh\", \"-c\", {t:?}]\n"));
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Header, node 1's slot and both mailboxes: everything the drill must leave as it was.
+fn untouchable(disk: &Path) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(disk).unwrap();
+    [0u64, 2, 3, 4]
+        .iter()
+        .map(|b| {
+            let mut v = vec![0u8; 4096];
+            f.read_exact_at(&mut v, b * 4096).unwrap();
+            v
+        })
+        .collect()
+}
+
+/// Runs the drill; returns its exit code and output, after checking that it changed nothing.
+fn drill(c: &Cluster, config: &Path) -> (i32, String) {
+    let before = untouchable(&c.disk);
+    let t = Instant::now();
+    let o = rearguard().args(["drill", "--config"]).arg(config).output().unwrap();
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    println!("drill took {} ms:\n{out}", t.elapsed().as_millis());
+    assert_eq!(untouchable(&c.disk), before, "the drill changed the disk (header, node 1's slot or a mailbox)\n{out}");
+    assert!(!c.path("gate-ran").exists(), "the drill ran the gate command\n{out}");
+    (o.status.code().unwrap(), out)
+}
+
+fn line<'a>(out: &'a str, check: &str) -> &'a str {
+    out.lines().find(|l| l.contains(&format!(" {check}: "))).unwrap_or_else(|| panic!("no {check} line:\n{out}"))
+}
+
+fn wait_alive(c: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.dump_json()["slots"][0]["status"] != "alive" {
+        assert!(Instant::now() < deadline, "the agent never heartbeated");
+    }
+}
+
+#[test]
+fn a_healthy_standby_is_ready_and_nothing_changes() {
+    let c = Cluster::new(Timing::default());
+    let mut agent = c.spawn_agent();
+    wait_alive(&c);
+    let cfg = listener_config(&c, 1000, "touch", Some("test -d /"));
+    let (code, out) = drill(&c, &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(line(&out, "disk reads").starts_with("ready"), "{out}");
+    assert!(line(&out, "heartbeat progressing").starts_with("ready"), "{out}");
+    assert!(
+        line(&out, "timing bound").ends_with(
+            "timeout 1000 ms ≥ 2 × (interval 100 ms + write_deadline 300 ms + fence time 100 ms) = 1000 ms, margin 0 ms"
+        ),
+        "{out}"
+    );
+    assert!(line(&out, "mailbox write path").contains("node 0 acknowledged test #1 in"), "{out}");
+    assert!(line(&out, "mailbox write path").ends_with("mailbox restored"), "{out}");
+    assert!(line(&out, "gate path").contains("touch is executable (not run)"), "{out}");
+    assert!(line(&out, "gate test").starts_with("ready"), "{out}");
+    assert!(out.contains("drill: READY (6 checks passed; nothing was changed)"), "{out}");
+    // The acknowledgement is in the primary's heartbeat; a second drill uses the next message.
+    assert_eq!(c.dump_json()["slots"][0]["test_acks"], 1);
+    let (code, out) = drill(&c, &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(line(&out, "mailbox write path").contains("test #2"), "{out}");
+    agent.assert_running();
+    assert!(!c.fenced());
+}
+
+#[test]
+fn a_stopped_primary_does_not_acknowledge_and_the_drill_says_so() {
+    let c = Cluster::new(Timing::default());
+    let mut agent = c.spawn_agent();
+    wait_alive(&c);
+    let pid = nix::unistd::Pid::from_raw(agent.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let (code, out) = drill(&c, &listener_config(&c, 1000, "touch", None));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert!(line(&out, "disk reads").starts_with("ready"), "{out}");
+    assert!(line(&out, "heartbeat progressing").starts_with("NOT READY"), "{out}");
+    let m = line(&out, "mailbox write path");
+    assert!(m.starts_with("NOT READY") && m.contains("did not acknowledge test #1 within 200 ms"), "{out}");
+    assert!(m.ends_with("mailbox restored"), "{out}");
+    assert!(out.contains("drill: NOT READY (2 of 5 checks failed; nothing was changed)"), "{out}");
+    agent.kill();
+}
+
+#[test]
+fn a_timeout_that_breaks_the_primarys_budget_is_not_ready_with_the_numbers() {
+    let c = Cluster::new(Timing::default());
+    let mut agent = c.spawn_agent();
+    wait_alive(&c);
+    // The disk's timeout lowered after the agent checked it at start (the case a start-time
+    // check misses): 800 ms < 2 × (100 + 300 + 100).
+    c.set_disk_timeout(800);
+    let (code, out) = drill(&c, &listener_config(&c, 500, "touch", None));
+    assert_eq!(code, 2, "{out}");
+    let bound = line(&out, "timing bound");
+    assert!(bound.starts_with("NOT READY"), "{out}");
+    assert!(
+        bound.contains(
+            "the secondary's timeout (800 ms) must be at least 2 × (interval 100 ms + write_deadline 300 ms + \
+             fence time 100 ms) = 1000 ms; set timeout 1000 or more"
+        ),
+        "{out}"
+    );
+    for check in ["disk reads", "heartbeat progressing", "mailbox write path", "gate path"] {
+        assert!(line(&out, check).starts_with("ready"), "{check}: {out}");
+    }
+    agent.assert_running();
+}
+
+#[test]
+fn a_missing_gate_command_or_failing_gate_test_is_not_ready() {
+    let c = Cluster::new(Timing::default());
+    let mut agent = c.spawn_agent();
+    wait_alive(&c);
+    let (code, out) = drill(&c, &listener_config(&c, 1000, "/nonexistent/gate", Some("exit 7")));
+    assert_eq!(code, 2, "{out}");
+    let g = line(&out, "gate path");
+    assert!(g.starts_with("NOT READY") && g.contains("\"/nonexistent/gate\" does not exist: fix [gate] command"), "{out}");
+    let t = line(&out, "gate test");
+    assert!(t.starts_with("NOT READY") && t.contains("exit status: 7"), "{out}");
+    assert!(line(&out, "mailbox write path").starts_with("ready"), "{out}");
+    agent.assert_running();
+}
+
+#[test]
+fn the_drill_takes_listener_configs_only() {
+    let c = Cluster::new(Timing::default());
+    let o = rearguard().args(["drill", "--config"]).arg(c.agent_config()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`rearguard drill` takes a listener config"), "{}", stderr(&o));
+}
