@@ -165,10 +165,49 @@ pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
             m["rejected"]
         );
     }
+    print_hooks(&v["hooks"]);
     if let Some(l) = v["last_change"].as_object() {
         println!("  last change {} ms ago: {}", l["ago_ms"], l["what"].as_str().unwrap_or(""));
     }
     Ok(0)
+}
+
+/// The hooks' line(s) of `status`: the last outcome, what runs now, what waits.
+fn print_hooks(h: &serde_json::Value) {
+    let configured = h["configured"].as_u64().unwrap_or(0);
+    if configured > 0 {
+        let last = match h["last"].as_object() {
+            None => "none run yet".to_string(),
+            Some(l) => format!(
+                "last {} {} {} in {} ms ({} ms ago)",
+                l["hook"].as_str().unwrap_or("?"),
+                l["state"].as_str().unwrap_or("?"),
+                l["result"].as_str().unwrap_or("?"),
+                l["took_ms"],
+                l["ago_ms"]
+            ),
+        };
+        println!(
+            "  hooks: {configured} configured, {} pending, {} failed ({} timed out); {last}",
+            h["pending"], h["failures"], h["timeouts"]
+        );
+        if let Some(r) = h["running"].as_object() {
+            println!(
+                "    running {} {} for {} ms",
+                r["hook"].as_str().unwrap_or("?"),
+                r["state"].as_str().unwrap_or("?"),
+                r["for_ms"]
+            );
+        }
+    }
+    if let Some(f) = h["fifo"].as_object() {
+        println!(
+            "  notify_fifo {}: {} lines written, {} dropped",
+            f["path"].as_str().unwrap_or("?"),
+            f["written"],
+            f["dropped"]
+        );
+    }
 }
 
 pub fn switchover(sock: &SocketArgs) -> anyhow::Result<u8> {

@@ -51,6 +51,11 @@ struct PairSection {
     /// Scripts run on every state change: `SCRIPT INSTANCE NAME STATE PRIORITY`.
     #[serde(default)]
     hooks: Vec<PathBuf>,
+    /// A hook still running after this long is killed with its process group.
+    #[serde(default = "default_hook_timeout")]
+    hook_timeout_ms: u64,
+    /// keepalived's notify_fifo: the same events as the hooks, one line each.
+    notify_fifo: Option<PathBuf>,
     #[serde(default)]
     vip: Vec<VipSection>,
     #[serde(default)]
@@ -61,6 +66,9 @@ struct PairSection {
 
 fn default_rt() -> u8 {
     10
+}
+fn default_hook_timeout() -> u64 {
+    5000
 }
 fn default_name() -> String {
     "rearguard".into()
@@ -297,6 +305,8 @@ pub struct PairConfig {
     pub state_dir: PathBuf,
     pub realtime_priority: u8,
     pub hooks: Vec<PathBuf>,
+    pub hook_timeout: std::time::Duration,
+    pub notify_fifo: Option<PathBuf>,
     pub vips: Vec<Vip>,
     pub media: Vec<Medium>,
     pub checks: Vec<Check>,
@@ -348,6 +358,8 @@ impl PairConfig {
             state_dir: p.state_dir,
             realtime_priority: p.realtime_priority,
             hooks: p.hooks,
+            hook_timeout: std::time::Duration::from_millis(p.hook_timeout_ms),
+            notify_fifo: p.notify_fifo,
             vips,
             media,
             checks,
@@ -417,6 +429,12 @@ fn scalars(src: &Source, p: &PairSection) -> Result<(), ConfigError> {
     }
     if p.interval_ms == 0 {
         return Err(src.error("pair.interval_ms", "expected at least 1: set the advert interval (100 is typical)"));
+    }
+    if p.hook_timeout_ms == 0 {
+        return Err(src.error(
+            "pair.hook_timeout_ms",
+            "expected at least 1: set how long a hook may run before it is killed (5000 is the default)",
+        ));
     }
     if p.dead_count < 2 {
         return Err(src.error("pair.dead_count", "expected at least 2: one lost advert must not fail over"));

@@ -92,6 +92,7 @@ pub(super) struct Driver {
     pub(super) send_errors: u64,
     pub(super) last_send_error: Option<String>,
     pub(super) last_change: Option<(Instant, String)>,
+    pub(super) hooks: hooks::Hooks,
 }
 
 pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
@@ -111,6 +112,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     for v in remove_vips(cfg)? {
         warn!("removed stale VIP {v} left by an earlier run");
     }
+    let hooks = hooks::Hooks::start(cfg)?;
     let (tx, rx) = channel::<Event>();
     let mut media = Vec::new();
     for (i, m) in cfg.media.iter().enumerate() {
@@ -168,6 +170,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         send_errors: 0,
         last_send_error: None,
         last_change: None,
+        hooks,
     };
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
@@ -201,7 +204,14 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
     let peer = d.sm.peer().map(|p| p.node_id());
-    hooks::run(&d.cfg, "STOP", d.sm.state(), d.sm.term(), d.sm.effective_priority(), peer, "agent stopped");
+    d.hooks.stop(hooks::HookEvent {
+        state: "STOP",
+        rg_state: d.sm.state(),
+        term: d.sm.term(),
+        priority: d.sm.effective_priority(),
+        peer,
+        reason: "agent stopped".into(),
+    });
     let _ = remove_vips(cfg);
     let _ = std::fs::remove_file(&cfg.control_socket);
     stop.store(true, Ordering::Relaxed);
@@ -238,6 +248,14 @@ impl Driver {
                 self.checks[r.index] = CheckState { ok: Some(r.ok), detail: r.detail };
                 let acts = self.sm.set_health(self.health(), t);
                 self.execute(acts, t);
+                // A standby whose checks fail is FAULT although its pair state is unchanged.
+                let failing: Vec<&str> =
+                    self.checks.iter().filter(|c| c.ok != Some(true)).map(|c| c.detail.as_str()).collect();
+                let reason = if failing.is_empty() { "checks ok".to_string() } else { failing.join("; ") };
+                let sm = &self.sm;
+                let peer = sm.peer().map(|p| p.node_id());
+                let healthy = sm.health().is_healthy();
+                self.hooks.observe(sm.state(), healthy, sm.term(), sm.effective_priority(), peer, &reason);
             }
             Event::Control(req, reply) => {
                 let answer = self.control(&req, t);
@@ -291,8 +309,8 @@ impl Driver {
                 }
                 Action::Notify(n) => {
                     info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
-                    let state = hooks::keepalived_state(n.to, n.health.is_healthy());
-                    hooks::run(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
+                    let reason = n.reason.to_string();
+                    self.hooks.observe(n.to, n.health.is_healthy(), n.term, n.priority, n.peer, &reason);
                 }
             }
         }

@@ -103,6 +103,7 @@ impl Driver {
             "last_takeover": sm.last_takeover().map(|r| r.to_string()),
             "last_resign": sm.last_resign().map(|r| r.to_string()),
             "last_change": self.last_change.as_ref().map(|(at, what)| json!({"ago_ms": t.saturating_since(*at).as_millis(), "what": what})),
+            "hooks": self.hooks.status(),
             "send_errors": self.send_errors,
             "last_send_error": self.last_send_error,
             "uptime_ms": t.saturating_since(self.started).as_millis(),
