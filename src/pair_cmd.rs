@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rearguard_host_agent::config::pair::{PairConfig, DEFAULT_SOCKET};
+use rearguard_host_agent::config::pair::{Medium, PairConfig, DEFAULT_SOCKET};
 use rearguard_host_agent::config::Source;
+use rearguard_host_agent::drill::Report;
 use rearguard_host_agent::pair::{self, control};
 use std::path::{Path, PathBuf};
 
@@ -54,8 +55,11 @@ pub fn check_config(src: &Source) -> anyhow::Result<u8> {
     let file = src.file();
     let cfg = PairConfig::from_source(src)?;
     let mut missing = Vec::new();
-    let ifaces = cfg.vips.iter().map(|v| &v.interface).chain(cfg.media.iter().map(|m| &m.interface));
-    for i in ifaces {
+    let ip_media = cfg.media.iter().filter_map(|m| match m {
+        Medium::Ip(ip) => Some(&ip.interface),
+        Medium::Serial(_) => None,
+    });
+    for i in cfg.vips.iter().map(|v| &v.interface).chain(ip_media) {
         if pair::netlink::ifindex(i).is_err() && !missing.contains(i) {
             missing.push(i.clone());
         }
@@ -74,7 +78,34 @@ pub fn check_config(src: &Source) -> anyhow::Result<u8> {
     for m in &missing {
         println!("warning: interface {m} does not exist on this machine");
     }
+    for m in &cfg.media {
+        if let Medium::Serial(s) = m {
+            if !s.path.exists() {
+                println!(
+                    "warning: serial medium {} does not exist on this machine; the agent will not start",
+                    s.path.display()
+                );
+            }
+        }
+    }
     Ok(0)
+}
+
+/// `drill` for a pair config: the running agent answers (it has the facts); when it does not,
+/// that is a failed check, and this machine's own checks run here instead.
+pub fn drill(src: &Source) -> anyhow::Result<u8> {
+    let cfg = PairConfig::from_source(src)?;
+    let report = match control::request(&cfg.control_socket, "drill") {
+        Ok(v) => pair::drill::report_from_reply(&v),
+        Err(e) => {
+            let mut r = Report::new();
+            r.not_ready("agent", e.to_string());
+            pair::drill::local_checks(&cfg, &mut r);
+            r
+        }
+    };
+    print!("{}", report.render());
+    Ok(report.exit_code())
 }
 
 pub fn vip_cleanup(file: &Path) -> anyhow::Result<u8> {

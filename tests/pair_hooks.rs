@@ -42,7 +42,7 @@ fn entries(log: &Path) -> Vec<(String, String, u128)> {
 /// Asserts that the hook runs never overlapped and returns their states in order.
 fn sequential_runs(log: &Path) -> Vec<String> {
     let e = entries(log);
-    assert!(e.len() % 2 == 0, "a run did not finish: {e:?}");
+    assert!(e.len().is_multiple_of(2), "a run did not finish: {e:?}");
     let mut states = Vec::new();
     let mut last_end = 0;
     for pair in e.chunks(2) {

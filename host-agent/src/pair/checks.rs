@@ -206,7 +206,10 @@ pub fn run_status(argv: &[String], timeout: Duration) -> (bool, String) {
         Ok(Bounded::Exited(st)) => {
             let err = rx.recv_timeout(Duration::from_millis(100)).unwrap_or_default();
             let err = err.lines().next().unwrap_or("").to_string();
-            (false, format!("{} failed ({st}){}", argv[0], if err.is_empty() { String::new() } else { format!(": {err}") }))
+            (
+                false,
+                format!("{} failed ({st}){}", argv[0], if err.is_empty() { String::new() } else { format!(": {err}") }),
+            )
         }
     }
 }

@@ -15,7 +15,6 @@ use rearguard_shared::heartbeat::{HealthFlags, Verifier};
 use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
 use serde_json::json;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -84,7 +83,7 @@ pub(super) struct Driver {
     pub(super) cfg: PairConfig,
     pub(super) sm: Election,
     nl: netlink::Netlink,
-    pub(super) media: Vec<(UdpSocket, std::net::SocketAddr, String)>,
+    pub(super) media: Vec<net::Link>,
     pub(super) checks: Vec<CheckState>,
     pub(super) started: Instant,
     /// Bumped on every acquire/release: a running announce burst stops when it changes.
@@ -116,34 +115,30 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let (tx, rx) = channel::<Event>();
     let mut media = Vec::new();
     for (i, m) in cfg.media.iter().enumerate() {
-        let s = net::open(m)?;
-        let rxs = s.sock.try_clone()?;
+        let (link, mut inbound) = net::Link::open(m)?;
         let tx = tx.clone();
         let key = cfg.key.clone();
         let cluster_id = cfg.cluster_id;
         let rt = cfg.realtime_priority;
-        std::thread::Builder::new().name(format!("rx-{}", m.interface)).stack_size(256 * 1024).spawn(move || {
+        std::thread::Builder::new().name(format!("rx-{i}")).stack_size(256 * 1024).spawn(move || {
             realtime(rt);
             let mut buf = [0u8; 512];
             loop {
-                let n = match rxs.recv_from(&mut buf) {
-                    Ok((n, _from)) => n,
+                let frame = match inbound.next(&mut buf) {
+                    Ok(Ok(n)) => decode_advert(&buf[..n], &Verifier { cluster_id, key: key.as_ref() }),
+                    Ok(Err(noise)) => Err(noise),
                     Err(e) => {
-                        // E.g. ECONNREFUSED after a unicast send to a peer that is not
-                        // listening yet; never spin on a persistent error.
-                        debug!("receive: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        debug!(medium = i, "receive: {e}");
+                        std::thread::sleep(inbound.retry_pause());
                         continue;
                     }
                 };
-                let v = Verifier { cluster_id, key: key.as_ref() };
-                let frame = decode_advert(&buf[..n], &v);
                 if tx.send(Event::Frame(i, frame)).is_err() {
                     return;
                 }
             }
         })?;
-        media.push((s.sock, s.dest, s.interface));
+        media.push(link);
     }
     for (i, c) in cfg.checks.iter().enumerate() {
         let tx = tx.clone();
@@ -267,6 +262,7 @@ impl Driver {
     fn control(&mut self, req: &str, t: Instant) -> serde_json::Value {
         match req {
             "status" => self.status(t),
+            "drill" => self.drill(t),
             "switchover" => match self.sm.switchover(t) {
                 Ok((outcome, acts)) => {
                     info!("operator switchover: {outcome:?}");
@@ -283,7 +279,7 @@ impl Driver {
                 json!({"ok": true, "maintenance": on})
             }
             other => {
-                json!({"ok": false, "error": format!("unknown request {other:?}; use status, switchover, maintenance on|off")})
+                json!({"ok": false, "error": format!("unknown request {other:?}; use status, drill, switchover, maintenance on|off")})
             }
         }
     }
@@ -331,10 +327,10 @@ impl Driver {
     fn send_advert(&mut self, adv: &Advert) {
         let mut buf = [0u8; MAX_ADVERT_FRAME];
         let n = encode_advert(adv, self.cfg.key.as_ref(), &mut buf);
-        for (s, dest, ifname) in &self.media {
-            if let Err(e) = s.send_to(&buf[..n], dest) {
+        for link in &mut self.media {
+            if let Err(e) = link.send(&buf[..n]) {
                 self.send_errors += 1;
-                let msg = format!("{ifname} -> {dest}: {e}");
+                let msg = format!("{} -> {}: {e}", link.name(), link.dest());
                 if self.last_send_error.as_deref() != Some(msg.as_str()) {
                     warn!("advert not sent: {msg}");
                 }

@@ -84,15 +84,13 @@ impl Fifo {
     fn create(path: &Path) -> std::io::Result<Fifo> {
         match std::fs::metadata(path) {
             Ok(m) if m.file_type().is_fifo() => {}
-            Ok(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    format!(
-                        "[pair] notify_fifo = {:?}: exists and is not a FIFO: remove it, or point notify_fifo elsewhere",
-                        path.display().to_string()
-                    ),
-                ))
-            }
+            Ok(_) => return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "[pair] notify_fifo = {:?}: exists and is not a FIFO: remove it, or point notify_fifo elsewhere",
+                    path.display().to_string()
+                ),
+            )),
             Err(_) => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| {
                 std::io::Error::new(
                     std::io::Error::from(e).kind(),
@@ -158,7 +156,12 @@ impl Hooks {
         let fixed = Fixed {
             name: cfg.name.clone(),
             node_id: cfg.node_id.to_string(),
-            vips: cfg.vips.iter().map(|v| format!("{}/{}@{}", v.addr, v.prefix, v.interface)).collect::<Vec<_>>().join(" "),
+            vips: cfg
+                .vips
+                .iter()
+                .map(|v| format!("{}/{}@{}", v.addr, v.prefix, v.interface))
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         let runner = std::thread::Builder::new().name("hooks".into()).stack_size(256 * 1024).spawn(move || {
             for ev in rx {
@@ -282,7 +285,9 @@ fn run_one(hook: &Path, ev: &HookEvent, fixed: &Fixed, timeout: Duration, p: &Mu
     let (ok, result) = match &done {
         Ok(Bounded::Exited(st)) if st.success() => (true, "exited 0".to_string()),
         Ok(Bounded::Exited(st)) => (false, format!("failed ({st})")),
-        Ok(Bounded::TimedOut) => (false, format!("killed after the {} ms timeout (hook_timeout_ms)", timeout.as_millis())),
+        Ok(Bounded::TimedOut) => {
+            (false, format!("killed after the {} ms timeout (hook_timeout_ms)", timeout.as_millis()))
+        }
         Err(e) => (false, format!("cannot run: {e}")),
     };
     if ok {

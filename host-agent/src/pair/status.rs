@@ -34,7 +34,7 @@ impl Driver {
             .media
             .iter()
             .enumerate()
-            .map(|(i, (_, dest, ifname))| {
+            .map(|(i, link)| {
                 let m = &sm.media()[i];
                 let rejected: serde_json::Map<String, serde_json::Value> = Reject::NAMES
                     .iter()
@@ -43,8 +43,8 @@ impl Driver {
                     .map(|(name, n)| (name.to_string(), json!(n)))
                     .collect();
                 json!({
-                    "interface": ifname,
-                    "dest": dest.to_string(),
+                    "interface": link.name(),
+                    "dest": link.dest(),
                     "peer_alive": sm.medium_alive(i, t),
                     "accepted": m.accepted,
                     "rejected_total": m.rejected_total(),
