@@ -241,6 +241,7 @@ impl Driver {
                     warn!("check failing: {}", r.detail);
                 }
                 self.checks[r.index] = CheckState { ok: Some(r.ok), detail: r.detail };
+                self.hooks.checks_reported = self.checks.iter().all(|c| c.ok.is_some());
                 let acts = self.sm.set_health(self.health(), t);
                 self.execute(acts, t);
                 // A standby whose checks fail is FAULT although its pair state is unchanged.

@@ -144,6 +144,8 @@ pub(super) struct Hooks {
     timeout: Duration,
     /// The keepalived state last delivered; None before the first decision.
     delivered: Option<&'static str>,
+    /// Every check has reported at least once (set by the driver).
+    pub(super) checks_reported: bool,
 }
 
 impl Hooks {
@@ -180,6 +182,7 @@ impl Hooks {
             configured: cfg.hooks.len(),
             timeout,
             delivered: None,
+            checks_reported: cfg.checks.is_empty(),
         })
     }
 
@@ -195,9 +198,10 @@ impl Hooks {
         reason: &str,
     ) {
         let state = keepalived_state(to, healthy);
-        // Nothing is announced before the first decision: every node starts out "failing"
-        // until its checks report, and that is not a FAULT.
-        if self.delivered == Some(state) || (self.delivered.is_none() && to == PairState::Starting) {
+        // Nothing is announced before the first decision and the checks' first reports:
+        // every node starts out "failing" until its checks report, and that is not a FAULT.
+        let undecided = to == PairState::Starting || !self.checks_reported;
+        if self.delivered == Some(state) || (self.delivered.is_none() && undecided) {
             return;
         }
         self.delivered = Some(state);
