@@ -9,6 +9,7 @@ APT_PACKAGES=(
   iproute2          # ip netns / veth for firewall-pair tests
   nftables          # packet loss and filtering in pair tests
   iputils-ping      # the pair tests' client pings the VIP
+  socat             # a pty pair as the serial cable between pair nodes (tests/pair_serial.rs)
   keepalived        # bench/pair-vs-keepalived.sh compares against it (not needed by tests)
   util-linux        # losetup, fsfreeze for block-device tests
   e2fsprogs         # mkfs.ext4 for the hung-write (frozen filesystem) test

@@ -101,6 +101,19 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Prove that a failover could happen now, changing nothing: one verdict line per check.
+    ///
+    /// With a pair config: asks the running pair agent (its control socket) whether the
+    /// peer is fresh on each medium, build and policy match, its checks and monitored
+    /// targets are healthy, each VIP interface is up with carrier, it may change addresses
+    /// and send announcements, and the hooks are executable. Nothing is added, sent or run.
+    ///
+    /// Exit status: 0 when ready, 2 when not, 1 when the drill could not run.
+    Drill {
+        /// The node's config (TOML); its sections say which drill runs.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a config file, and the shared disk it names, without running anything.
     CheckConfig {
         /// An agent, pair or listener config (TOML); its sections say which.
@@ -222,6 +235,17 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Switchover { socket } => pair_cmd::switchover(&socket),
         Cmd::Maintenance { mode, socket } => pair_cmd::maintenance(&socket, mode),
         Cmd::VipCleanup { config } => pair_cmd::vip_cleanup(&config),
+        Cmd::Drill { config } => {
+            let src = Source::read(&config)?;
+            match ConfigKind::of(&src)? {
+                ConfigKind::Pair => pair_cmd::drill(&src),
+                other => anyhow::bail!(
+                    "{}: this file is {}; drill takes a pair config ([pair]) or a listener config ([listener])",
+                    config.display(),
+                    other.name()
+                ),
+            }
+        }
         Cmd::CheckConfig { file } => check::run(&file),
         Cmd::Demo { scenario: None, interval_ms, timeout_ms, poll_ms, runs } => {
             demo::run(interval_ms, timeout_ms, poll_ms, runs)

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rearguard_host_agent::config::pair::{PairConfig, DEFAULT_SOCKET};
+use rearguard_host_agent::config::pair::{Medium, PairConfig, DEFAULT_SOCKET};
 use rearguard_host_agent::config::Source;
+use rearguard_host_agent::drill::Report;
 use rearguard_host_agent::pair::{self, control};
 use std::path::{Path, PathBuf};
 
@@ -54,8 +55,11 @@ pub fn check_config(src: &Source) -> anyhow::Result<u8> {
     let file = src.file();
     let cfg = PairConfig::from_source(src)?;
     let mut missing = Vec::new();
-    let ifaces = cfg.vips.iter().map(|v| &v.interface).chain(cfg.media.iter().map(|m| &m.interface));
-    for i in ifaces {
+    let ip_media = cfg.media.iter().filter_map(|m| match m {
+        Medium::Ip(ip) => Some(&ip.interface),
+        Medium::Serial(_) => None,
+    });
+    for i in cfg.vips.iter().map(|v| &v.interface).chain(ip_media) {
         if pair::netlink::ifindex(i).is_err() && !missing.contains(i) {
             missing.push(i.clone());
         }
@@ -74,7 +78,34 @@ pub fn check_config(src: &Source) -> anyhow::Result<u8> {
     for m in &missing {
         println!("warning: interface {m} does not exist on this machine");
     }
+    for m in &cfg.media {
+        if let Medium::Serial(s) = m {
+            if !s.path.exists() {
+                println!(
+                    "warning: serial medium {} does not exist on this machine; the agent will not start",
+                    s.path.display()
+                );
+            }
+        }
+    }
     Ok(0)
+}
+
+/// `drill` for a pair config: the running agent answers (it has the facts); when it does not,
+/// that is a failed check, and this machine's own checks run here instead.
+pub fn drill(src: &Source) -> anyhow::Result<u8> {
+    let cfg = PairConfig::from_source(src)?;
+    let report = match control::request(&cfg.control_socket, "drill") {
+        Ok(v) => pair::drill::report_from_reply(&v),
+        Err(e) => {
+            let mut r = Report::new();
+            r.not_ready("agent", e.to_string());
+            pair::drill::local_checks(&cfg, &mut r);
+            r
+        }
+    };
+    print!("{}", report.render());
+    Ok(report.exit_code())
 }
 
 pub fn vip_cleanup(file: &Path) -> anyhow::Result<u8> {
@@ -165,10 +196,49 @@ pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
             m["rejected"]
         );
     }
+    print_hooks(&v["hooks"]);
     if let Some(l) = v["last_change"].as_object() {
         println!("  last change {} ms ago: {}", l["ago_ms"], l["what"].as_str().unwrap_or(""));
     }
     Ok(0)
+}
+
+/// The hooks' line(s) of `status`: the last outcome, what runs now, what waits.
+fn print_hooks(h: &serde_json::Value) {
+    let configured = h["configured"].as_u64().unwrap_or(0);
+    if configured > 0 {
+        let last = match h["last"].as_object() {
+            None => "none run yet".to_string(),
+            Some(l) => format!(
+                "last {} {} {} in {} ms ({} ms ago)",
+                l["hook"].as_str().unwrap_or("?"),
+                l["state"].as_str().unwrap_or("?"),
+                l["result"].as_str().unwrap_or("?"),
+                l["took_ms"],
+                l["ago_ms"]
+            ),
+        };
+        println!(
+            "  hooks: {configured} configured, {} pending, {} failed ({} timed out); {last}",
+            h["pending"], h["failures"], h["timeouts"]
+        );
+        if let Some(r) = h["running"].as_object() {
+            println!(
+                "    running {} {} for {} ms",
+                r["hook"].as_str().unwrap_or("?"),
+                r["state"].as_str().unwrap_or("?"),
+                r["for_ms"]
+            );
+        }
+    }
+    if let Some(f) = h["fifo"].as_object() {
+        println!(
+            "  notify_fifo {}: {} lines written, {} dropped",
+            f["path"].as_str().unwrap_or("?"),
+            f["written"],
+            f["dropped"]
+        );
+    }
 }
 
 pub fn switchover(sock: &SocketArgs) -> anyhow::Result<u8> {

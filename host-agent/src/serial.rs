@@ -105,14 +105,17 @@ fn open(cfg: &SerialSection) -> std::io::Result<Port> {
             "neither a tty nor a unix socket: set [serial] path to a serial device or QEMU's chardev socket",
         ));
     }
+    Ok(Port::Tty(open_tty(cfg, true)?))
+}
+
+/// Opens a tty in raw mode at `[serial] baud` (also the pair's serial medium, which reads
+/// it blocking on one descriptor and writes it non-blocking on another).
+pub fn open_tty(cfg: &SerialSection, nonblocking: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(&cfg.path)?;
+    let flags = libc::O_NOCTTY | libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
+    let f = std::fs::OpenOptions::new().write(true).read(true).custom_flags(flags).open(&cfg.path)?;
     raw_mode(&f, cfg)?;
-    Ok(Port::Tty(f))
+    Ok(f)
 }
 
 /// 8N1, raw, no flow control, at `[serial] baud`.

@@ -63,3 +63,38 @@ impl SystemdNotify {
         }
     }
 }
+
+/// How a command run by [`run_bounded`] ended.
+#[derive(Debug)]
+pub enum Bounded {
+    Exited(std::process::ExitStatus),
+    /// Over its time: its whole process group was killed (SIGKILL) and reaped.
+    TimedOut,
+}
+
+/// Runs `cmd` in a process group of its own and waits at most `timeout` for it; past that,
+/// the group is killed, so a script's children (a `sleep`, a stuck `curl`) die with it.
+/// Hooks and check commands both run this way: a stuck script must never hold up what comes
+/// after it. `spawned` sees the child first (to take its pipes).
+pub fn run_bounded(
+    cmd: &mut std::process::Command,
+    timeout: std::time::Duration,
+    spawned: impl FnOnce(&mut std::process::Child),
+) -> std::io::Result<Bounded> {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd.process_group(0).spawn()?;
+    spawned(&mut child);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Bounded::Exited(st));
+        }
+        if std::time::Instant::now() >= deadline {
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            return Ok(Bounded::TimedOut);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

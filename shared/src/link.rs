@@ -4,19 +4,27 @@
 //! byte, so a receiver that joins mid-stream (or sees line noise) resynchronises at the next
 //! delimiter. Senders also send a lone 0x00 when they (re)connect, which ends any partial
 //! frame the receiver holds. The sender side ([`encode_frame`]) is used by the Linux agent,
-//! the receiver side ([`FrameReader`]) by the firmware; both are allocation-free.
+//! the receiver side ([`FrameReader`]) by the firmware; both are allocation-free. The pair's
+//! serial side link carries its (longer) adverts the same way, in a reader sized for them
+//! with [`encoded_len`].
 
 use crate::heartbeat::MAX_FRAME;
 
-/// Longest encoded frame on the wire, delimiter included.
-pub const MAX_ENCODED: usize = cobs::max_encoding_length(MAX_FRAME) + 1;
+/// The wire length of a frame of `frame_len` bytes at most, delimiter included.
+pub const fn encoded_len(frame_len: usize) -> usize {
+    cobs::max_encoding_length(frame_len) + 1
+}
+
+/// Longest encoded heartbeat frame on the wire, delimiter included.
+pub const MAX_ENCODED: usize = encoded_len(MAX_FRAME);
 
 /// Encodes `frame` into `out` as COBS + 0x00 and returns the bytes written.
 ///
 /// # Panics
-/// If `frame` is longer than [`MAX_FRAME`] or `out` shorter than [`MAX_ENCODED`].
+/// If `out` is shorter than [`encoded_len`]`(frame.len())` (a heartbeat always fits
+/// [`MAX_ENCODED`]).
 pub fn encode_frame(frame: &[u8], out: &mut [u8]) -> usize {
-    assert!(frame.len() <= MAX_FRAME && out.len() >= MAX_ENCODED, "frame or buffer size");
+    assert!(out.len() >= encoded_len(frame.len()), "frame or buffer size");
     let n = cobs::encode(frame, out);
     out[n] = 0;
     n + 1
@@ -51,9 +59,11 @@ impl FramingError {
     }
 }
 
-/// Reassembles frames from a byte stream. Never panics, whatever the input.
-pub struct FrameReader {
-    buf: [u8; MAX_ENCODED],
+/// Reassembles frames from a byte stream. Never panics, whatever the input. `N` is the
+/// longest chunk on the wire it takes ([`encoded_len`] of the longest frame): heartbeats by
+/// default.
+pub struct FrameReader<const N: usize = MAX_ENCODED> {
+    buf: [u8; N],
     len: usize,
     /// Set once the current chunk exceeded the buffer; cleared at the next delimiter.
     overlong: bool,
@@ -67,7 +77,14 @@ impl Default for FrameReader {
 
 impl FrameReader {
     pub const fn new() -> Self {
-        FrameReader { buf: [0; MAX_ENCODED], len: 0, overlong: false }
+        Self::sized()
+    }
+}
+
+impl<const N: usize> FrameReader<N> {
+    /// A reader for chunks of up to `N` bytes on the wire.
+    pub const fn sized() -> Self {
+        FrameReader { buf: [0; N], len: 0, overlong: false }
     }
 
     /// Feeds one received byte. On [`Feed::Frame`], the decoded frame is `frame()[..n]`.
@@ -91,7 +108,7 @@ impl FrameReader {
             return Feed::Pending; // back-to-back delimiters are idle line, not an error
         }
         match cobs::decode_in_place(&mut self.buf[..len]) {
-            Ok(n) if n <= MAX_FRAME => Feed::Frame(n),
+            Ok(n) if encoded_len(n) <= N => Feed::Frame(n),
             Ok(_) => Feed::Bad(FramingError::Overlong),
             Err(_) => Feed::Bad(FramingError::BadCobs),
         }

@@ -81,7 +81,7 @@ pub struct SerialSection {
 }
 
 fn default_baud() -> u32 {
-    115_200
+    SerialSection::DEFAULT_BAUD
 }
 
 /// The line speeds a tty can be set to, and their termios constants.
@@ -97,6 +97,14 @@ const BAUD_RATES: [(u32, BaudRate); 8] = [
 ];
 
 impl SerialSection {
+    pub const DEFAULT_BAUD: u32 = 115_200;
+
+    /// What a config error says about a baud rate not in the list.
+    pub fn baud_fix() -> String {
+        let rates: Vec<String> = BAUD_RATES.iter().map(|(b, _)| b.to_string()).collect();
+        format!("expected one of {}: set a standard rate", rates.join(", "))
+    }
+
     /// The termios speed of `baud`; None for a rate not in the list a config accepts.
     pub fn baud_rate(&self) -> Option<BaudRate> {
         BAUD_RATES.iter().find(|(b, _)| *b == self.baud).map(|(_, r)| *r)
@@ -228,8 +236,7 @@ fn fence(src: &Source, f: FenceSection) -> Result<Fence, ConfigError> {
 
 fn serial(src: &Source, s: SerialSection) -> Result<SerialSection, ConfigError> {
     if s.baud_rate().is_none() {
-        let rates: Vec<String> = BAUD_RATES.iter().map(|(b, _)| b.to_string()).collect();
-        return Err(src.error("serial.baud", format!("expected one of {}: set a standard rate", rates.join(", "))));
+        return Err(src.error("serial.baud", SerialSection::baud_fix()));
     }
     Ok(s)
 }

@@ -158,7 +158,7 @@ impl ConfigKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ConfigKind::Agent => "an agent config (cold-standby primary)",
             ConfigKind::Pair => "a pair config (firewall pair)",

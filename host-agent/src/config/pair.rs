@@ -1,6 +1,7 @@
 //! The firewall pair's config: `[cluster]` and `[pair]` with its `[[pair.vip]]`,
 //! `[[pair.medium]]` and `[[pair.check]]` tables.
 
+use super::agent::SerialSection;
 use super::{fields, parse_key, ClusterSection, ConfigError, ConfigKind, Source};
 use rearguard_shared::election::PairParams;
 use rearguard_shared::heartbeat::HealthFlags;
@@ -51,6 +52,11 @@ struct PairSection {
     /// Scripts run on every state change: `SCRIPT INSTANCE NAME STATE PRIORITY`.
     #[serde(default)]
     hooks: Vec<PathBuf>,
+    /// A hook still running after this long is killed with its process group.
+    #[serde(default = "default_hook_timeout")]
+    hook_timeout_ms: u64,
+    /// keepalived's notify_fifo: the same events as the hooks, one line each.
+    notify_fifo: Option<PathBuf>,
     #[serde(default)]
     vip: Vec<VipSection>,
     #[serde(default)]
@@ -61,6 +67,9 @@ struct PairSection {
 
 fn default_rt() -> u8 {
     10
+}
+fn default_hook_timeout() -> u64 {
+    5000
 }
 fn default_name() -> String {
     "rearguard".into()
@@ -95,11 +104,15 @@ struct VipSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MediumSection {
-    interface: String,
+    /// An IP medium: UDP on this interface.
+    interface: Option<String>,
     /// Unicast peer address; when absent, multicast to `group`.
     peer: Option<IpAddr>,
     group: Option<Ipv4Addr>,
     port: Option<u16>,
+    /// A serial medium: this tty (a null-modem cable between the nodes).
+    serial: Option<PathBuf>,
+    baud: Option<u32>,
 }
 
 /// What a check watches, resolved.
@@ -248,8 +261,26 @@ impl std::fmt::Display for Vip {
     }
 }
 
+/// A heartbeat medium: UDP on an interface, or a serial line.
 #[derive(Debug, Clone)]
-pub struct Medium {
+pub enum Medium {
+    Ip(IpMedium),
+    /// COBS-framed adverts on a tty (the same section type as the cold-standby `[serial]`).
+    Serial(SerialSection),
+}
+
+impl Medium {
+    /// The interface, or the tty's path: what status and logs call the medium.
+    pub fn name(&self) -> String {
+        match self {
+            Medium::Ip(m) => m.interface.clone(),
+            Medium::Serial(s) => s.path.display().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IpMedium {
     pub interface: String,
     /// Where adverts go: the multicast group or the unicast peer.
     pub dest: SocketAddr,
@@ -297,6 +328,8 @@ pub struct PairConfig {
     pub state_dir: PathBuf,
     pub realtime_priority: u8,
     pub hooks: Vec<PathBuf>,
+    pub hook_timeout: std::time::Duration,
+    pub notify_fifo: Option<PathBuf>,
     pub vips: Vec<Vip>,
     pub media: Vec<Medium>,
     pub checks: Vec<Check>,
@@ -348,6 +381,8 @@ impl PairConfig {
             state_dir: p.state_dir,
             realtime_priority: p.realtime_priority,
             hooks: p.hooks,
+            hook_timeout: std::time::Duration::from_millis(p.hook_timeout_ms),
+            notify_fifo: p.notify_fifo,
             vips,
             media,
             checks,
@@ -418,6 +453,12 @@ fn scalars(src: &Source, p: &PairSection) -> Result<(), ConfigError> {
     if p.interval_ms == 0 {
         return Err(src.error("pair.interval_ms", "expected at least 1: set the advert interval (100 is typical)"));
     }
+    if p.hook_timeout_ms == 0 {
+        return Err(src.error(
+            "pair.hook_timeout_ms",
+            "expected at least 1: set how long a hook may run before it is killed (5000 is the default)",
+        ));
+    }
     if p.dead_count < 2 {
         return Err(src.error("pair.dead_count", "expected at least 2: one lost advert must not fail over"));
     }
@@ -458,7 +499,14 @@ fn vips(src: &Source, sections: &[VipSection]) -> Result<Vec<Vip>, ConfigError> 
 
 /// `[[pair.medium]]`: where adverts go; none means multicast on the first VIP's interface.
 fn media(src: &Source, sections: &[MediumSection], first_vip_interface: &str) -> Result<Vec<Medium>, ConfigError> {
-    let default = [MediumSection { interface: first_vip_interface.to_string(), peer: None, group: None, port: None }];
+    let default = [MediumSection {
+        interface: Some(first_vip_interface.to_string()),
+        peer: None,
+        group: None,
+        port: None,
+        serial: None,
+        baud: None,
+    }];
     let sections = if sections.is_empty() { &default[..] } else { sections };
     if sections.len() > rearguard_shared::detector::MAX_MEDIA {
         return Err(src.error(
@@ -469,7 +517,28 @@ fn media(src: &Source, sections: &[MediumSection], first_vip_interface: &str) ->
     let mut media = Vec::new();
     for (i, m) in sections.iter().enumerate() {
         let at = format!("pair.medium.{i}");
-        check_ifname(src, &format!("{at}.interface"), &m.interface)?;
+        let interface = match (&m.interface, &m.serial) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(src.error(
+                    &at,
+                    "set either interface (UDP adverts) or serial (a tty such as \"/dev/ttyS1\"), exactly one",
+                ))
+            }
+            (None, Some(path)) => {
+                src.check_choice_keys(&at, "serial", &path.display().to_string(), &["baud"], &[])?;
+                let s = SerialSection { path: path.clone(), baud: m.baud.unwrap_or(SerialSection::DEFAULT_BAUD) };
+                if s.baud_rate().is_none() {
+                    return Err(src.error(&format!("{at}.baud"), SerialSection::baud_fix()));
+                }
+                media.push(Medium::Serial(s));
+                continue;
+            }
+            (Some(interface), None) => interface,
+        };
+        if m.baud.is_some() {
+            return Err(src.error(&format!("{at}.baud"), "baud applies to a serial medium only: remove it"));
+        }
+        check_ifname(src, &format!("{at}.interface"), interface)?;
         let port = m.port.unwrap_or(DEFAULT_PORT);
         let dest = match (m.peer, m.group) {
             (Some(_), Some(_)) => {
@@ -490,7 +559,7 @@ fn media(src: &Source, sections: &[MediumSection], first_vip_interface: &str) ->
                 SocketAddr::new(IpAddr::V4(g), port)
             }
         };
-        media.push(Medium { interface: m.interface.clone(), dest, port });
+        media.push(Medium::Ip(IpMedium { interface: interface.clone(), dest, port }));
     }
     Ok(media)
 }
@@ -568,7 +637,8 @@ interval_ms = 10
         let c = PairConfig::parse(Path::new("p.toml"), OK).unwrap();
         assert_eq!(c.vips.len(), 2);
         assert_eq!(c.vips[1].prefix, 64);
-        assert_eq!(c.media[0].dest, SocketAddr::new(IpAddr::V4(DEFAULT_GROUP), DEFAULT_PORT));
+        let Medium::Ip(m) = &c.media[0] else { panic!("{:?}", c.media[0]) };
+        assert_eq!(m.dest, SocketAddr::new(IpAddr::V4(DEFAULT_GROUP), DEFAULT_PORT));
         assert_eq!(c.checks[0].fall, 2);
         assert_eq!(c.checks[1].flag(), HealthFlags::LINK_DOWN);
     }
@@ -654,6 +724,21 @@ interval_ms = 10
         assert!(e.contains("target, timeout_ms"), "{e}");
         let e = err(&OK.replace("kind = \"ping\"", "kind = \"pingg\""));
         assert!(e.starts_with("p.toml:15:8: [[pair.check]] #1 kind = \"pingg\": unknown variant"), "{e}");
+    }
+
+    #[test]
+    fn a_serial_medium_takes_a_tty_and_a_standard_baud() {
+        let text = format!(
+            "{OK}[[pair.medium]]\ninterface = \"eth0\"\n[[pair.medium]]\nserial = \"/dev/ttyS1\"\nbaud = 57600\n"
+        );
+        let c = PairConfig::parse(Path::new("p.toml"), &text).unwrap();
+        assert!(matches!(&c.media[1], Medium::Serial(s) if s.baud == 57600 && s.path == Path::new("/dev/ttyS1")));
+        let e = err(&text.replace("baud = 57600", "baud = 1234"));
+        assert!(e.contains("[[pair.medium]] #2 baud = 1234: expected one of"), "{e}");
+        let e = err(&text.replace("baud = 57600", "port = 1"));
+        assert!(e.contains("port = 1: does not apply to serial"), "{e}");
+        let e = err(&text.replace("serial = ", "interface = \"eth1\"\nserial = "));
+        assert!(e.contains("exactly one"), "{e}");
     }
 
     #[test]

@@ -49,15 +49,39 @@ pub fn na_payload(mac: [u8; 6], ip: Ipv6Addr) -> [u8; 32] {
     p
 }
 
-fn send_garp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
-    const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_ARP: u16 = 0x0806;
+
+/// The AF_PACKET socket gratuitous ARP goes out on (needs CAP_NET_RAW).
+fn arp_socket() -> io::Result<Socket> {
     // SAFETY: plain socket(2) call; the returned descriptor is owned by `Socket` below.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, ETH_P_ARP.to_be() as i32) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a fresh, valid descriptor that nothing else owns.
-    let sock = unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// The raw ICMPv6 socket neighbour advertisements go out on (needs CAP_NET_RAW).
+fn na_socket() -> io::Result<Socket> {
+    Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+}
+
+/// Whether this process may open the sockets its announcements need (for the VIPs'
+/// families), opened and closed without sending anything.
+pub fn may_announce(vips: &[Vip]) -> io::Result<()> {
+    if vips.iter().any(|v| v.addr.is_ipv4()) {
+        arp_socket().map_err(|e| io::Error::new(e.kind(), format!("AF_PACKET socket (gratuitous ARP): {e}")))?;
+    }
+    if vips.iter().any(|v| v.addr.is_ipv6()) {
+        na_socket()
+            .map_err(|e| io::Error::new(e.kind(), format!("raw ICMPv6 socket (neighbour advertisement): {e}")))?;
+    }
+    Ok(())
+}
+
+fn send_garp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
+    let sock = arp_socket()?;
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid starting value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -84,7 +108,7 @@ fn send_garp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
 }
 
 fn send_na(interface: &str, ifindex: u32, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()> {
-    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    let s = na_socket()?;
     s.bind_device(Some(interface.as_bytes()))?;
     // Receivers drop neighbour discovery with a hop limit below 255 (RFC 4861 §7.1.2).
     s.set_multicast_hops_v6(255)?;

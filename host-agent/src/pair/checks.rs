@@ -4,6 +4,7 @@
 //! has not yet proved itself healthy must not take the VIPs).
 
 use crate::config::pair::{Check, CheckKind};
+use crate::sys::{run_bounded, Bounded};
 use rearguard_shared::debounce::Debounce;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::Read;
@@ -181,44 +182,34 @@ fn process_named(name: &str) -> bool {
     })
 }
 
-/// Runs argv, killing it after `timeout`; healthy when it exits 0.
+/// Runs argv, killing it (and its children) after `timeout`; healthy when it exits 0.
 pub fn run_status(argv: &[String], timeout: Duration) -> (bool, String) {
-    let mut child = match Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return (false, format!("cannot run {}: {e}", argv[0])),
-    };
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) if st.success() => return (true, format!("{} exited 0", argv[0])),
-            Ok(Some(st)) => {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    // The first stderr line says why a failing command failed; read it while the command
+    // runs, or a chatty one could fill the pipe and block until killed.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let st = run_bounded(&mut cmd, timeout, |child| {
+        if let Some(mut e) = child.stderr.take() {
+            let tx = tx.clone();
+            let _ = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
                 let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let err = err.lines().next().unwrap_or("").to_string();
-                return (
-                    false,
-                    format!(
-                        "{} failed ({st}){}",
-                        argv[0],
-                        if err.is_empty() { String::new() } else { format!(": {err}") }
-                    ),
-                );
-            }
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return (false, format!("{} timed out after {} ms", argv[0], timeout.as_millis()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return (false, format!("{}: {e}", argv[0])),
+                let _ = e.read_to_string(&mut err);
+                let _ = tx.send(err);
+            });
+        }
+    });
+    match st {
+        Err(e) => (false, format!("cannot run {}: {e}", argv[0])),
+        Ok(Bounded::TimedOut) => (false, format!("{} timed out after {} ms", argv[0], timeout.as_millis())),
+        Ok(Bounded::Exited(st)) if st.success() => (true, format!("{} exited 0", argv[0])),
+        Ok(Bounded::Exited(st)) => {
+            let err = rx.recv_timeout(Duration::from_millis(100)).unwrap_or_default();
+            let err = err.lines().next().unwrap_or("").to_string();
+            (
+                false,
+                format!("{} failed ({st}){}", argv[0], if err.is_empty() { String::new() } else { format!(": {err}") }),
+            )
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The control socket: one request line in, one JSON line out.
 //!
-//! Requests: `status`, `switchover`, `maintenance on`, `maintenance off`.
+//! Requests: `status`, `drill`, `switchover`, `maintenance on`, `maintenance off`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

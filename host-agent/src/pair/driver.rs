@@ -15,7 +15,6 @@ use rearguard_shared::heartbeat::{HealthFlags, Verifier};
 use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
 use serde_json::json;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -84,7 +83,7 @@ pub(super) struct Driver {
     pub(super) cfg: PairConfig,
     pub(super) sm: Election,
     nl: netlink::Netlink,
-    pub(super) media: Vec<(UdpSocket, std::net::SocketAddr, String)>,
+    pub(super) media: Vec<net::Link>,
     pub(super) checks: Vec<CheckState>,
     pub(super) started: Instant,
     /// Bumped on every acquire/release: a running announce burst stops when it changes.
@@ -92,6 +91,7 @@ pub(super) struct Driver {
     pub(super) send_errors: u64,
     pub(super) last_send_error: Option<String>,
     pub(super) last_change: Option<(Instant, String)>,
+    pub(super) hooks: hooks::Hooks,
 }
 
 pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
@@ -111,37 +111,34 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     for v in remove_vips(cfg)? {
         warn!("removed stale VIP {v} left by an earlier run");
     }
+    let hooks = hooks::Hooks::start(cfg)?;
     let (tx, rx) = channel::<Event>();
     let mut media = Vec::new();
     for (i, m) in cfg.media.iter().enumerate() {
-        let s = net::open(m)?;
-        let rxs = s.sock.try_clone()?;
+        let (link, mut inbound) = net::Link::open(m)?;
         let tx = tx.clone();
         let key = cfg.key.clone();
         let cluster_id = cfg.cluster_id;
         let rt = cfg.realtime_priority;
-        std::thread::Builder::new().name(format!("rx-{}", m.interface)).stack_size(256 * 1024).spawn(move || {
+        std::thread::Builder::new().name(format!("rx-{i}")).stack_size(256 * 1024).spawn(move || {
             realtime(rt);
             let mut buf = [0u8; 512];
             loop {
-                let n = match rxs.recv_from(&mut buf) {
-                    Ok((n, _from)) => n,
+                let frame = match inbound.next(&mut buf) {
+                    Ok(Ok(n)) => decode_advert(&buf[..n], &Verifier { cluster_id, key: key.as_ref() }),
+                    Ok(Err(noise)) => Err(noise),
                     Err(e) => {
-                        // E.g. ECONNREFUSED after a unicast send to a peer that is not
-                        // listening yet; never spin on a persistent error.
-                        debug!("receive: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        debug!(medium = i, "receive: {e}");
+                        std::thread::sleep(inbound.retry_pause());
                         continue;
                     }
                 };
-                let v = Verifier { cluster_id, key: key.as_ref() };
-                let frame = decode_advert(&buf[..n], &v);
                 if tx.send(Event::Frame(i, frame)).is_err() {
                     return;
                 }
             }
         })?;
-        media.push((s.sock, s.dest, s.interface));
+        media.push(link);
     }
     for (i, c) in cfg.checks.iter().enumerate() {
         let tx = tx.clone();
@@ -168,6 +165,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         send_errors: 0,
         last_send_error: None,
         last_change: None,
+        hooks,
     };
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
@@ -201,7 +199,14 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
     let peer = d.sm.peer().map(|p| p.node_id());
-    hooks::run(&d.cfg, "STOP", d.sm.state(), d.sm.term(), d.sm.effective_priority(), peer, "agent stopped");
+    d.hooks.stop(hooks::HookEvent {
+        state: "STOP",
+        rg_state: d.sm.state(),
+        term: d.sm.term(),
+        priority: d.sm.effective_priority(),
+        peer,
+        reason: "agent stopped".into(),
+    });
     let _ = remove_vips(cfg);
     let _ = std::fs::remove_file(&cfg.control_socket);
     stop.store(true, Ordering::Relaxed);
@@ -236,8 +241,17 @@ impl Driver {
                     warn!("check failing: {}", r.detail);
                 }
                 self.checks[r.index] = CheckState { ok: Some(r.ok), detail: r.detail };
+                self.hooks.checks_reported = self.checks.iter().all(|c| c.ok.is_some());
                 let acts = self.sm.set_health(self.health(), t);
                 self.execute(acts, t);
+                // A standby whose checks fail is FAULT although its pair state is unchanged.
+                let failing: Vec<&str> =
+                    self.checks.iter().filter(|c| c.ok != Some(true)).map(|c| c.detail.as_str()).collect();
+                let reason = if failing.is_empty() { "checks ok".to_string() } else { failing.join("; ") };
+                let sm = &self.sm;
+                let peer = sm.peer().map(|p| p.node_id());
+                let healthy = sm.health().is_healthy();
+                self.hooks.observe(sm.state(), healthy, sm.term(), sm.effective_priority(), peer, &reason);
             }
             Event::Control(req, reply) => {
                 let answer = self.control(&req, t);
@@ -249,6 +263,7 @@ impl Driver {
     fn control(&mut self, req: &str, t: Instant) -> serde_json::Value {
         match req {
             "status" => self.status(t),
+            "drill" => self.drill(t),
             "switchover" => match self.sm.switchover(t) {
                 Ok((outcome, acts)) => {
                     info!("operator switchover: {outcome:?}");
@@ -265,7 +280,7 @@ impl Driver {
                 json!({"ok": true, "maintenance": on})
             }
             other => {
-                json!({"ok": false, "error": format!("unknown request {other:?}; use status, switchover, maintenance on|off")})
+                json!({"ok": false, "error": format!("unknown request {other:?}; use status, drill, switchover, maintenance on|off")})
             }
         }
     }
@@ -291,8 +306,8 @@ impl Driver {
                 }
                 Action::Notify(n) => {
                     info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
-                    let state = hooks::keepalived_state(n.to, n.health.is_healthy());
-                    hooks::run(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
+                    let reason = n.reason.to_string();
+                    self.hooks.observe(n.to, n.health.is_healthy(), n.term, n.priority, n.peer, &reason);
                 }
             }
         }
@@ -313,10 +328,10 @@ impl Driver {
     fn send_advert(&mut self, adv: &Advert) {
         let mut buf = [0u8; MAX_ADVERT_FRAME];
         let n = encode_advert(adv, self.cfg.key.as_ref(), &mut buf);
-        for (s, dest, ifname) in &self.media {
-            if let Err(e) = s.send_to(&buf[..n], dest) {
+        for link in &mut self.media {
+            if let Err(e) = link.send(&buf[..n]) {
                 self.send_errors += 1;
-                let msg = format!("{ifname} -> {dest}: {e}");
+                let msg = format!("{} -> {}: {e}", link.name(), link.dest());
                 if self.last_send_error.as_deref() != Some(msg.as_str()) {
                     warn!("advert not sent: {msg}");
                 }

@@ -2,12 +2,13 @@
 //!
 //! `driver` runs the election and carries out its actions; the other modules are what it
 //! drives or listens to: `net` (advert sockets), `netlink` (VIPs), `announce` (GARP/NA),
-//! `checks` (health), `control` (operator socket), `hooks` (notify scripts) and `status`
-//! (the control socket's status reply).
+//! `checks` (health), `control` (operator socket), `hooks` (notify scripts), `status`
+//! (the control socket's status reply) and `drill` (the readiness drill's checks).
 
 pub mod announce;
 pub mod checks;
 pub mod control;
+pub mod drill;
 mod driver;
 mod hooks;
 pub mod net;

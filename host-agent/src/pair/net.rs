@@ -1,18 +1,139 @@
-//! UDP heartbeat media: one socket per `[[pair.medium]]`, bound to its interface
+//! Heartbeat media. An IP `[[pair.medium]]` is one UDP socket bound to its interface
 //! (SO_BINDTODEVICE), multicast by default (TTL 1, no loopback), unicast when a peer is set.
+//! A serial one is a tty carrying the very same adverts, COBS-framed as on the cold-standby
+//! link (`rearguard_shared::link`): the classic heartbeat cable, which does not depend on IP.
 
-use crate::config::pair::Medium;
+use crate::config::agent::SerialSection;
+use crate::config::pair::{IpMedium, Medium};
+use rearguard_shared::election::advert::MAX_ADVERT_FRAME;
+use rearguard_shared::link::{encode_frame, encoded_len, Feed, FrameReader, FramingError};
+use rearguard_shared::reject::Reject;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
 
-pub struct MediumSocket {
-    pub sock: UdpSocket,
-    pub dest: SocketAddr,
-    pub interface: String,
+/// An advert on the serial wire, delimiter included.
+const SERIAL_ENCODED: usize = encoded_len(MAX_ADVERT_FRAME);
+
+/// The sending half of a medium (the driver's).
+pub enum Link {
+    Udp { sock: UdpSocket, dest: SocketAddr, interface: String },
+    Serial { tty: std::fs::File, cfg: SerialSection },
 }
 
-pub fn open(m: &Medium) -> io::Result<MediumSocket> {
+/// The receiving half of a medium (its receiver thread's).
+pub enum Inbound {
+    Udp(UdpSocket),
+    Serial { tty: std::fs::File, reader: Box<FrameReader<SERIAL_ENCODED>>, pending: Vec<u8> },
+}
+
+impl Link {
+    /// Opens medium `m`; errors name the `[[pair.medium]]` and what failed.
+    pub fn open(m: &Medium) -> io::Result<(Link, Inbound)> {
+        match m {
+            Medium::Ip(ip) => {
+                let sock = open_udp(ip)?;
+                let inbound = Inbound::Udp(sock.try_clone()?);
+                Ok((Link::Udp { sock, dest: ip.dest, interface: ip.interface.clone() }, inbound))
+            }
+            Medium::Serial(s) => {
+                let ctx = |e: io::Error| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "[[pair.medium]] serial = {:?}: {e}: set serial to the tty of the cable to the peer \
+                             (e.g. /dev/ttyS1, /dev/ttyUSB0), or remove this medium",
+                            s.path.display().to_string()
+                        ),
+                    )
+                };
+                // Two descriptors: the receiver blocks in read, the election loop never
+                // blocks in write.
+                let mut tty = crate::serial::open_tty(s, true).map_err(ctx)?;
+                let rx = crate::serial::open_tty(s, false).map_err(ctx)?;
+                // A lone delimiter ends whatever partial frame the peer's reader holds.
+                let _ = tty.write(&[0]);
+                let inbound = Inbound::Serial { tty: rx, reader: Box::new(FrameReader::sized()), pending: Vec::new() };
+                Ok((Link::Serial { tty, cfg: s.clone() }, inbound))
+            }
+        }
+    }
+
+    /// Sends one advert frame. Never blocks: a serial line that cannot take the whole
+    /// frame now drops it (the next advert follows an interval later).
+    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Udp { sock, dest, .. } => sock.send_to(frame, *dest).map(|_| ()),
+            Link::Serial { tty, .. } => {
+                let mut wire = [0u8; SERIAL_ENCODED];
+                let n = encode_frame(frame, &mut wire);
+                match tty.write(&wire[..n])? {
+                    m if m == n => Ok(()),
+                    m => Err(io::Error::new(io::ErrorKind::WouldBlock, format!("line full: {m} of {n} bytes written"))),
+                }
+            }
+        }
+    }
+
+    /// The interface or the tty.
+    pub fn name(&self) -> String {
+        match self {
+            Link::Udp { interface, .. } => interface.clone(),
+            Link::Serial { cfg, .. } => cfg.path.display().to_string(),
+        }
+    }
+
+    /// Where adverts go, as status shows it.
+    pub fn dest(&self) -> String {
+        match self {
+            Link::Udp { dest, .. } => dest.to_string(),
+            Link::Serial { cfg, .. } => format!("serial {} baud", cfg.baud),
+        }
+    }
+}
+
+impl Inbound {
+    /// Blocks for the next frame: `Ok(Ok(n))` is a frame in `buf[..n]`, `Ok(Err(r))` bytes
+    /// that were not one (serial noise is counted as `bad-crc`, an overlong chunk as
+    /// `truncated`).
+    pub fn next(&mut self, buf: &mut [u8]) -> io::Result<Result<usize, Reject>> {
+        match self {
+            Inbound::Udp(sock) => sock.recv_from(buf).map(|(n, _)| Ok(n)),
+            Inbound::Serial { tty, reader, pending } => loop {
+                while !pending.is_empty() {
+                    let b = pending.remove(0);
+                    match reader.feed(b) {
+                        Feed::Pending => {}
+                        Feed::Frame(n) if n <= buf.len() => {
+                            buf[..n].copy_from_slice(&reader.frame()[..n]);
+                            return Ok(Ok(n));
+                        }
+                        Feed::Frame(_) | Feed::Bad(FramingError::Overlong) => return Ok(Err(Reject::Truncated)),
+                        Feed::Bad(FramingError::BadCobs) => return Ok(Err(Reject::BadCrc)),
+                    }
+                }
+                let mut chunk = [0u8; 256];
+                match tty.read(&mut chunk)? {
+                    0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "serial line closed")),
+                    n => pending.extend_from_slice(&chunk[..n]),
+                }
+            },
+        }
+    }
+
+    /// How long a receiver waits after an error before reading again: never spin on a
+    /// persistent one (a UDP ECONNREFUSED after a send to a peer not listening yet, a tty
+    /// whose other end is gone).
+    pub fn retry_pause(&self) -> Duration {
+        match self {
+            Inbound::Udp(_) => Duration::from_millis(1),
+            Inbound::Serial { .. } => Duration::from_millis(100),
+        }
+    }
+}
+
+fn open_udp(m: &IpMedium) -> io::Result<UdpSocket> {
     let ctx = |what: &str, e: io::Error| {
         io::Error::new(e.kind(), format!("[[pair.medium]] {} ({}): {what}: {e}", m.interface, m.dest))
     };
@@ -37,5 +158,43 @@ pub fn open(m: &Medium) -> io::Result<MediumSocket> {
             s.set_multicast_ttl_v4(1).map_err(|e| ctx("IP_MULTICAST_TTL", e))?;
         }
     }
-    Ok(MediumSocket { sock: s.into(), dest: m.dest, interface: m.interface.clone() })
+    Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advert_sized_frame_crosses_a_pty_after_noise() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave =
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
+        let (mut link, _) = Link::open(&Medium::Serial(SerialSection { path: slave, baud: 115_200 })).unwrap();
+        let frame: Vec<u8> = (0..MAX_ADVERT_FRAME).map(|i| i as u8).collect();
+        link.send(&frame).unwrap();
+        let mut master = std::fs::File::from(pty.master);
+        let mut wire = vec![0x13, 0x37, 0x00];
+        let mut buf = [0u8; 512];
+        while !wire.ends_with(&[0]) || wire.len() < 5 {
+            let n = master.read(&mut buf).unwrap();
+            wire.extend_from_slice(&buf[..n]);
+        }
+        // Read back through an Inbound over a pipe carrying the same bytes.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        std::fs::File::from(w).write_all(&wire).unwrap();
+        let tty = std::fs::File::from(r);
+        let mut inbound = Inbound::Serial { tty, reader: Box::new(FrameReader::sized()), pending: Vec::new() };
+        assert_eq!(inbound.next(&mut buf).unwrap(), Err(Reject::BadCrc), "the noise before the first delimiter");
+        let n = inbound.next(&mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..n], &frame[..]);
+    }
+
+    #[test]
+    fn a_serial_path_that_does_not_exist_names_the_medium_and_the_fix() {
+        let m = Medium::Serial(SerialSection { path: "/dev/ttyNOPE9".into(), baud: 115_200 });
+        let e = Link::open(&m).err().unwrap().to_string();
+        assert!(e.starts_with("[[pair.medium]] serial = \"/dev/ttyNOPE9\": No such file"), "{e}");
+        assert!(e.contains("set serial to the tty"), "{e}");
+    }
 }

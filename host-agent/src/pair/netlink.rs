@@ -72,6 +72,23 @@ impl Netlink {
         )
     }
 
+    /// Whether this process may change addresses, asked without changing any: an
+    /// RTM_NEWADDR for interface index 0 passes the kernel's CAP_NET_ADMIN check (EPERM
+    /// without it) and is then refused for naming no interface.
+    pub fn may_change_addresses(&mut self) -> Result<(), VipError> {
+        let none = Vip { addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), prefix: 32, interface: "(none)".into() };
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = 32;
+        m.header.index = 0;
+        m.attributes.push(AddressAttribute::Local(none.addr));
+        match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE, "probe", &none, &[]) {
+            Err(VipError::Kernel { source, .. }) if source.raw_os_error() != Some(libc::EPERM) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,

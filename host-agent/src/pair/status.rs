@@ -34,7 +34,7 @@ impl Driver {
             .media
             .iter()
             .enumerate()
-            .map(|(i, (_, dest, ifname))| {
+            .map(|(i, link)| {
                 let m = &sm.media()[i];
                 let rejected: serde_json::Map<String, serde_json::Value> = Reject::NAMES
                     .iter()
@@ -43,8 +43,8 @@ impl Driver {
                     .map(|(name, n)| (name.to_string(), json!(n)))
                     .collect();
                 json!({
-                    "interface": ifname,
-                    "dest": dest.to_string(),
+                    "interface": link.name(),
+                    "dest": link.dest(),
                     "peer_alive": sm.medium_alive(i, t),
                     "accepted": m.accepted,
                     "rejected_total": m.rejected_total(),
@@ -103,6 +103,7 @@ impl Driver {
             "last_takeover": sm.last_takeover().map(|r| r.to_string()),
             "last_resign": sm.last_resign().map(|r| r.to_string()),
             "last_change": self.last_change.as_ref().map(|(at, what)| json!({"ago_ms": t.saturating_since(*at).as_millis(), "what": what})),
+            "hooks": self.hooks.status(),
             "send_errors": self.send_errors,
             "last_send_error": self.last_send_error,
             "uptime_ms": t.saturating_since(self.started).as_millis(),
