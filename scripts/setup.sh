@@ -10,6 +10,8 @@ APT_PACKAGES=(
   nftables          # packet loss and filtering in pair tests
   iputils-ping      # the pair tests' client pings the VIP
   keepalived        # bench/pair-vs-keepalived.sh compares against it (not needed by tests)
+  conntrackd        # pair tests: connection states synced between the nodes (tests/pair_conntrack.rs)
+  conntrack         # inspecting a node's conntrack table by hand (conntrack -L) next to conntrackd
   util-linux        # losetup, fsfreeze for block-device tests
   e2fsprogs         # mkfs.ext4 for the hung-write (frozen filesystem) test
 )

@@ -54,10 +54,10 @@ pub fn check_config(src: &Source) -> anyhow::Result<u8> {
     let file = src.file();
     let cfg = PairConfig::from_source(src)?;
     let mut missing = Vec::new();
-    let ifaces = cfg.vips.iter().map(|v| &v.interface).chain(cfg.media.iter().map(|m| &m.interface));
+    let ifaces = cfg.vips.iter().map(|v| v.link()).chain(cfg.media.iter().map(|m| m.interface.as_str()));
     for i in ifaces {
-        if pair::netlink::ifindex(i).is_err() && !missing.contains(i) {
-            missing.push(i.clone());
+        if pair::netlink::ifindex(i).is_err() && !missing.contains(&i) {
+            missing.push(i);
         }
     }
     println!(
@@ -165,10 +165,40 @@ pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
             m["rejected"]
         );
     }
+    if let Some(ct) = v["conntrack"].as_object() {
+        println!("  {}", conntrack_line(ct));
+    }
     if let Some(l) = v["last_change"].as_object() {
         println!("  last change {} ms ago: {}", l["ago_ms"], l["what"].as_str().unwrap_or(""));
     }
     Ok(0)
+}
+
+/// `conntrackd (CONFIG): LAST TRANSITION ok|FAILED …` from status's `conntrack` object.
+fn conntrack_line(ct: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut line = format!("conntrackd ({}):", ct["config"].as_str().unwrap_or("?"));
+    if ct["answered_at_start"] == false {
+        line.push_str(&format!(" did NOT answer at start ({})", ct["start_error"].as_str().unwrap_or("?")));
+    }
+    match ct["last_transition"].as_str() {
+        None => line.push_str(" no transition yet"),
+        Some(role) => {
+            let steps: Vec<String> = ct["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let ok = if s["ok"] == true { "ok" } else { "FAILED" };
+                    format!("{} {ok} {} ms", s["command"].as_str().unwrap_or("?"), s["ms"])
+                })
+                .collect();
+            line.push_str(&format!(" {role} {} ms ago: {}", ct["last_transition_ago_ms"], steps.join(", ")));
+        }
+    }
+    if let Some(e) = ct["last_error"].as_str() {
+        line.push_str(&format!("; {} failure(s), last: {e}", ct["failures"]));
+    }
+    line
 }
 
 pub fn switchover(sock: &SocketArgs) -> anyhow::Result<u8> {

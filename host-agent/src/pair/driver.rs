@@ -5,6 +5,7 @@
 //! netlink, GARP/NA bursts, hooks). The state machine never sees a socket or a clock.
 
 use super::checks::{self, CheckReport};
+use super::conntrack::{Conntrackd, Role};
 use super::{announce, control, hooks, net, netlink};
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
@@ -92,6 +93,7 @@ pub(super) struct Driver {
     pub(super) send_errors: u64,
     pub(super) last_send_error: Option<String>,
     pub(super) last_change: Option<(Instant, String)>,
+    pub(super) conntrack: Option<Conntrackd>,
 }
 
 pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
@@ -168,6 +170,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         send_errors: 0,
         last_send_error: None,
         last_change: None,
+        conntrack: cfg.conntrack.as_ref().map(Conntrackd::start).transpose()?,
     };
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
@@ -275,10 +278,20 @@ impl Driver {
             match a {
                 Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
+                    // VIPs first: nothing comes to them before the announcement, as every
+                    // neighbour cache still points at the old active. Then conntrackd commits
+                    // the states the old active sent, and only then the announcement brings
+                    // the traffic: a packet of a connection the kernel does not know yet is
+                    // INVALID and dropped (tcp_loose = 0), costing its sender a retransmission
+                    // timeout. Flush, resync and bulk send follow off the critical path.
                     self.hold_vips(true);
                     info!(term, "ACTIVE: took the VIPs ({reason})");
                     self.last_change = Some((t, format!("took over (term {term}): {reason}")));
-                    self.announce();
+                    let burst = self.burst();
+                    match &mut self.conntrack {
+                        Some(ct) => ct.transition(Role::Primary, Some(Box::new(move || burst.start()))),
+                        None => burst.start(),
+                    }
                 }
                 Action::Release { term, reason } => {
                     self.hold_vips(false);
@@ -287,11 +300,21 @@ impl Driver {
                 }
                 Action::Announce { term } => {
                     info!(term, "re-announcing the VIPs (conflict won on a term tie)");
-                    self.announce();
+                    self.burst().start();
                 }
                 Action::Notify(n) => {
                     info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
                     let state = hooks::keepalived_state(n.to, n.health.is_healthy());
+                    // After the VIPs went (Release comes first): the states this node
+                    // owned age out, and it asks the new primary for its table.
+                    let role = match state {
+                        "BACKUP" => Some(Role::Backup),
+                        "FAULT" => Some(Role::Fault),
+                        _ => None,
+                    };
+                    if let (Some(ct), Some(role)) = (&mut self.conntrack, role) {
+                        ct.transition(role, None);
+                    }
                     hooks::run(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
                 }
             }
@@ -325,27 +348,48 @@ impl Driver {
         }
     }
 
+    /// The announcement burst of the current tenure.
+    fn burst(&self) -> Burst {
+        Burst {
+            vips: self.cfg.vips.clone(),
+            count: self.cfg.announce_count,
+            gap: self.cfg.announce_interval,
+            mine: self.announce_gen.load(Ordering::SeqCst),
+            gen: self.announce_gen.clone(),
+        }
+    }
+}
+
+/// One tenure's GARP/NA burst; it may start later than it was made (after conntrackd's
+/// commit) and then goes out only if the VIPs are still held by that tenure.
+struct Burst {
+    vips: Vec<crate::config::pair::Vip>,
+    count: u32,
+    gap: std::time::Duration,
+    gen: Arc<AtomicU64>,
+    mine: u64,
+}
+
+impl Burst {
     /// First announcement now, the rest of the burst on a thread (stops if the VIPs are
     /// released meanwhile).
-    fn announce(&self) {
-        if let Err(e) = announce::announce_once(&self.cfg.vips) {
-            warn!("{e}");
-        }
-        let count = self.cfg.announce_count;
-        if count <= 1 {
+    fn start(self) {
+        if self.gen.load(Ordering::SeqCst) != self.mine {
             return;
         }
-        let gen = self.announce_gen.clone();
-        let mine = gen.load(Ordering::SeqCst);
-        let vips = self.cfg.vips.clone();
-        let gap = self.cfg.announce_interval;
+        if let Err(e) = announce::announce_once(&self.vips) {
+            warn!("{e}");
+        }
+        if self.count <= 1 {
+            return;
+        }
         let _ = std::thread::Builder::new().name("announce".into()).stack_size(128 * 1024).spawn(move || {
-            for _ in 1..count {
-                std::thread::sleep(gap);
-                if gen.load(Ordering::SeqCst) != mine {
+            for _ in 1..self.count {
+                std::thread::sleep(self.gap);
+                if self.gen.load(Ordering::SeqCst) != self.mine {
                     return;
                 }
-                let _ = announce::announce_once(&vips);
+                let _ = announce::announce_once(&self.vips);
             }
         });
     }

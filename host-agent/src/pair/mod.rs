@@ -2,11 +2,12 @@
 //!
 //! `driver` runs the election and carries out its actions; the other modules are what it
 //! drives or listens to: `net` (advert sockets), `netlink` (VIPs), `announce` (GARP/NA),
-//! `checks` (health), `control` (operator socket), `hooks` (notify scripts) and `status`
-//! (the control socket's status reply).
+//! `checks` (health), `control` (operator socket), `hooks` (notify scripts), `conntrack`
+//! (conntrackd on transitions) and `status` (the control socket's status reply).
 
 pub mod announce;
 pub mod checks;
+pub mod conntrack;
 pub mod control;
 mod driver;
 mod hooks;
