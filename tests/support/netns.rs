@@ -66,6 +66,8 @@ pub struct NodeOpts {
     pub extra: String,
     /// Extra `[pair]` keys (e.g. hooks), verbatim.
     pub pair_keys: String,
+    /// Extra keys of the LAN VIP's `[[pair.vip]]` (e.g. `vmac = true`), verbatim.
+    pub vip_keys: String,
 }
 
 impl NodeOpts {
@@ -80,6 +82,7 @@ impl NodeOpts {
             key: KEY.into(),
             extra: String::new(),
             pair_keys: String::new(),
+            vip_keys: String::new(),
         }
     }
 }
@@ -245,6 +248,7 @@ state_dir = "{state}"
 [[pair.vip]]
 address = "{VIP}/24"
 interface = "lan"
+{vip_keys}
 
 {extra}
 
@@ -268,6 +272,7 @@ interval_ms = 5
             checks = o.checks,
             extra = o.extra,
             pair_keys = o.pair_keys,
+            vip_keys = o.vip_keys,
         );
         let path = self.config_path(i);
         std::fs::write(&path, text).unwrap();
@@ -336,7 +341,8 @@ interval_ms = 5
     pub fn holders(&self) -> Vec<usize> {
         (0..2)
             .filter(|&i| {
-                let out = sh(&["ip", "-n", &self.ns(Self::node(i)), "-o", "addr", "show", "dev", "lan"]);
+                // Every interface: a vmac VIP lives on a macvlan over lan.
+                let out = sh(&["ip", "-n", &self.ns(Self::node(i)), "-o", "addr", "show"]);
                 String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
             })
             .collect()
@@ -345,6 +351,12 @@ interval_ms = 5
     /// The client reaches the VIP (one ICMP echo, 200 ms).
     pub fn client_reaches_vip(&self) -> bool {
         sh(&["ip", "netns", "exec", &self.ns("c"), "ping", "-c1", "-W0.2", "-n", "-q", VIP]).status.success()
+    }
+
+    /// Pins the client's neighbour entry for the VIP to `mac` (`nud permanent`): a cache that
+    /// no announcement will update.
+    pub fn pin_client_neighbour(&self, mac: &str) {
+        must(&["ip", "-n", &self.ns("c"), "neigh", "replace", VIP, "lladdr", mac, "dev", "lan", "nud", "permanent"]);
     }
 
     /// The MAC the client's neighbour table has for the VIP.

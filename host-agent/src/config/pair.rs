@@ -788,6 +788,30 @@ interval_ms = 10
     }
 
     #[test]
+    fn vmac_resolves_to_a_macvlan_with_the_vrrp_mac_per_family() {
+        let text = OK.replace("priority = 200", "priority = 200\nvmac_id = 51").replace("interface = \"eth0\"\n[[", "interface = \"eth0\"\nvmac = true\n[[");
+        let c = PairConfig::parse(Path::new("p.toml"), &text).unwrap();
+        let v4 = c.vips[0].vmac.as_ref().unwrap();
+        assert_eq!((c.vips[0].interface.as_str(), v4.mac), ("vm4-eth0", [0, 0, 0x5e, 0, 1, 51]));
+        let v6 = c.vips[1].vmac.as_ref().unwrap();
+        assert_eq!((c.vips[1].interface.as_str(), v6.mac), ("vm6-eth0", [0, 0, 0x5e, 0, 2, 51]));
+        assert_eq!(c.vips[0].link(), "eth0");
+        let plain = PairConfig::parse(Path::new("p.toml"), OK).unwrap();
+        assert!(plain.vips.iter().all(|v| v.vmac.is_none() && v.interface == "eth0"));
+        assert_ne!(c.policy_digest(), plain.policy_digest());
+    }
+
+    #[test]
+    fn a_vmac_id_out_of_range_or_missing_names_the_key() {
+        for bad in ["0", "256", "-1"] {
+            let e = err(&OK.replace("priority = 200", &format!("priority = 200\nvmac_id = {bad}")));
+            assert!(e.starts_with(&format!("p.toml:8:11: [pair] vmac_id = {bad}: expected 1..=255")), "{e}");
+        }
+        let e = err(&OK.replace("interface = \"eth0\"\n[[", "interface = \"eth0\"\nvmac = true\n[["));
+        assert!(e.contains("[pair] vmac_id: missing: a VIP has vmac = true"), "{e}");
+    }
+
+    #[test]
     fn range_errors_point_at_the_value() {
         let e = err(&OK.replace("priority = 200", "priority = 0"));
         assert!(e.starts_with("p.toml:7:12: [pair] priority = 0: expected 1..=255"), "{e}");

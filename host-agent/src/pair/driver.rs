@@ -6,7 +6,7 @@
 
 use super::checks::{self, CheckReport};
 use super::conntrack::{Conntrackd, Role};
-use super::{announce, control, hooks, net, netlink};
+use super::{announce, control, hooks, net, netlink, vmac};
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
@@ -45,8 +45,8 @@ pub enum PairError {
     Control { path: PathBuf, source: std::io::Error },
 }
 
-/// Removes every configured VIP (start-up cleanup, `vip-cleanup`, ExecStopPost).
-/// Returns the VIPs that were present.
+/// Removes every configured VIP and vmac macvlan, restoring the sysctls set for them
+/// (start-up cleanup, `vip-cleanup`, ExecStopPost). Returns what was present.
 pub fn remove_vips(cfg: &PairConfig) -> Result<Vec<String>, PairError> {
     let mut nl = netlink::Netlink::open()?;
     let mut removed = Vec::new();
@@ -59,6 +59,7 @@ pub fn remove_vips(cfg: &PairConfig) -> Result<Vec<String>, PairError> {
             Err(e) => return Err(e.into()),
         }
     }
+    removed.extend(vmac::remove(cfg, &mut nl)?);
     Ok(removed)
 }
 
@@ -172,6 +173,9 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         last_change: None,
         conntrack: cfg.conntrack.as_ref().map(Conntrackd::start).transpose()?,
     };
+    if let Err(e) = vmac::create(cfg, &mut d.nl) {
+        warn!("cannot set up the vmac interfaces: {e}; VIPs with vmac = true will not be held");
+    }
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
     d.execute(acts, t0);
@@ -325,11 +329,17 @@ impl Driver {
     /// belongs to the tenure that just ended.
     fn hold_vips(&mut self, hold: bool) {
         self.announce_gen.fetch_add(1, Ordering::SeqCst);
+        if hold {
+            vmac::set_up(&self.cfg, &mut self.nl, true);
+        }
         for v in &self.cfg.vips {
             let (done, verb) = if hold { (self.nl.add(v), "add") } else { (self.nl.remove(v), "remove") };
             if let Err(e) = done {
                 warn!("cannot {verb} VIP {v}: {e}");
             }
+        }
+        if !hold {
+            vmac::set_up(&self.cfg, &mut self.nl, false);
         }
     }
 

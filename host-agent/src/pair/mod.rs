@@ -3,7 +3,7 @@
 //! `driver` runs the election and carries out its actions; the other modules are what it
 //! drives or listens to: `net` (advert sockets), `netlink` (VIPs), `announce` (GARP/NA),
 //! `checks` (health), `control` (operator socket), `hooks` (notify scripts), `conntrack`
-//! (conntrackd on transitions) and `status` (the control socket's status reply).
+//! (conntrackd on transitions), `vmac` (macvlans with the virtual MAC) and `status` (the control socket's status reply).
 
 pub mod announce;
 pub mod checks;
@@ -14,5 +14,6 @@ mod hooks;
 pub mod net;
 pub mod netlink;
 mod status;
+mod vmac;
 
 pub use driver::{remove_vips, run, PairError, PairOptions};
