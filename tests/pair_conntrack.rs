@@ -155,11 +155,7 @@ impl Stream {
         conn.set_nodelay(true).unwrap();
         let mut writer = conn.try_clone().unwrap();
         let mut reader = conn;
-        let s = Stream {
-            echoes: Arc::default(),
-            error: Arc::default(),
-            stop: Arc::new(AtomicBool::new(false)),
-        };
+        let s = Stream { echoes: Arc::default(), error: Arc::default(), stop: Arc::new(AtomicBool::new(false)) };
         let (stop, error) = (s.stop.clone(), s.error.clone());
         std::thread::spawn(move || {
             let mut seq = 0u64;

@@ -93,7 +93,11 @@ fn vip_cleanup_after_a_crash_removes_the_macvlan_and_restores_the_sysctls() {
     let cfg = p.config_path(1);
     let out = p.exec("b", &[env!("CARGO_BIN_EXE_rearguard"), "vip-cleanup", "--config", cfg.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("removed macvlan vm4-lan on lan"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("removed macvlan vm4-lan on lan"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!p.exec("b", &["test", "-e", "/sys/class/net/vm4-lan"]).status.success(), "macvlan left behind");
     assert_eq!(sysctl(&p, "b", "/proc/sys/net/ipv4/conf/lan/arp_ignore"), untouched(&p, "arp_ignore"));
 }

@@ -161,7 +161,21 @@ impl Pair {
     /// Node `node`'s interface `ifname` with `addr`, cabled to port `port` of bridge `bridge`.
     fn plug(&self, node: &str, ifname: &str, addr: &str, bridge: &str, port: &str) {
         let br = self.ns("br");
-        must(&["ip", "link", "add", ifname, "netns", &self.ns(node), "type", "veth", "peer", "name", port, "netns", &br]);
+        must(&[
+            "ip",
+            "link",
+            "add",
+            ifname,
+            "netns",
+            &self.ns(node),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            &br,
+        ]);
         must(&["ip", "-n", &br, "link", "set", port, "master", bridge]);
         must(&["ip", "-n", &br, "link", "set", port, "up"]);
         must(&["ip", "-n", &self.ns(node), "addr", "add", addr, "dev", ifname]);

@@ -789,7 +789,9 @@ interval_ms = 10
 
     #[test]
     fn vmac_resolves_to_a_macvlan_with_the_vrrp_mac_per_family() {
-        let text = OK.replace("priority = 200", "priority = 200\nvmac_id = 51").replace("interface = \"eth0\"\n[[", "interface = \"eth0\"\nvmac = true\n[[");
+        let text = OK
+            .replace("priority = 200", "priority = 200\nvmac_id = 51")
+            .replace("interface = \"eth0\"\n[[", "interface = \"eth0\"\nvmac = true\n[[");
         let c = PairConfig::parse(Path::new("p.toml"), &text).unwrap();
         let v4 = c.vips[0].vmac.as_ref().unwrap();
         assert_eq!((c.vips[0].interface.as_str(), v4.mac), ("vm4-eth0", [0, 0, 0x5e, 0, 1, 51]));
