@@ -11,6 +11,8 @@ APT_PACKAGES=(
   iputils-ping      # the pair tests' client pings the VIP
   socat             # a pty pair as the serial cable between pair nodes (tests/pair_serial.rs)
   keepalived        # bench/pair-vs-keepalived.sh compares against it (not needed by tests)
+  conntrackd        # pair tests: connection states synced between the nodes (tests/pair_conntrack.rs)
+  conntrack         # inspecting a node's conntrack table by hand (conntrack -L) next to conntrackd
   util-linux        # losetup, fsfreeze for block-device tests
   e2fsprogs         # mkfs.ext4 for the hung-write (frozen filesystem) test
 )

@@ -62,19 +62,6 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Prove that this standby could take over, changing nothing; one verdict line per check.
-    ///
-    /// With a listener config: the disk reads, the primary's heartbeat progresses, the
-    /// timeout keeps the primary's fencing bound, a test message in the primary's mailbox is
-    /// acknowledged within two intervals (the mailbox is then restored), and the gate command
-    /// is executable ([gate] gate_test, if set, is run; the gate itself never is).
-    ///
-    /// Exit status: 0 ready, 2 not ready, 1 when the drill could not run.
-    Drill {
-        /// Listener config (TOML); see examples/listener.toml.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
     /// Firewall pair: show this node's role, state, peer, heartbeat age, VIP holder, health.
     Status {
         #[command(flatten)]
@@ -102,6 +89,11 @@ enum Cmd {
         config: PathBuf,
     },
     /// Prove that a failover could happen now, changing nothing: one verdict line per check.
+    ///
+    /// With a listener config: the disk reads, the primary's heartbeat progresses, the
+    /// timeout keeps the primary's fencing bound, a test message in the primary's mailbox is
+    /// acknowledged within two intervals (the mailbox is then restored), and the gate command
+    /// is executable ([gate] gate_test, if set, is run; the gate itself never is).
     ///
     /// With a pair config: asks the running pair agent (its control socket) whether the
     /// peer is fresh on each medium, build and policy match, its checks and monitored
@@ -216,21 +208,6 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             rearguard_board_linux::run(&cfg, &mut out, Some(rx), &stop)?;
             Ok(0)
         }
-        Cmd::Drill { config } => {
-            let src = Source::read(&config)?;
-            match ConfigKind::of(&src)? {
-                ConfigKind::Listener => {
-                    let cfg = rearguard_board_linux::config::LinuxListenerConfig::from_source(&src)?;
-                    let report = rearguard_board_linux::drill::run(&cfg)?;
-                    print!("{}", report.render());
-                    Ok(report.exit_code())
-                }
-                other => anyhow::bail!(
-                    "{}: is {other:?} config; `rearguard drill` takes a listener config ([listener], [disk], [gate])",
-                    config.display()
-                ),
-            }
-        }
         Cmd::Status { socket, json } => pair_cmd::status(&socket, json),
         Cmd::Switchover { socket } => pair_cmd::switchover(&socket),
         Cmd::Maintenance { mode, socket } => pair_cmd::maintenance(&socket, mode),
@@ -239,6 +216,12 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             let src = Source::read(&config)?;
             match ConfigKind::of(&src)? {
                 ConfigKind::Pair => pair_cmd::drill(&src),
+                ConfigKind::Listener => {
+                    let cfg = rearguard_board_linux::config::LinuxListenerConfig::from_source(&src)?;
+                    let report = rearguard_board_linux::drill::run(&cfg)?;
+                    print!("{}", report.render());
+                    Ok(report.exit_code())
+                }
                 other => anyhow::bail!(
                     "{}: this file is {}; drill takes a pair config ([pair]) or a listener config ([listener])",
                     config.display(),

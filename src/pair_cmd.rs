@@ -56,12 +56,12 @@ pub fn check_config(src: &Source) -> anyhow::Result<u8> {
     let cfg = PairConfig::from_source(src)?;
     let mut missing = Vec::new();
     let ip_media = cfg.media.iter().filter_map(|m| match m {
-        Medium::Ip(ip) => Some(&ip.interface),
+        Medium::Ip(ip) => Some(ip.interface.as_str()),
         Medium::Serial(_) => None,
     });
-    for i in cfg.vips.iter().map(|v| &v.interface).chain(ip_media) {
-        if pair::netlink::ifindex(i).is_err() && !missing.contains(i) {
-            missing.push(i.clone());
+    for i in cfg.vips.iter().map(|v| v.link()).chain(ip_media) {
+        if pair::netlink::ifindex(i).is_err() && !missing.contains(&i) {
+            missing.push(i);
         }
     }
     println!(
@@ -197,6 +197,9 @@ pub fn status(sock: &SocketArgs, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     print_hooks(&v["hooks"]);
+    if let Some(ct) = v["conntrack"].as_object() {
+        println!("  {}", conntrack_line(ct));
+    }
     if let Some(l) = v["last_change"].as_object() {
         println!("  last change {} ms ago: {}", l["ago_ms"], l["what"].as_str().unwrap_or(""));
     }
@@ -239,6 +242,33 @@ fn print_hooks(h: &serde_json::Value) {
             f["dropped"]
         );
     }
+}
+
+/// `conntrackd (CONFIG): LAST TRANSITION ok|FAILED …` from status's `conntrack` object.
+fn conntrack_line(ct: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut line = format!("conntrackd ({}):", ct["config"].as_str().unwrap_or("?"));
+    if ct["answered_at_start"] == false {
+        line.push_str(&format!(" did NOT answer at start ({})", ct["start_error"].as_str().unwrap_or("?")));
+    }
+    match ct["last_transition"].as_str() {
+        None => line.push_str(" no transition yet"),
+        Some(role) => {
+            let steps: Vec<String> = ct["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let ok = if s["ok"] == true { "ok" } else { "FAILED" };
+                    format!("{} {ok} {} ms", s["command"].as_str().unwrap_or("?"), s["ms"])
+                })
+                .collect();
+            line.push_str(&format!(" {role} {} ms ago: {}", ct["last_transition_ago_ms"], steps.join(", ")));
+        }
+    }
+    if let Some(e) = ct["last_error"].as_str() {
+        line.push_str(&format!("; {} failure(s), last: {e}", ct["failures"]));
+    }
+    line
 }
 
 pub fn switchover(sock: &SocketArgs) -> anyhow::Result<u8> {

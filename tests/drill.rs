@@ -152,9 +152,9 @@ fn a_missing_gate_command_or_failing_gate_test_is_not_ready() {
 }
 
 #[test]
-fn the_drill_takes_listener_configs_only() {
+fn the_drill_refuses_an_agent_config_and_names_the_configs_it_takes() {
     let c = Cluster::new(Timing::default());
     let o = rearguard().args(["drill", "--config"]).arg(c.agent_config()).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("`rearguard drill` takes a listener config"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("drill takes a pair config ([pair]) or a listener config ([listener])"), "{}", stderr(&o));
 }

@@ -8,6 +8,10 @@
 //!                                 pc / px
 //!   ns {p}c (client) lan 10.200.0.10/24      ns {p}x (third party) lan 10.200.0.66/24
 //!   VIP 10.200.0.100/24
+//!
+//!   with Pair::add_outside (a firewall between two segments):
+//!   ns {p}a wan 10.202.0.1/24 ── veth ── wa  [br1]  wb ── veth ── wan 10.202.0.2/24 ns {p}b
+//!                                ws ── veth ── wan 10.202.0.20/24 ns {p}s (server)
 //! ```
 
 use super::process::Process;
@@ -64,6 +68,8 @@ pub struct NodeOpts {
     pub pair_keys: String,
     /// `[[pair.medium]]` blocks appended verbatim after the IP media (e.g. a serial one).
     pub media: String,
+    /// Extra keys of the LAN VIP's `[[pair.vip]]` (e.g. `vmac = true`), verbatim.
+    pub vip_keys: String,
 }
 
 impl NodeOpts {
@@ -79,6 +85,7 @@ impl NodeOpts {
             extra: String::new(),
             pair_keys: String::new(),
             media: String::new(),
+            vip_keys: String::new(),
         }
     }
 }
@@ -92,7 +99,12 @@ pub struct Pair {
     /// What each node's earlier agents logged, before a restart replaced them.
     earlier_logs: [String; 2],
     pub opts: [NodeOpts; 2],
+    /// Other daemons started in the namespaces ([`Pair::spawn_in`]), killed on drop.
+    pub daemons: Vec<Process>,
 }
+
+/// Every namespace a pair may have; [`Pair::new`] makes all but `s` ([`Pair::add_outside`]).
+const NAMESPACES: [&str; 6] = ["br", "a", "b", "c", "x", "s"];
 
 impl Pair {
     /// Builds the namespaces; agents are started with [`Pair::start`].
@@ -110,9 +122,10 @@ impl Pair {
             agents: [None, None],
             earlier_logs: Default::default(),
             opts: [a, b],
+            daemons: Vec::new(),
         };
         // From here on, Drop cleans up whatever was created.
-        for ns in ["br", "a", "b", "c", "x"] {
+        for ns in &NAMESPACES[..5] {
             must(&["ip", "netns", "add", &pair.ns(ns)]);
             must(&["ip", "-n", &pair.ns(ns), "link", "set", "lo", "up"]);
         }
@@ -122,26 +135,7 @@ impl Pair {
         for (node, addr) in
             [("a", "10.200.0.1/24"), ("b", "10.200.0.2/24"), ("c", "10.200.0.10/24"), ("x", "10.200.0.66/24")]
         {
-            let port = format!("p{node}");
-            must(&[
-                "ip",
-                "link",
-                "add",
-                "lan",
-                "netns",
-                &pair.ns(node),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &br,
-            ]);
-            must(&["ip", "-n", &br, "link", "set", &port, "master", "br0"]);
-            must(&["ip", "-n", &br, "link", "set", &port, "up"]);
-            must(&["ip", "-n", &pair.ns(node), "addr", "add", addr, "dev", "lan"]);
-            must(&["ip", "-n", &pair.ns(node), "link", "set", "lan", "up"]);
+            pair.plug(node, "lan", addr, "br0", &format!("p{node}"));
         }
         if side_link {
             must(&[
@@ -167,11 +161,70 @@ impl Pair {
         pair
     }
 
+    /// Node `node`'s interface `ifname` with `addr`, cabled to port `port` of bridge `bridge`.
+    fn plug(&self, node: &str, ifname: &str, addr: &str, bridge: &str, port: &str) {
+        let br = self.ns("br");
+        must(&[
+            "ip",
+            "link",
+            "add",
+            ifname,
+            "netns",
+            &self.ns(node),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            &br,
+        ]);
+        must(&["ip", "-n", &br, "link", "set", port, "master", bridge]);
+        must(&["ip", "-n", &br, "link", "set", port, "up"]);
+        must(&["ip", "-n", &self.ns(node), "addr", "add", addr, "dev", ifname]);
+        must(&["ip", "-n", &self.ns(node), "link", "set", ifname, "up"]);
+    }
+
+    /// A second segment behind the pair (see the module's picture): the nodes become a
+    /// firewall between the client's LAN and a server's WAN.
+    pub fn add_outside(&mut self) {
+        must(&["ip", "netns", "add", &self.ns("s")]);
+        must(&["ip", "-n", &self.ns("s"), "link", "set", "lo", "up"]);
+        let br = self.ns("br");
+        must(&["ip", "-n", &br, "link", "add", "br1", "type", "bridge"]);
+        must(&["ip", "-n", &br, "link", "set", "br1", "up"]);
+        for (node, addr) in [("a", "10.202.0.1/24"), ("b", "10.202.0.2/24"), ("s", "10.202.0.20/24")] {
+            self.plug(node, "wan", addr, "br1", &format!("w{node}"));
+        }
+    }
+
+    /// Unplugs (or replugs) node i's WAN cable at the switch ([`Pair::add_outside`]).
+    pub fn set_wan(&self, i: usize, up: bool) {
+        let port = format!("w{}", Self::node(i));
+        must(&["ip", "-n", &self.ns("br"), "link", "set", &port, if up { "up" } else { "down" }]);
+    }
+
+    /// Starts `argv` inside namespace `node` as a daemon of the test, killed on drop.
+    pub fn spawn_in(&mut self, node: &str, argv: &[&str]) -> &mut Process {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(node)]).args(argv);
+        self.daemons.push(Process::spawn_merged(cmd));
+        self.daemons.last_mut().unwrap()
+    }
+
+    /// `cmd` run inside namespace `node`.
+    pub fn exec(&self, node: &str, cmd: &[&str]) -> std::process::Output {
+        let ns = self.ns(node);
+        let mut full = vec!["ip", "netns", "exec", &ns];
+        full.extend_from_slice(cmd);
+        sh(&full)
+    }
+
     pub fn ns(&self, node: &str) -> String {
         format!("{}{node}", self.p)
     }
 
-    fn node(i: usize) -> &'static str {
+    pub fn node(i: usize) -> &'static str {
         ["a", "b"][i]
     }
 
@@ -213,6 +266,7 @@ state_dir = "{state}"
 [[pair.vip]]
 address = "{VIP}/24"
 interface = "lan"
+{vip_keys}
 
 {extra}
 
@@ -236,6 +290,7 @@ interval_ms = 5
             checks = o.checks,
             extra = o.extra,
             pair_keys = o.pair_keys,
+            vip_keys = o.vip_keys,
         );
         let path = self.config_path(i);
         std::fs::write(&path, text).unwrap();
@@ -304,7 +359,8 @@ interval_ms = 5
     pub fn holders(&self) -> Vec<usize> {
         (0..2)
             .filter(|&i| {
-                let out = sh(&["ip", "-n", &self.ns(Self::node(i)), "-o", "addr", "show", "dev", "lan"]);
+                // Every interface: a vmac VIP lives on a macvlan over lan.
+                let out = sh(&["ip", "-n", &self.ns(Self::node(i)), "-o", "addr", "show"]);
                 String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
             })
             .collect()
@@ -313,6 +369,12 @@ interval_ms = 5
     /// The client reaches the VIP (one ICMP echo, 200 ms).
     pub fn client_reaches_vip(&self) -> bool {
         sh(&["ip", "netns", "exec", &self.ns("c"), "ping", "-c1", "-W0.2", "-n", "-q", VIP]).status.success()
+    }
+
+    /// Pins the client's neighbour entry for the VIP to `mac` (`nud permanent`): a cache that
+    /// no announcement will update.
+    pub fn pin_client_neighbour(&self, mac: &str) {
+        must(&["ip", "-n", &self.ns("c"), "neigh", "replace", VIP, "lladdr", mac, "dev", "lan", "nud", "permanent"]);
     }
 
     /// The MAC the client's neighbour table has for the VIP.
@@ -439,7 +501,10 @@ impl Drop for Pair {
         for i in 0..2 {
             self.kill9(i);
         }
-        for ns in ["br", "a", "b", "c", "x"] {
+        for d in &mut self.daemons {
+            d.kill();
+        }
+        for ns in NAMESPACES {
             let _ = sh(&["ip", "netns", "del", &self.ns(ns)]);
         }
         if !std::thread::panicking() {

@@ -1,5 +1,5 @@
 //! The firewall pair's config: `[cluster]` and `[pair]` with its `[[pair.vip]]`,
-//! `[[pair.medium]]` and `[[pair.check]]` tables.
+//! `[[pair.medium]]` and `[[pair.check]]` tables, and the optional `[pair.conntrack]`.
 
 use super::agent::SerialSection;
 use super::{fields, parse_key, ClusterSection, ConfigError, ConfigKind, Source};
@@ -63,6 +63,30 @@ struct PairSection {
     medium: Vec<MediumSection>,
     #[serde(default)]
     check: Vec<CheckSection>,
+    /// VRRP-style virtual router id, 1..=255: the last byte of the virtual MAC that VIPs
+    /// with `vmac = true` move with. Read wide so that 0 or 300 gets our error, not serde's.
+    vmac_id: Option<i64>,
+    /// conntrackd, driven on every transition so that connections survive a failover.
+    conntrack: Option<ConntrackSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConntrackSection {
+    /// conntrackd's config file; the commands find the daemon's unix socket through it.
+    config: PathBuf,
+    #[serde(default = "default_conntrackd")]
+    binary: PathBuf,
+    /// Bound on each conntrackd command: a hung daemon must not hold the takeover.
+    #[serde(default = "default_conntrack_timeout")]
+    timeout_ms: u64,
+}
+
+fn default_conntrackd() -> PathBuf {
+    "conntrackd".into()
+}
+fn default_conntrack_timeout() -> u64 {
+    1000
 }
 
 fn default_rt() -> u8 {
@@ -99,6 +123,10 @@ struct VipSection {
     /// "10.0.0.100/24" or "2001:db8::100/64".
     address: String,
     interface: String,
+    /// Put the VIP on a macvlan with the virtual MAC (`[pair] vmac_id`), so that it moves
+    /// with its MAC and no neighbour cache needs an update.
+    #[serde(default)]
+    vmac: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,7 +280,47 @@ impl CheckSection {
 pub struct Vip {
     pub addr: IpAddr,
     pub prefix: u8,
+    /// Where the address lives: the configured interface, or with vmac the macvlan over it.
     pub interface: String,
+    pub vmac: Option<Vmac>,
+}
+
+/// The macvlan a `vmac = true` VIP lives on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vmac {
+    /// The configured interface the macvlan sits on.
+    pub parent: String,
+    /// `00:00:5e:00:01:ID` (IPv4) or `00:00:5e:00:02:ID` (IPv6), as VRRP (RFC 5798).
+    pub mac: [u8; 6],
+}
+
+impl Vmac {
+    fn new(parent: &str, ipv4: bool, id: u8) -> Vmac {
+        Vmac { parent: parent.to_string(), mac: [0, 0, 0x5e, 0, if ipv4 { 1 } else { 2 }, id] }
+    }
+
+    /// `vm4-PARENT` / `vm6-PARENT`, cut to the kernel's 15 characters: derived, not stored,
+    /// so that `vip-cleanup` finds it after a crash.
+    pub fn name(&self) -> String {
+        let fam = if self.mac[4] == 1 { '4' } else { '6' };
+        let parent: String = self.parent.chars().take(11).collect();
+        format!("vm{fam}-{parent}")
+    }
+}
+
+impl Vip {
+    /// The physical interface: the one that must exist before the agent starts.
+    pub fn link(&self) -> &str {
+        self.vmac.as_ref().map_or(&self.interface, |m| &m.parent)
+    }
+}
+
+/// `[pair.conntrack]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conntrack {
+    pub config: PathBuf,
+    pub binary: PathBuf,
+    pub timeout: std::time::Duration,
 }
 
 impl std::fmt::Display for Vip {
@@ -333,6 +401,8 @@ pub struct PairConfig {
     pub vips: Vec<Vip>,
     pub media: Vec<Medium>,
     pub checks: Vec<Check>,
+    pub vmac_id: Option<u8>,
+    pub conntrack: Option<Conntrack>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,13 +428,29 @@ impl PairConfig {
         src.check_keys("pair.vip", fields::<VipSection>())?;
         src.check_keys("pair.medium", fields::<MediumSection>())?;
         src.check_keys("pair.check", fields::<CheckSection>())?;
+        src.check_keys("pair.conntrack", fields::<ConntrackSection>())?;
         let f: PairFile = src.deserialize(ConfigKind::Pair)?;
         let p = f.pair;
         let (node_id, key) = cluster(src, &f.cluster, p.insecure_no_key)?;
         scalars(src, &p)?;
-        let vips = vips(src, &p.vip)?;
-        let media = media(src, &p.medium, &vips[0].interface)?;
+        let vmac_id = vmac_id(src, &p)?;
+        let vips = vips(src, &p.vip, vmac_id)?;
+        let media = media(src, &p.medium, vips[0].link())?;
         let checks = checks(src, &p.check)?;
+        let conntrack = match &p.conntrack {
+            None => None,
+            Some(c) if c.timeout_ms == 0 => {
+                return Err(src.error(
+                    "pair.conntrack.timeout_ms",
+                    "expected at least 1: the bound on each conntrackd command (1000 is typical)",
+                ))
+            }
+            Some(c) => Some(Conntrack {
+                config: c.config.clone(),
+                binary: c.binary.clone(),
+                timeout: std::time::Duration::from_millis(c.timeout_ms),
+            }),
+        };
         Ok(PairConfig {
             cluster_id: f.cluster.id,
             node_id,
@@ -386,13 +472,23 @@ impl PairConfig {
             vips,
             media,
             checks,
+            vmac_id,
+            conntrack,
         })
     }
 
     /// Digest of the policy both nodes must share (not the per-node fields: node id,
     /// priority, interfaces, checks, hooks, paths).
     pub fn policy_digest(&self) -> u32 {
-        let mut vips: Vec<String> = self.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect();
+        // Both nodes must move a VIP with the same MAC; without vmac the digest is what it was.
+        let mut vips: Vec<String> = self
+            .vips
+            .iter()
+            .map(|v| match &v.vmac {
+                None => format!("{}/{}", v.addr, v.prefix),
+                Some(m) => format!("{}/{}+vmac{}", v.addr, v.prefix, m.mac[5]),
+            })
+            .collect();
         vips.sort();
         let s = format!(
             "cluster={};interval={};dead={};preempt={};delay={};key={};vips={}",
@@ -465,8 +561,28 @@ fn scalars(src: &Source, p: &PairSection) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `[pair] vmac_id`: required once a VIP has `vmac = true`, 1..=255 (a MAC byte; VRRP's
+/// virtual router ids exclude 0).
+fn vmac_id(src: &Source, p: &PairSection) -> Result<Option<u8>, ConfigError> {
+    match p.vmac_id {
+        None if p.vip.iter().any(|v| v.vmac) => Err(src.error(
+            "pair.vmac_id",
+            "missing: a VIP has vmac = true; set vmac_id = 1..=255 under [pair], the same on both nodes \
+             and unique on the segment (it is the last byte of the virtual MAC 00:00:5e:00:01:ID)",
+        )),
+        None => Ok(None),
+        Some(id) => u8::try_from(id).ok().filter(|id| *id >= 1).map(Some).ok_or_else(|| {
+            src.error(
+                "pair.vmac_id",
+                "expected 1..=255 (the last byte of the virtual MAC 00:00:5e:00:01:ID): pick an id no other \
+                 VRRP router on the segment uses",
+            )
+        }),
+    }
+}
+
 /// `[[pair.vip]]`: at least one, each an address with an optional prefix on an interface.
-fn vips(src: &Source, sections: &[VipSection]) -> Result<Vec<Vip>, ConfigError> {
+fn vips(src: &Source, sections: &[VipSection], vmac_id: Option<u8>) -> Result<Vec<Vip>, ConfigError> {
     if sections.is_empty() {
         return Err(src.error(
             "pair.vip",
@@ -492,7 +608,22 @@ fn vips(src: &Source, sections: &[VipSection]) -> Result<Vec<Vip>, ConfigError> 
             })?
         };
         check_ifname(src, &format!("{at}.interface"), &v.interface)?;
-        vips.push(Vip { addr, prefix, interface: v.interface.clone() });
+        let vmac = vmac_id.filter(|_| v.vmac).map(|id| Vmac::new(&v.interface, addr.is_ipv4(), id));
+        let interface = vmac.as_ref().map_or_else(|| v.interface.clone(), Vmac::name);
+        if let Some(m) = &vmac {
+            // Two parents cut to the same 11 characters would share one macvlan.
+            if let Some(other) = vips.iter().find(|o: &&Vip| o.interface == interface && o.link() != m.parent) {
+                return Err(src.error(
+                    &format!("{at}.interface"),
+                    format!(
+                        "its vmac interface {interface} would be the same as that of {} (names are cut to 15 \
+                         characters): rename one of the interfaces",
+                        other.link()
+                    ),
+                ));
+            }
+        }
+        vips.push(Vip { addr, prefix, interface, vmac });
     }
     Ok(vips)
 }
@@ -739,6 +870,32 @@ interval_ms = 10
         assert!(e.contains("port = 1: does not apply to serial"), "{e}");
         let e = err(&text.replace("serial = ", "interface = \"eth1\"\nserial = "));
         assert!(e.contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn vmac_resolves_to_a_macvlan_with_the_vrrp_mac_per_family() {
+        let text = OK
+            .replace("priority = 200", "priority = 200\nvmac_id = 51")
+            .replace("interface = \"eth0\"\n[[", "interface = \"eth0\"\nvmac = true\n[[");
+        let c = PairConfig::parse(Path::new("p.toml"), &text).unwrap();
+        let v4 = c.vips[0].vmac.as_ref().unwrap();
+        assert_eq!((c.vips[0].interface.as_str(), v4.mac), ("vm4-eth0", [0, 0, 0x5e, 0, 1, 51]));
+        let v6 = c.vips[1].vmac.as_ref().unwrap();
+        assert_eq!((c.vips[1].interface.as_str(), v6.mac), ("vm6-eth0", [0, 0, 0x5e, 0, 2, 51]));
+        assert_eq!(c.vips[0].link(), "eth0");
+        let plain = PairConfig::parse(Path::new("p.toml"), OK).unwrap();
+        assert!(plain.vips.iter().all(|v| v.vmac.is_none() && v.interface == "eth0"));
+        assert_ne!(c.policy_digest(), plain.policy_digest());
+    }
+
+    #[test]
+    fn a_vmac_id_out_of_range_or_missing_names_the_key() {
+        for bad in ["0", "256", "-1"] {
+            let e = err(&OK.replace("priority = 200", &format!("priority = 200\nvmac_id = {bad}")));
+            assert!(e.starts_with(&format!("p.toml:8:11: [pair] vmac_id = {bad}: expected 1..=255")), "{e}");
+        }
+        let e = err(&OK.replace("interface = \"eth0\"\n[[", "interface = \"eth0\"\nvmac = true\n[["));
+        assert!(e.contains("[pair] vmac_id: missing: a VIP has vmac = true"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! netlink, GARP/NA bursts, hooks). The state machine never sees a socket or a clock.
 
 use super::checks::{self, CheckReport};
-use super::{announce, control, hooks, net, netlink};
+use super::conntrack::{Conntrackd, Role};
+use super::{announce, control, hooks, net, netlink, vmac};
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
@@ -43,8 +44,8 @@ pub enum PairError {
     Control { path: PathBuf, source: std::io::Error },
 }
 
-/// Removes every configured VIP (start-up cleanup, `vip-cleanup`, ExecStopPost).
-/// Returns the VIPs that were present.
+/// Removes every configured VIP and vmac macvlan, restoring the sysctls set for them
+/// (start-up cleanup, `vip-cleanup`, ExecStopPost). Returns what was present.
 pub fn remove_vips(cfg: &PairConfig) -> Result<Vec<String>, PairError> {
     let mut nl = netlink::Netlink::open()?;
     let mut removed = Vec::new();
@@ -57,6 +58,7 @@ pub fn remove_vips(cfg: &PairConfig) -> Result<Vec<String>, PairError> {
             Err(e) => return Err(e.into()),
         }
     }
+    removed.extend(vmac::remove(cfg, &mut nl)?);
     Ok(removed)
 }
 
@@ -92,6 +94,7 @@ pub(super) struct Driver {
     pub(super) last_send_error: Option<String>,
     pub(super) last_change: Option<(Instant, String)>,
     pub(super) hooks: hooks::Hooks,
+    pub(super) conntrack: Option<Conntrackd>,
 }
 
 pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
@@ -166,7 +169,11 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         last_send_error: None,
         last_change: None,
         hooks,
+        conntrack: cfg.conntrack.as_ref().map(Conntrackd::start).transpose()?,
     };
+    if let Err(e) = vmac::create(cfg, &mut d.nl) {
+        warn!("cannot set up the vmac interfaces: {e}; VIPs with vmac = true will not be held");
+    }
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
     d.execute(acts, t0);
@@ -214,6 +221,21 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
 }
 
 impl Driver {
+    /// conntrackd follows the keepalived state the hooks were just given (one mapping for
+    /// both): BACKUP and FAULT after the VIPs went (Release comes first), so the states this
+    /// node owned age out and it asks the new primary for its table. MASTER's sequence runs
+    /// from the Acquire arm, around the announcement.
+    fn conntrack_follows(&mut self, state: Option<&'static str>) {
+        let role = match state {
+            Some("BACKUP") => Role::Backup,
+            Some("FAULT") => Role::Fault,
+            _ => return,
+        };
+        if let Some(ct) = &mut self.conntrack {
+            ct.transition(role, None);
+        }
+    }
+
     fn health(&self) -> HealthFlags {
         let mut f = 0u16;
         for (c, s) in self.cfg.checks.iter().zip(&self.checks) {
@@ -251,7 +273,8 @@ impl Driver {
                 let sm = &self.sm;
                 let peer = sm.peer().map(|p| p.node_id());
                 let healthy = sm.health().is_healthy();
-                self.hooks.observe(sm.state(), healthy, sm.term(), sm.effective_priority(), peer, &reason);
+                let state = self.hooks.observe(sm.state(), healthy, sm.term(), sm.effective_priority(), peer, &reason);
+                self.conntrack_follows(state);
             }
             Event::Control(req, reply) => {
                 let answer = self.control(&req, t);
@@ -290,10 +313,20 @@ impl Driver {
             match a {
                 Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
+                    // VIPs first: nothing comes to them before the announcement, as every
+                    // neighbour cache still points at the old active. Then conntrackd commits
+                    // the states the old active sent, and only then the announcement brings
+                    // the traffic: a packet of a connection the kernel does not know yet is
+                    // INVALID and dropped (tcp_loose = 0), costing its sender a retransmission
+                    // timeout. Flush, resync and bulk send follow off the critical path.
                     self.hold_vips(true);
                     info!(term, "ACTIVE: took the VIPs ({reason})");
                     self.last_change = Some((t, format!("took over (term {term}): {reason}")));
-                    self.announce();
+                    let burst = self.burst();
+                    match &mut self.conntrack {
+                        Some(ct) => ct.transition(Role::Primary, Some(Box::new(move || burst.start()))),
+                        None => burst.start(),
+                    }
                 }
                 Action::Release { term, reason } => {
                     self.hold_vips(false);
@@ -302,12 +335,13 @@ impl Driver {
                 }
                 Action::Announce { term } => {
                     info!(term, "re-announcing the VIPs (conflict won on a term tie)");
-                    self.announce();
+                    self.burst().start();
                 }
                 Action::Notify(n) => {
                     info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
                     let reason = n.reason.to_string();
-                    self.hooks.observe(n.to, n.health.is_healthy(), n.term, n.priority, n.peer, &reason);
+                    let state = self.hooks.observe(n.to, n.health.is_healthy(), n.term, n.priority, n.peer, &reason);
+                    self.conntrack_follows(state);
                 }
             }
         }
@@ -317,11 +351,17 @@ impl Driver {
     /// belongs to the tenure that just ended.
     fn hold_vips(&mut self, hold: bool) {
         self.announce_gen.fetch_add(1, Ordering::SeqCst);
+        if hold {
+            vmac::set_up(&self.cfg, &mut self.nl, true);
+        }
         for v in &self.cfg.vips {
             let (done, verb) = if hold { (self.nl.add(v), "add") } else { (self.nl.remove(v), "remove") };
             if let Err(e) = done {
                 warn!("cannot {verb} VIP {v}: {e}");
             }
+        }
+        if !hold {
+            vmac::set_up(&self.cfg, &mut self.nl, false);
         }
     }
 
@@ -340,27 +380,48 @@ impl Driver {
         }
     }
 
+    /// The announcement burst of the current tenure.
+    fn burst(&self) -> Burst {
+        Burst {
+            vips: self.cfg.vips.clone(),
+            count: self.cfg.announce_count,
+            gap: self.cfg.announce_interval,
+            mine: self.announce_gen.load(Ordering::SeqCst),
+            gen: self.announce_gen.clone(),
+        }
+    }
+}
+
+/// One tenure's GARP/NA burst; it may start later than it was made (after conntrackd's
+/// commit) and then goes out only if the VIPs are still held by that tenure.
+struct Burst {
+    vips: Vec<crate::config::pair::Vip>,
+    count: u32,
+    gap: std::time::Duration,
+    gen: Arc<AtomicU64>,
+    mine: u64,
+}
+
+impl Burst {
     /// First announcement now, the rest of the burst on a thread (stops if the VIPs are
     /// released meanwhile).
-    fn announce(&self) {
-        if let Err(e) = announce::announce_once(&self.cfg.vips) {
-            warn!("{e}");
-        }
-        let count = self.cfg.announce_count;
-        if count <= 1 {
+    fn start(self) {
+        if self.gen.load(Ordering::SeqCst) != self.mine {
             return;
         }
-        let gen = self.announce_gen.clone();
-        let mine = gen.load(Ordering::SeqCst);
-        let vips = self.cfg.vips.clone();
-        let gap = self.cfg.announce_interval;
+        if let Err(e) = announce::announce_once(&self.vips) {
+            warn!("{e}");
+        }
+        if self.count <= 1 {
+            return;
+        }
         let _ = std::thread::Builder::new().name("announce".into()).stack_size(128 * 1024).spawn(move || {
-            for _ in 1..count {
-                std::thread::sleep(gap);
-                if gen.load(Ordering::SeqCst) != mine {
+            for _ in 1..self.count {
+                std::thread::sleep(self.gap);
+                if self.gen.load(Ordering::SeqCst) != self.mine {
                     return;
                 }
-                let _ = announce::announce_once(&vips);
+                let _ = announce::announce_once(&self.vips);
             }
         });
     }

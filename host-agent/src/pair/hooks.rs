@@ -187,7 +187,7 @@ impl Hooks {
     }
 
     /// The node's position changed (a transition, or its health): delivers an event if its
-    /// keepalived state differs from the last one delivered.
+    /// keepalived state differs from the last one delivered, and returns that new state.
     pub(super) fn observe(
         &mut self,
         to: PairState,
@@ -196,16 +196,17 @@ impl Hooks {
         priority: u8,
         peer: Option<u8>,
         reason: &str,
-    ) {
+    ) -> Option<&'static str> {
         let state = keepalived_state(to, healthy);
         // Nothing is announced before the first decision and the checks' first reports:
         // every node starts out "failing" until its checks report, and that is not a FAULT.
         let undecided = to == PairState::Starting || !self.checks_reported;
         if self.delivered == Some(state) || (self.delivered.is_none() && undecided) {
-            return;
+            return None;
         }
         self.delivered = Some(state);
         self.deliver(HookEvent { state, rg_state: to, term, priority, peer, reason: reason.to_string() });
+        Some(state)
     }
 
     /// The FIFO line now; the hooks after those queued before.

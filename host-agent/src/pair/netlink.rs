@@ -1,8 +1,12 @@
-//! Virtual IPs on and off named interfaces, over rtnetlink (RTM_NEWADDR / RTM_DELADDR).
+//! Virtual IPs on and off named interfaces, over rtnetlink (RTM_NEWADDR / RTM_DELADDR), and
+//! the macvlans that carry VIPs with a virtual MAC (RTM_NEWLINK / RTM_DELLINK).
 
 use crate::config::pair::Vip;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -14,8 +18,8 @@ pub enum VipError {
     NoInterface(String),
     #[error("netlink: {0}")]
     Io(#[from] io::Error),
-    #[error("netlink: {op} {vip}: {source}")]
-    Kernel { op: &'static str, vip: String, source: io::Error },
+    #[error("netlink: {op} {what}: {source}")]
+    Kernel { op: &'static str, what: String, source: io::Error },
     #[error("netlink: malformed reply: {0}")]
     Decode(String),
 }
@@ -56,7 +60,7 @@ impl Netlink {
     /// Adds the VIP (replacing an identical one: idempotent).
     pub fn add(&mut self, vip: &Vip) -> Result<(), VipError> {
         let m = Self::message(vip)?;
-        self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE | NLM_F_REPLACE, "add", vip, &[])
+        self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE | NLM_F_REPLACE, "add", &vip.to_string(), &[])
     }
 
     /// Removes the VIP. Absent already is success (idempotent).
@@ -67,7 +71,7 @@ impl Netlink {
             RouteNetlinkMessage::DelAddress(m),
             0,
             "remove",
-            vip,
+            &vip.to_string(),
             &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT],
         )
     }
@@ -76,17 +80,50 @@ impl Netlink {
     /// RTM_NEWADDR for interface index 0 passes the kernel's CAP_NET_ADMIN check (EPERM
     /// without it) and is then refused for naming no interface.
     pub fn may_change_addresses(&mut self) -> Result<(), VipError> {
-        let none = Vip { addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), prefix: 32, interface: "(none)".into() };
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;
         m.header.prefix_len = 32;
         m.header.index = 0;
-        m.attributes.push(AddressAttribute::Local(none.addr));
-        match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE, "probe", &none, &[]) {
+        m.attributes.push(AddressAttribute::Local(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
+        match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE, "probe", "an address on no interface", &[]) {
             Err(VipError::Kernel { source, .. }) if source.raw_os_error() != Some(libc::EPERM) => Ok(()),
             Ok(()) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates macvlan `name` over `parent` with address `mac`, down. Private mode, as
+    /// keepalived's use_vmac: it talks to the segment, not to other macvlans of the parent.
+    pub fn add_macvlan(&mut self, name: &str, parent: &str, mac: [u8; 6]) -> Result<(), VipError> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Link(ifindex(parent)?));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Private)])),
+        ]));
+        let what = format!("macvlan {name} on {parent}");
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | libc::NLM_F_EXCL as u16, "add", &what, &[])
+    }
+
+    /// Sets the link up or down.
+    pub fn set_link_up(&mut self, name: &str, up: bool) -> Result<(), VipError> {
+        let mut m = LinkMessage::default();
+        m.header.index = ifindex(name)?;
+        m.header.change_mask = LinkFlags::Up;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        self.request(RouteNetlinkMessage::SetLink(m), 0, if up { "set up" } else { "set down" }, name, &[])
+    }
+
+    /// Deletes the link; absent already is success.
+    pub fn delete_link(&mut self, name: &str) -> Result<(), VipError> {
+        let Ok(index) = ifindex(name) else { return Ok(()) };
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(m), 0, "delete", name, &[libc::ENODEV])
     }
 
     fn request(
@@ -94,7 +131,7 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
         op: &'static str,
-        vip: &Vip,
+        what: &str,
         ok_errnos: &[i32],
     ) -> Result<(), VipError> {
         self.seq = self.seq.wrapping_add(1);
@@ -124,7 +161,7 @@ impl Netlink {
                                 } else {
                                     Err(VipError::Kernel {
                                         op,
-                                        vip: vip.to_string(),
+                                        what: what.to_string(),
                                         source: io::Error::from_raw_os_error(errno),
                                     })
                                 }

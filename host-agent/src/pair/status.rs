@@ -108,6 +108,7 @@ impl Driver {
             "last_send_error": self.last_send_error,
             "uptime_ms": t.saturating_since(self.started).as_millis(),
             "rss_kb": rss_kb(),
+            "conntrack": self.conntrack.as_ref().map(|ct| ct.status()),
         })
     }
 }
