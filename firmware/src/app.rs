@@ -246,6 +246,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             // (the disk's), which the no-double-release argument needs. A board built for
             // one primary (the 32 KiB controller) has no room for the arbitration: it is
             // its primary's only spare, as before N+1.
+            // ...and one that cannot arbitrate must not share the disk with other spares: it
+            // would take a primary another spare may be taking too.
+            if P == 1 && header.spare_count() > 1 {
+                *place = None;
+                return Err(StartError::Header(HeaderError::Invalid(
+                    "other spares share this disk; this build cannot arbitrate with them",
+                )));
+            }
             if P > 1 && header.spare_count() > 1 {
                 let settle = header.interval.saturating_mul(2);
                 let rank = header.spare_rank(app.cfg.node_id) as u64;
@@ -605,6 +613,15 @@ mod tests {
             Instant::ZERO,
         );
         assert!(matches!(too_many.err(), Some(SpareError::TooManyWatched { max: 2 })));
+    }
+
+    #[test]
+    fn a_one_primary_build_refuses_a_disk_that_other_spares_share() {
+        let c = ListenerConfig { node_id: 3, ..cfg() };
+        let r = TestApp::new(c, Some(n_plus_2()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO);
+        assert!(
+            matches!(r.err(), Some(StartError::Header(HeaderError::Invalid(why))) if why.contains("cannot arbitrate"))
+        );
     }
 
     #[test]
