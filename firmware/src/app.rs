@@ -270,6 +270,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             // (the disk's), which the no-double-release argument needs. A board built for
             // one primary (the 32 KiB controller) has no room for the arbitration: it is
             // its primary's only spare, as before N+1.
+            // ...and one that cannot arbitrate must not share the disk with other spares: it
+            // would take a primary another spare may be taking too.
+            if P == 1 && header.spare_count() > 1 {
+                *place = None;
+                return Err(StartError::Header(HeaderError::Invalid(
+                    "other spares share this disk; this build cannot arbitrate with them",
+                )));
+            }
             if P > 1 && header.spare_count() > 1 {
                 let settle = header.interval.saturating_mul(2);
                 let rank = header.spare_rank(app.cfg.node_id) as u64;
@@ -520,44 +528,30 @@ mod tests {
         }
     }
 
-    fn disk() -> RamDisk {
+    /// An area of `slots` slots whose primaries are the set `primaries`.
+    fn area(slots: u8, primaries: u32) -> RamDisk {
         let h = DiskHeader {
             sector_size: 512,
-            slot_count: 2,
+            slot_count: slots,
             cluster_id: 5,
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(1000),
             uuid: [0; 16],
-            primaries: 1,
+            primaries,
         };
-        let mut d = RamDisk(vec![0u8; area_len(2) as usize]);
+        let mut d = RamDisk(vec![0u8; area_len(slots) as usize]);
         let mut b = [0u8; RECORD_SECTOR];
         h.encode(&mut b);
         d.write_record(0, &b).unwrap();
         d
     }
 
+    fn disk() -> RamDisk {
+        area(2, 1)
+    }
+
     fn beat(app: &mut App<RamDisk, crate::board::NoLink, CountingGate>, seq: u64) {
-        let hb = Heartbeat {
-            cluster_id: 5,
-            node_id: 0,
-            role: Role::Primary,
-            boot_epoch: 1,
-            sequence: seq,
-            uptime: Duration::from_millis(seq),
-            state: NodeState::Active,
-            health: HealthFlags::OK,
-            config_digest: 0,
-            build_stamp: 0,
-            budget: rearguard_shared::fencing::FencingBudget::NONE,
-            test_acks: 0,
-            last_test: 0,
-        };
-        let mut f = [0u8; MAX_FRAME];
-        let n = encode(&hb, None, &mut f);
-        let mut b = [0u8; RECORD_SECTOR];
-        b[..n].copy_from_slice(&f[..n]);
-        app.disk.as_mut().unwrap().dev.write_record(BLOCK as u64, &b).unwrap();
+        write_beat(&mut app.disk.as_mut().unwrap().dev, 0, 1, seq);
     }
 
     #[test]
@@ -621,28 +615,15 @@ mod tests {
 
     /// An area of 3 primaries (0..=2) and 2 spares (3, 4).
     fn n_plus_2() -> RamDisk {
-        let h = DiskHeader {
-            sector_size: 512,
-            slot_count: 5,
-            cluster_id: 5,
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(1000),
-            uuid: [0; 16],
-            primaries: 0b111,
-        };
-        let mut d = RamDisk(vec![0u8; area_len(5) as usize]);
-        let mut b = [0u8; RECORD_SECTOR];
-        h.encode(&mut b);
-        d.write_record(0, &b).unwrap();
-        d
+        area(5, 0b111)
     }
 
-    fn write_beat(d: &mut RamDisk, node: u8, seq: u64) {
+    fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
         let hb = Heartbeat {
             cluster_id: 5,
             node_id: node,
             role: Role::Primary,
-            boot_epoch: 9,
+            boot_epoch,
             sequence: seq,
             uptime: Duration::from_millis(seq),
             state: NodeState::Active,
@@ -668,7 +649,7 @@ mod tests {
             let cfg = ListenerConfig { node_id, ..cfg() };
             Spare::new_spare(cfg, NodeSet::parse(watch).unwrap(), n_plus_2(), NodeGate(vec![]), Instant::ZERO).err()
         };
-        assert!(matches!(spare(3, "0-2"), None));
+        assert!(spare(3, "0-2").is_none());
         assert!(matches!(spare(3, "0-3"), Some(SpareError::NotPrimary { node: 3 })));
         assert!(matches!(spare(3, "0,7"), Some(SpareError::Start(StartError::NoSlot { node: 7, slots: 5 }))));
         assert!(matches!(spare(1, "0"), Some(SpareError::NotSpare { node: 1 })));
@@ -684,6 +665,15 @@ mod tests {
     }
 
     #[test]
+    fn a_one_primary_build_refuses_a_disk_that_other_spares_share() {
+        let c = ListenerConfig { node_id: 3, ..cfg() };
+        let r = TestApp::new(c, Some(n_plus_2()), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO);
+        assert!(
+            matches!(r.err(), Some(StartError::Header(HeaderError::Invalid(why))) if why.contains("cannot arbitrate"))
+        );
+    }
+
+    #[test]
     fn a_spare_becomes_the_dead_primary_after_its_claim_settles() {
         let cfg = ListenerConfig { node_id: 3, ..cfg() };
         let mut app =
@@ -694,7 +684,7 @@ mod tests {
             for node in 0..3 {
                 // Node 1 stops at 1 s.
                 if node != 1 || t < 10 {
-                    write_beat(d, node, t + 1);
+                    write_beat(d, node, 9, t + 1);
                 }
             }
             let ev = app.poll(Instant::from_millis(t * 100));

@@ -36,8 +36,8 @@
 //!    backs off goes on watching the other primaries.
 //!
 //! **Why two spares cannot both release for K.** Single-sector writes are atomic (a torn one
-//! fails its CRC and reads as corrupt), writes to one sector are totally ordered, and no
-//! spare writes a claim for K twice in one life. Suppose spares X and Y both released,
+//! fails its CRC and reads as corrupt), writes to one sector are totally ordered, spare ids
+//! are distinct, and no spare writes a claim for K twice in one life. Suppose spares X and Y both released,
 //! and X's claim landed first: `w_X < w_Y`. X's re-read at `t_X ≥ c_X + settle ≥ w_X + settle`
 //! found X's claim, so no claim had landed since `w_X`: `w_Y > t_X ≥ w_X + settle`. Y's
 //! pre-read came at most `settle` before its write completed, and the write lands before it
@@ -50,7 +50,9 @@
 //!
 //! Every spare must use the same `settle` (the boards derive it from the disk header), and
 //! it must exceed one spare's poll period plus a disk read and write, or step 3 backs off
-//! every time (safe, but nobody takes over); the boards refuse to start otherwise.
+//! every time (safe, but nobody takes over); the boards refuse to start otherwise. A
+//! listener built for one primary (`P = 1`, the 32 KiB controller) never arbitrates — the
+//! code is compiled out — so it must be its primary's only spare.
 //!
 //! Every input is `(…, now)`; the listener never reads a clock or a disk.
 
