@@ -65,3 +65,36 @@ fn a_saved_timeout_persists_and_a_corrupt_copy_a_falls_back_to_copy_b() {
     assert_stack_within_budget(&out);
     println!("{out}");
 }
+
+#[test]
+fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_status_shows_the_margin() {
+    let dir = tempdir();
+    let sd = sd_image(dir.path(), "sd.img", Some(1500), Some(&listener_config(1500)));
+    let mut agent = Agent::start(&agent_config(dir.path(), "agent.toml", &sd, None), None);
+    agent.wait_line("primary agent started", T);
+    // The disk's timeout lowered under the running agent (it checks it only at start), so the
+    // console's timeout is the one in force. The agent needs 2 × (100 + 200 + 100) = 800 ms.
+    support::disk::set_disk_timeout(&sd, 300);
+    let mut q = Qemu::start(dir.path(), &sd);
+    let (_, at) = q.wait_for("fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms", 0, T);
+    q.wait_for("bound 800 ms, timeout in force keeps it with 700 ms to spare", at, T);
+    q.wait_for("rearguard> ", 0, T);
+    assert!(q.command("set timeout 700").contains("ok (draft"));
+    let out = q.command("save");
+    assert!(
+        out.contains(
+            "error: timeout: the secondary's timeout (700 ms) must be at least 2 × (interval 100 ms + \
+             write_deadline 200 ms + fence time 100 ms) = 800 ms; set timeout 800 or more, or lower the primary's \
+             interval, write_deadline or fence time; not saved"
+        ),
+        "{out}"
+    );
+    let out = q.command("status");
+    assert!(out.contains("  fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms: bound 800 ms, margin 700 ms"), "{out}");
+    let out = q.command("save");
+    assert!(out.contains("error: timeout:"), "still refused: {out}");
+    assert!(q.command("set timeout 800").contains("ok (draft"));
+    let out = q.command("save");
+    assert!(out.contains("saved to copy B (generation 2)") && out.contains("timeout 800 ms"), "{out}");
+    agent.assert_running();
+}

@@ -39,6 +39,19 @@ pub fn init_disk(disk: &Path, t: &Timing, create: bool) {
     assert!(o.status.success(), "disk init failed: {}", stderr(&o));
 }
 
+/// Rewrites the header's timeout in place, as if the disk were set up again under a running
+/// agent (which checked the old timeout at its start only).
+pub fn set_disk_timeout(disk: &Path, ms: u64) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(disk).unwrap();
+    let mut b = vec![0u8; 4096];
+    f.read_exact_at(&mut b, 0).unwrap();
+    let mut h = rearguard_shared::disk::DiskHeader::decode(&b).unwrap();
+    h.timeout = rearguard_shared::Duration::from_millis(ms);
+    h.encode(&mut b);
+    f.write_all_at(&b, 0).unwrap();
+    f.sync_data().unwrap();
+}
+
 /// Writes the primary's (node 0) agent config to `path`: heartbeats on `disk` (and on the
 /// serial link `serial` if given) at `t`'s interval; fencing runs `fence`.
 pub fn write_agent_config(path: &Path, disk: &Path, t: &Timing, fence: &[&str], serial: Option<&Path>) {
@@ -156,17 +169,8 @@ impl Cluster {
         f.sync_data().unwrap();
     }
 
-    /// Rewrites the header's timeout in place, as if the disk were set up again under a
-    /// running agent (which checked the old timeout at its start only).
     pub fn set_disk_timeout(&self, ms: u64) {
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&self.disk).unwrap();
-        let mut b = vec![0u8; 4096];
-        f.read_exact_at(&mut b, 0).unwrap();
-        let mut h = rearguard_shared::disk::DiskHeader::decode(&b).unwrap();
-        h.timeout = rearguard_shared::Duration::from_millis(ms);
-        h.encode(&mut b);
-        f.write_all_at(&b, 0).unwrap();
-        f.sync_data().unwrap();
+        set_disk_timeout(&self.disk, ms);
     }
 
     pub fn dump_json(&self) -> serde_json::Value {
