@@ -4,6 +4,7 @@ mod build_info;
 mod check;
 mod demo;
 mod disk_cmd;
+mod docs;
 mod firmware_cmd;
 mod pair_cmd;
 
@@ -93,6 +94,12 @@ enum Cmd {
         /// An agent, pair or listener config (TOML); its sections say which.
         file: PathBuf,
     },
+    /// Write the man pages and bash/zsh/fish completions into DIR (scripts/package.sh).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory; man/ and completions/ are created in it.
+        dir: PathBuf,
+    },
     /// Watch a takeover on this machine: no root, no hardware, a temporary disk image.
     Demo {
         /// Heartbeat interval of the demo primary, in ms.
@@ -117,14 +124,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -132,6 +132,45 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs go to the journal, with their fields as RG_* journal fields, when stderr is the
+/// journal (systemd says so in JOURNAL_STREAM); otherwise to stderr as text.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if stderr_is_journal() {
+        if let Ok(journal) = tracing_journald::layer() {
+            // RG_STATE, RG_TERM, RG_PEER, RG_REASON: `journalctl -u rearguard-pair RG_STATE=active`.
+            let journal = journal.with_field_prefix(Some("RG".into()));
+            tracing_subscriber::registry().with(filter).with(journal).init();
+            return;
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .init();
+}
+
+/// JOURNAL_STREAM is "device:inode" of the stream systemd connected stderr to; it is only
+/// true while fd 2 is still that stream (not after a redirect by a wrapper script).
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata()) else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -186,6 +225,7 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Maintenance { mode, socket } => pair_cmd::maintenance(&socket, mode),
         Cmd::VipCleanup { config } => pair_cmd::vip_cleanup(&config),
         Cmd::CheckConfig { file } => check::run(&file),
+        Cmd::GenerateDocs { dir } => docs::generate(Cli::command().version(env!("CARGO_PKG_VERSION")), &dir).map(|()| 0),
         Cmd::Demo { interval_ms, timeout_ms, poll_ms, runs } => demo::run(interval_ms, timeout_ms, poll_ms, runs),
     }
 }

@@ -10,7 +10,7 @@ use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
 use rearguard_shared::election::advert::{decode_advert, encode_advert, Advert, MAX_ADVERT_FRAME};
-use rearguard_shared::election::{Action, Election};
+use rearguard_shared::election::{Action, Election, PairState};
 use rearguard_shared::heartbeat::{HealthFlags, Verifier};
 use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
@@ -179,7 +179,6 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         );
     }
     let systemd = SystemdNotify::from_env();
-    systemd.notify("READY=1");
 
     while !stop.load(Ordering::Relaxed) {
         let t = now();
@@ -193,6 +192,10 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         if d.sm.poll_at() <= t {
             let acts = d.sm.poll(t);
             d.execute(acts, t);
+        }
+        // READY once the election left `starting`: this node knows whether it is active.
+        if d.sm.state() != PairState::Starting {
+            systemd.ready(&d.status_line());
         }
         systemd.pet();
     }
@@ -209,6 +212,15 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
 }
 
 impl Driver {
+    /// systemd's STATUS= line: role, state, term, peer.
+    fn status_line(&self) -> String {
+        let peer = match self.sm.peer() {
+            Some(p) => format!("peer {} {}", p.node_id(), if p.is_active() { "active" } else { "not active" }),
+            None => "no peer heard".into(),
+        };
+        format!("pair node {}: {}, term {}, {peer}", self.cfg.node_id, self.sm.state().name(), self.sm.term())
+    }
+
     fn health(&self) -> HealthFlags {
         let mut f = 0u16;
         for (c, s) in self.cfg.checks.iter().zip(&self.checks) {
@@ -290,7 +302,18 @@ impl Driver {
                     self.announce();
                 }
                 Action::Notify(n) => {
-                    info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
+                    // Fields for the journal: `journalctl -u rearguard-pair RG_STATE=active`.
+                    info!(
+                        state = n.to.name(),
+                        from = n.from.name(),
+                        term = n.term,
+                        peer = n.peer,
+                        reason = %n.reason,
+                        "state {} -> {} ({})",
+                        n.from.name(),
+                        n.to.name(),
+                        n.reason
+                    );
                     let state = hooks::keepalived_state(n.to, n.health.is_healthy());
                     hooks::run(&self.cfg, state, n.to, n.term, n.priority, n.peer, &n.reason.to_string());
                 }
