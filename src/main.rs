@@ -167,7 +167,8 @@ fn stderr_is_journal() -> bool {
     }) else {
         return false;
     };
-    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata()) else {
+    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata())
+    else {
         return false;
     };
     meta.dev() == dev && meta.ino() == ino
@@ -225,7 +226,9 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Maintenance { mode, socket } => pair_cmd::maintenance(&socket, mode),
         Cmd::VipCleanup { config } => pair_cmd::vip_cleanup(&config),
         Cmd::CheckConfig { file } => check::run(&file),
-        Cmd::GenerateDocs { dir } => docs::generate(Cli::command().version(env!("CARGO_PKG_VERSION")), &dir).map(|()| 0),
+        Cmd::GenerateDocs { dir } => {
+            docs::generate(Cli::command().version(env!("CARGO_PKG_VERSION")), &dir).map(|()| 0)
+        }
         Cmd::Demo { interval_ms, timeout_ms, poll_ms, runs } => demo::run(interval_ms, timeout_ms, poll_ms, runs),
     }
 }

@@ -88,7 +88,11 @@ fn mirror_and_suite() -> (String, String) {
         .unwrap_or_else(|| "bookworm".into());
     let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut files: Vec<_> = dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "sources" || e == "list")).collect();
+        let mut files: Vec<_> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sources" || e == "list"))
+            .collect();
         files.sort();
         texts.extend(files.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()));
     }
@@ -97,7 +101,9 @@ fn mirror_and_suite() -> (String, String) {
         .flat_map(|t| t.lines())
         .filter_map(|l| {
             let l = l.trim();
-            let url = l.strip_prefix("URIs:").map(str::trim).or_else(|| l.strip_prefix("deb ").map(|r| r.split_whitespace().find(|w| w.starts_with("http")).unwrap_or("")))?;
+            let url = l.strip_prefix("URIs:").map(str::trim).or_else(|| {
+                l.strip_prefix("deb ").map(|r| r.split_whitespace().find(|w| w.starts_with("http")).unwrap_or(""))
+            })?;
             url.split_whitespace().next().map(str::to_string)
         })
         .find(|u| u.starts_with("http") && !u.contains("security"))
@@ -173,7 +179,8 @@ impl Container {
         // nspawn's child execs the container's systemd.
         let t = Instant::now();
         while c.init == 0 {
-            let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.nspawn.id())).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.nspawn.id())).unwrap_or_default();
             for pid in children.split_whitespace() {
                 if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|s| s.trim() == "systemd") {
                     c.init = pid.parse().unwrap();
@@ -347,7 +354,9 @@ fn the_pair_unit_runs_reports_restarts_and_uninstalls_cleanly() {
     let pair = Pair::new(false, NodeOpts::new(200), NodeOpts::new(100));
     let c = Container::boot(&format!("rgk{}a", std::process::id()), &pair, "10.200.0.21/24", prep);
     install(&c);
-    c.must("test -f /usr/share/man/man1/rearguard-agent.1.gz && test -f /usr/share/bash-completion/completions/rearguard");
+    c.must(
+        "test -f /usr/share/man/man1/rearguard-agent.1.gz && test -f /usr/share/bash-completion/completions/rearguard",
+    );
     c.must("test -f /usr/share/doc/rearguard/examples/pair.toml && test -f /etc/rearguard/pair.toml");
 
     // Enabled with a config: `enable --now` returns once the agent said READY (it knows its
@@ -356,7 +365,9 @@ fn the_pair_unit_runs_reports_restarts_and_uninstalls_cleanly() {
     c.must("timeout 60 systemctl enable --now rearguard-pair");
     assert_eq!(c.stdout("systemctl is-active rearguard-pair"), "active");
     c.wait(Duration::from_secs(5), "node 1 holds the VIP", |c| c.holds_vip());
-    c.wait(Duration::from_secs(5), "STATUS= says active", |c| c.unit("StatusText").starts_with("pair node 1: active, term"));
+    c.wait(Duration::from_secs(5), "STATUS= says active", |c| {
+        c.unit("StatusText").starts_with("pair node 1: active, term")
+    });
     let status = c.stdout("systemctl status rearguard-pair --no-pager");
     assert!(status.contains("Status: \"pair node 1: active, term"), "{status}");
 
@@ -394,13 +405,19 @@ fn the_pair_unit_runs_reports_restarts_and_uninstalls_cleanly() {
     // A broken config: the start fails with the error in the journal, and is not retried.
     let broken = pair_config(1, 200).replace("priority = 200", "priorty = 200");
     c.write("/etc/rearguard/pair.toml", &broken);
-    assert!(!c.sh("timeout 60 systemctl restart rearguard-pair").status.success(), "a broken config must fail the start");
+    assert!(
+        !c.sh("timeout 60 systemctl restart rearguard-pair").status.success(),
+        "a broken config must fail the start"
+    );
     let restarts = c.unit("NRestarts");
     std::thread::sleep(Duration::from_secs(4)); // 4 × RestartSec
     assert_eq!(c.stdout("systemctl is-active rearguard-pair"), "failed");
     assert_eq!(c.unit("NRestarts"), restarts, "restarted after a config error:\n{}", c.journal());
     let journal = c.journal();
-    assert!(journal.contains("priorty") && journal.contains("pair.toml:"), "config error not in the journal:\n{journal}");
+    assert!(
+        journal.contains("priorty") && journal.contains("pair.toml:"),
+        "config error not in the journal:\n{journal}"
+    );
     assert!(!c.holds_vip(), "VIP left behind");
 
     // Fixed again, then removed: the unit stops (its VIP with it) and no unit remains.
