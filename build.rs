@@ -17,6 +17,16 @@ fn main() {
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
     println!("cargo:rustc-env=REARGUARD_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    // In a worktree .git is a file: ask git where HEAD and the index are, or cargo sees a
+    // missing path and re-runs this (and rebuilds the binary) on every build.
+    for what in ["HEAD", "index"] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--git-path", what])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| format!(".git/{what}"));
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

@@ -15,6 +15,9 @@ APT_PACKAGES=(
   conntrack         # inspecting a node's conntrack table by hand (conntrack -L) next to conntrackd
   util-linux        # losetup, fsfreeze for block-device tests
   e2fsprogs         # mkfs.ext4 for the hung-write (frozen filesystem) test
+  debootstrap       # tests/package_systemd.rs: the Debian root the package is installed in
+  systemd-container # systemd-nspawn boots that root with a real systemd
+  lintian           # tests/package_systemd.rs: the .deb must have no lintian errors
 )
 RUST_TARGETS=(thumbv7m-none-eabi)
 
@@ -36,6 +39,9 @@ fi
 for t in "${RUST_TARGETS[@]}"; do
   rustup target list --installed | grep -qx "$t" || rustup target add "$t"
 done
+
+# Builds the Debian package (scripts/package.sh, tests/package_systemd.rs).
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 
 # Reads the firmware's defmt logs (boards/qemu-lm3s6965/README.md); no test needs it, so CI
 # (CI=true) skips the few minutes it takes to build.

@@ -4,6 +4,7 @@ mod build_info;
 mod check;
 mod demo;
 mod disk_cmd;
+mod docs;
 mod firmware_cmd;
 mod pair_cmd;
 
@@ -111,6 +112,12 @@ enum Cmd {
         /// An agent, pair or listener config (TOML); its sections say which.
         file: PathBuf,
     },
+    /// Write the man pages and bash/zsh/fish completions into DIR (scripts/package.sh).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory; man/ and completions/ are created in it.
+        dir: PathBuf,
+    },
     /// Watch a takeover on this machine: no root, no hardware, a temporary disk image.
     Demo {
         /// `n-plus-1`: three primaries and one spare; the spare boots as the one killed.
@@ -144,14 +151,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -159,6 +159,46 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs go to the journal, with their fields as RG_* journal fields, when stderr is the
+/// journal (systemd says so in JOURNAL_STREAM); otherwise to stderr as text.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if stderr_is_journal() {
+        if let Ok(journal) = tracing_journald::layer() {
+            // RG_STATE, RG_TERM, RG_PEER, RG_REASON: `journalctl -u rearguard-pair RG_STATE=active`.
+            let journal = journal.with_field_prefix(Some("RG".into()));
+            tracing_subscriber::registry().with(filter).with(journal).init();
+            return;
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .init();
+}
+
+/// JOURNAL_STREAM is "device:inode" of the stream systemd connected stderr to; it is only
+/// true while fd 2 is still that stream (not after a redirect by a wrapper script).
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata())
+    else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -235,6 +275,9 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
         }
         Cmd::Demo { scenario: Some(DemoScenario::NPlus1), interval_ms, timeout_ms, poll_ms, .. } => {
             demo::n_plus_1(interval_ms, timeout_ms, poll_ms)
+        }
+        Cmd::GenerateDocs { dir } => {
+            docs::generate(Cli::command().version(env!("CARGO_PKG_VERSION")), &dir).map(|()| 0)
         }
     }
 }

@@ -185,6 +185,8 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
     let mut acks = TestAcks::default();
     acks.see(pending_test);
     let mut ack_now = false;
+    let systemd = crate::sys::SystemdNotify::from_env();
+    let mut ready = false;
     loop {
         let leaving = stop.load(Ordering::Relaxed);
         if leaving {
@@ -223,6 +225,15 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
                     let done = now();
                     last_good.store(done.as_millis(), Ordering::Release);
                     fencer.pet();
+                    if !std::mem::replace(&mut ready, true) {
+                        // READY after the first full cycle: the mailbox says this node may serve.
+                        systemd.ready(&format!(
+                            "primary node {}: serving, a heartbeat every {} to {}",
+                            cfg.node_id,
+                            cfg.interval,
+                            cfg.device.display()
+                        ));
+                    }
                     // Early warning, before the deadline fences the node: the disk is slow.
                     let took = done.saturating_since(t);
                     if took.saturating_mul(2) > cfg.write_deadline {
@@ -257,6 +268,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
             // Fell behind (a slow write): skip missed beats rather than bursting.
             next = t + Duration::from_millis(1);
         }
+        systemd.pet();
         sleep_until(next, &stop);
     }
 }

@@ -20,44 +20,57 @@ pub fn rss_kb() -> Option<u64> {
     s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// systemd notify protocol (READY=1, WATCHDOG=1) without a library. Not the hardware
-/// watchdog that fences a node (`fence.rs`): this one tells systemd the agent is up and its
-/// loop still turning, and systemd restarts the service when it stops hearing so.
+/// systemd's notify protocol, through the `sd-notify` crate: READY=1 once the node knows its
+/// role, STATUS= when the line changes (`systemctl status` shows it), WATCHDOG=1 from the
+/// loop that does the work. Not the hardware watchdog that fences a node (`fence.rs`): this
+/// one lets systemd restart a service whose loop stopped turning (WatchdogSec=). Outside
+/// systemd (no NOTIFY_SOCKET) every call is a no-op.
 pub struct SystemdNotify {
-    sock: Option<(std::os::unix::net::UnixDatagram, std::os::unix::net::SocketAddr)>,
     every: Option<std::time::Duration>,
     last: std::cell::Cell<std::time::Instant>,
+    ready: std::cell::Cell<bool>,
+    status: std::cell::RefCell<String>,
 }
 
 impl SystemdNotify {
     pub fn from_env() -> SystemdNotify {
-        use std::os::linux::net::SocketAddrExt;
-        let sock = std::env::var("NOTIFY_SOCKET").ok().and_then(|p| {
-            let addr = if let Some(name) = p.strip_prefix('@') {
-                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?
-            } else {
-                std::os::unix::net::SocketAddr::from_pathname(&p).ok()?
-            };
-            Some((std::os::unix::net::UnixDatagram::unbound().ok()?, addr))
-        });
-        let every = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|u| u.parse::<u64>().ok())
-            .map(|u| std::time::Duration::from_micros(u / 2));
-        SystemdNotify { sock, every, last: std::cell::Cell::new(std::time::Instant::now()) }
-    }
-
-    pub fn notify(&self, msg: &str) {
-        if let Some((s, addr)) = &self.sock {
-            let _ = s.send_to_addr(msg.as_bytes(), addr);
+        SystemdNotify {
+            // Ping at half the timeout, as sd_watchdog_enabled(3) advises.
+            every: sd_notify::watchdog_enabled().map(|t| t / 2),
+            last: std::cell::Cell::new(std::time::Instant::now()),
+            ready: std::cell::Cell::new(false),
+            status: std::cell::RefCell::new(String::new()),
         }
     }
 
-    /// Called every loop turn (at least every 100 ms): the main loop is alive.
+    fn send(&self, states: &[sd_notify::NotifyState]) {
+        // systemd gone or no socket: nothing to tell, and nothing the agent could do about it.
+        let _ = sd_notify::notify(states);
+    }
+
+    /// READY=1 (the first call only) with the status line: `systemctl start` returns now.
+    pub fn ready(&self, status: &str) {
+        if !self.ready.replace(true) {
+            *self.status.borrow_mut() = status.to_string();
+            self.send(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(status)]);
+        } else {
+            self.status(status);
+        }
+    }
+
+    /// STATUS=line, sent only when it differs from the last one.
+    pub fn status(&self, status: &str) {
+        if *self.status.borrow() != status {
+            *self.status.borrow_mut() = status.to_string();
+            self.send(&[sd_notify::NotifyState::Status(status)]);
+        }
+    }
+
+    /// Called every turn of the working loop (at least twice per WatchdogSec).
     pub fn pet(&self) {
         if let Some(every) = self.every {
             if self.last.get().elapsed() >= every {
-                self.notify("WATCHDOG=1");
+                self.send(&[sd_notify::NotifyState::Watchdog]);
                 self.last.set(std::time::Instant::now());
             }
         }

@@ -293,7 +293,17 @@ pub fn run(
     let (mut read_failures, mut last_failure_note) = (0u32, None);
     // The console line being typed, to add the spare's primaries under `status`.
     let mut typed = String::new();
+    // Under systemd: READY once the disk was read and the state is known, STATUS on change,
+    // WATCHDOG pings from this loop.
+    let systemd = rearguard_host_agent::sys::SystemdNotify::from_env();
+    let mut told = None;
     loop {
+        let state = app.listener().state().name();
+        if told != Some(state) {
+            told = Some(state);
+            systemd.ready(&format!("listener: {state}, primary node {}", app.config().primary_node));
+        }
+        systemd.pet();
         if stop.load(Ordering::Relaxed) {
             let _ = writeln!(console, "listener: stopped by signal; boot still held");
             return Ok(ListenerExit::Stopped);

@@ -11,7 +11,7 @@ use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
 use rearguard_shared::election::advert::{decode_advert, encode_advert, Advert, MAX_ADVERT_FRAME};
-use rearguard_shared::election::{Action, Election};
+use rearguard_shared::election::{Action, Election, PairState};
 use rearguard_shared::heartbeat::{HealthFlags, Verifier};
 use rearguard_shared::reject::Reject;
 use rearguard_shared::Instant;
@@ -184,7 +184,6 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         );
     }
     let systemd = SystemdNotify::from_env();
-    systemd.notify("READY=1");
 
     while !stop.load(Ordering::Relaxed) {
         let t = now();
@@ -198,6 +197,10 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         if d.sm.poll_at() <= t {
             let acts = d.sm.poll(t);
             d.execute(acts, t);
+        }
+        // READY once the election left `starting`: this node knows whether it is active.
+        if d.sm.state() != PairState::Starting {
+            systemd.ready(&d.status_line());
         }
         systemd.pet();
     }
@@ -234,6 +237,15 @@ impl Driver {
         if let Some(ct) = &mut self.conntrack {
             ct.transition(role, None);
         }
+    }
+
+    /// systemd's STATUS= line: role, state, term, peer.
+    fn status_line(&self) -> String {
+        let peer = match self.sm.peer() {
+            Some(p) => format!("peer {} {}", p.node_id(), if p.is_active() { "active" } else { "not active" }),
+            None => "no peer heard".into(),
+        };
+        format!("pair node {}: {}, term {}, {peer}", self.cfg.node_id, self.sm.state().name(), self.sm.term())
     }
 
     fn health(&self) -> HealthFlags {
@@ -338,7 +350,18 @@ impl Driver {
                     self.burst().start();
                 }
                 Action::Notify(n) => {
-                    info!("state {} -> {} ({})", n.from.name(), n.to.name(), n.reason);
+                    // Fields for the journal: `journalctl -u rearguard-pair RG_STATE=active`.
+                    info!(
+                        state = n.to.name(),
+                        from = n.from.name(),
+                        term = n.term,
+                        peer = n.peer,
+                        reason = %n.reason,
+                        "state {} -> {} ({})",
+                        n.from.name(),
+                        n.to.name(),
+                        n.reason
+                    );
                     let reason = n.reason.to_string();
                     let state = self.hooks.observe(n.to, n.health.is_healthy(), n.term, n.priority, n.peer, &reason);
                     self.conntrack_follows(state);
