@@ -12,6 +12,9 @@ APT_PACKAGES=(
   keepalived        # bench/pair-vs-keepalived.sh compares against it (not needed by tests)
   util-linux        # losetup, fsfreeze for block-device tests
   e2fsprogs         # mkfs.ext4 for the hung-write (frozen filesystem) test
+  fuse3             # fusermount3 and the fuse module's userspace side: the fault-injecting
+                    # FUSE disk of tests/disk_faults.rs (mounted directly as root; fusermount3
+                    # is fuser's fallback)
 )
 RUST_TARGETS=(thumbv7m-none-eabi)
 

@@ -105,7 +105,7 @@ pub fn event<DE: Display, GE: Display>(
         Event::PassThrough => writeln!(out, "{RELEASED}role is primary (pass-through, nothing watched)"),
         Event::GateFailed(e) => writeln!(out, "error: boot gate failed: {e}"),
         Event::DiskReadFailed(e) => {
-            writeln!(out, "warning: slot read failed ({read_failures} so far; not liveness, the timeout decides): {e}")
+            writeln!(out, "warning: slot read failed ({read_failures} so far; release held until it reads): {e}")
         }
     }
 }
@@ -174,7 +174,7 @@ mod tests {
             (Ev::Released(ReleaseReason::Manual), "BOOT RELEASED: released by operator\n"),
             (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through, nothing watched)\n"),
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
-            (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; not liveness, the timeout decides): io\n"),
+            (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; release held until it reads): io\n"),
         ] {
             assert_eq!(line(ev), expect);
         }
