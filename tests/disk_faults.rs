@@ -41,7 +41,7 @@ fn a_hung_slot_write_fences_the_primary_before_the_spare_releases() {
     let (fenced_at, line) = agent.wait_line("fence command ran", Duration::from_secs(5));
     let fenced_after = fenced_at.duration_since(hung_at).as_millis() as u64;
     println!(
-        "hung write: fence command ran {fenced_after} ms after the disk hung (limit {} ms)",
+        "hung write: fence command ran {fenced_after} ms after the disk hung (budget: interval + write deadline = {} ms from the last good cycle)",
         t.interval_ms + t.write_deadline_ms
     );
     assert!(c.fenced(), "the fence command did not run: {line}");
@@ -144,4 +144,65 @@ fn listener_read_errors_hold_the_release_and_are_reported() {
     // The slot showed a newer heartbeat than the last one seen before the reads failed: that
     // is progress, and a whole timeout must pass after it.
     assert!(after + t.poll_ms >= t.timeout_ms, "released {after} ms after the disk recovered");
+}
+
+#[test]
+fn torn_slot_writes_are_refused_by_the_listener_and_counted_and_the_spare_takes_over() {
+    let fs = FaultFs::mount(Options::default());
+    let c = Cluster::on_device(Timing::default(), &fs.image());
+    let (mut agent, mut listener) = watched(&c);
+    // The write tears after 20 bytes (header, ids, epoch, the new sequence): the rest of the
+    // record and its CRC are the previous one's.
+    fs.inject(Fault::TornWrites(SLOT, 20));
+    let (_, rejected) = listener.wait_line("slot rejected", Duration::from_secs(5));
+    assert!(rejected.contains("crc"), "{rejected}");
+    let (_, released) = listener.wait_line("BOOT RELEASED", Duration::from_secs(10));
+    println!("torn writes: the listener said {rejected:?}, then {released:?}");
+    assert!(released.contains("silent for"), "{released}");
+    assert_eq!(agent.wait_exit(Duration::from_secs(5)), Some(Some(3)), "{}", agent.log());
+    fs.clear();
+    let dump = c.dump_json();
+    assert!(dump["slots"][0]["status"].as_str().unwrap().contains("crc"), "{dump}");
+    assert!(fs.stats().torn >= 5);
+}
+
+#[test]
+fn a_latency_spike_within_the_deadline_warns_but_neither_fences_nor_releases() {
+    let fs = FaultFs::mount(Options::default());
+    let c = Cluster::on_device(Timing::default(), &fs.image());
+    let t = c.timing;
+    let (mut agent, mut listener) = watched(&c);
+    // Each request 90 ms late: a cycle (write + mailbox read) takes ~180 ms, more than half
+    // the 300 ms write deadline (the early warning), less than interval + deadline.
+    fs.inject(Fault::Latency(Duration::from_millis(90)));
+    let (_, warn) = agent.wait_line("slow heartbeat cycle", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(2 * t.timeout_ms));
+    fs.clear();
+    println!("latency spike: the agent said {warn:?}");
+    agent.assert_running();
+    assert!(!c.fenced(), "fenced on a slow but working disk:\n{}", agent.log());
+    assert!(listener.try_wait_line("BOOT RELEASED", Duration::ZERO).is_none(), "{}", listener.lines().join("\n"));
+    assert_eq!(slot_status(&c), "alive");
+}
+
+#[test]
+fn the_control_file_takes_faults_as_text_and_refuses_nonsense() {
+    let fs = FaultFs::mount(Options::default());
+    let control = fs.dir().join("control");
+    let img = fs.image();
+    let read_block = |b: u64| {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; BLOCK as usize];
+        std::fs::File::open(&img).unwrap().read_exact_at(&mut buf, b * BLOCK).map(|_| buf)
+    };
+    std::fs::write(&control, "read-error 2-3\n").unwrap();
+    assert_eq!(read_block(2).unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert_eq!(read_block(3).unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert!(read_block(4).is_ok() && read_block(1).is_ok());
+    let e = std::fs::write(&control, "hang 1\n").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    std::fs::write(&control, "clear\n").unwrap();
+    assert!(read_block(2).is_ok());
+    let log = std::fs::read_to_string(&control).unwrap();
+    assert_eq!(log, "ok: read-error 2-3\nerror: \"hang 1\": for how many ms?\nok: cleared\n", "{log}");
 }

@@ -2,7 +2,7 @@
 //! mounted directly by root, no libfuse): the shared disk lives in it as `disk.img`, so the
 //! real agent and listener processes do their real `O_DIRECT` I/O through the kernel into
 //! it, and a test decides at run time what the "disk" does — EIO on reads or writes of chosen
-//! blocks, writes that hang for a time, writes silently dropped, torn (half-sector) writes,
+//! blocks, writes that hang for a time, writes silently dropped, torn (partial-sector) writes,
 //! latency on every request. A loop device on top ([`super::disk::Loop::over`]) gives a real block device
 //! with the same faults.
 //!
@@ -36,8 +36,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// The unit faults are placed in: a block of the heartbeat area (block 0 the header, 1 + i
 /// node i's slot, 1 + N + i its mailbox).
 pub const BLOCK: u64 = 4096;
-/// Half of a 512-byte sector: what a torn write leaves of each write.
-pub const TORN_BYTES: usize = 256;
 
 /// One fault. Block ranges are in [`BLOCK`]s, end exclusive; a request is hit when it touches
 /// any block of the range.
@@ -51,8 +49,9 @@ pub enum Fault {
     HangWrites(Range<u64>, Duration),
     /// Writes to these blocks report success and are thrown away.
     DropWrites(Range<u64>),
-    /// Writes to these blocks report success, but only their first [`TORN_BYTES`] land.
-    TornWrites(Range<u64>),
+    /// Writes to these blocks report success, but only their first this-many bytes land (a
+    /// sector torn part-way: heartbeat records are far shorter than half a sector).
+    TornWrites(Range<u64>, usize),
     /// Every read and write of the image is answered this much later.
     Latency(Duration),
 }
@@ -64,14 +63,14 @@ impl Fault {
             | Fault::WriteError(r)
             | Fault::HangWrites(r, _)
             | Fault::DropWrites(r)
-            | Fault::TornWrites(r) => r,
+            | Fault::TornWrites(r, _) => r,
             Fault::Latency(_) => return true,
         };
         r.start < blocks.end && blocks.start < r.end
     }
 }
 
-/// `read-error B`, `write-error B`, `hang B MS`, `drop B`, `torn B`, `latency MS`, where B is
+/// `read-error B`, `write-error B`, `hang B MS`, `drop B`, `torn B BYTES`, `latency MS`, where B is
 /// a block `N`, a range `N-M` (inclusive) or `all`.
 impl FromStr for Fault {
     type Err = String;
@@ -97,7 +96,10 @@ impl FromStr for Fault {
             Some("write-error") => Ok(Fault::WriteError(blocks(1)?)),
             Some("hang") => Ok(Fault::HangWrites(blocks(1)?, ms(2)?)),
             Some("drop") => Ok(Fault::DropWrites(blocks(1)?)),
-            Some("torn") => Ok(Fault::TornWrites(blocks(1)?)),
+            Some("torn") => {
+                let n = w.get(2).and_then(|n| n.parse().ok()).ok_or_else(|| format!("{s:?}: how many bytes land?"))?;
+                Ok(Fault::TornWrites(blocks(1)?, n))
+            }
             Some("latency") => Ok(Fault::Latency(ms(1)?)),
             _ => Err(format!("{s:?}: expected read-error, write-error, hang, drop, torn, latency or clear")),
         }
@@ -113,7 +115,7 @@ impl fmt::Display for Fault {
             Fault::WriteError(r) => write!(f, "write-error {}", b(r)),
             Fault::HangWrites(r, d) => write!(f, "hang {} {}", b(r), d.as_millis()),
             Fault::DropWrites(r) => write!(f, "drop {}", b(r)),
-            Fault::TornWrites(r) => write!(f, "torn {}", b(r)),
+            Fault::TornWrites(r, n) => write!(f, "torn {} {n}", b(r)),
             Fault::Latency(d) => write!(f, "latency {}", d.as_millis()),
         }
     }
@@ -404,9 +406,12 @@ impl Filesystem for Fs {
             return later(delay, move || reply.written(n));
         }
         let mut land = data.to_vec();
-        if s.faults.iter().any(|f| matches!(f, Fault::TornWrites(_)) && hit(f)) {
+        if let Some(n) = s.faults.iter().find_map(|f| match f {
+            Fault::TornWrites(_, n) if hit(f) => Some(*n),
+            _ => None,
+        }) {
             s.stats.torn += 1;
-            land.truncate(TORN_BYTES);
+            land.truncate(n);
         }
         let hang = s.faults.iter().find_map(|f| match f {
             Fault::HangWrites(_, d) if hit(f) => Some(*d),
