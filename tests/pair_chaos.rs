@@ -228,11 +228,11 @@ fn pair_run(seed: u64) -> String {
         w.watch_for(&p, Duration::from_millis(dwell), dead, &steps);
     }
     // Heal everything.
-    for i in 0..2 {
+    for (i, was_down) in down.into_iter().enumerate() {
         p.heartbeat_loss(i, 0);
         p.block_heartbeats(i, false);
         p.set_lan(i, true);
-        if down[i] {
+        if was_down {
             p.start(i);
         }
     }
