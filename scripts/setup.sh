@@ -18,6 +18,9 @@ APT_PACKAGES=(
   debootstrap       # tests/package_systemd.rs: the Debian root the package is installed in
   systemd-container # systemd-nspawn boots that root with a real systemd
   lintian           # tests/package_systemd.rs: the .deb must have no lintian errors
+  fuse3             # fusermount3 and the fuse module's userspace side: the fault-injecting
+                    # FUSE disk of tests/disk_faults.rs (mounted directly as root; fusermount3
+                    # is fuser's fallback)
 )
 RUST_TARGETS=(thumbv7m-none-eabi)
 

@@ -22,37 +22,11 @@ fn require_root() {
     assert!(euid() == 0, "block-device tests need root: run `sudo scripts/test.sh`");
 }
 
-/// A loop device over a backing file, detached on drop.
-struct Loop {
-    dev: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Loop {
-    fn new(size: u64, sector_size: u32) -> Loop {
-        let dir = tempfile::tempdir().unwrap();
-        let backing = dir.path().join("backing.img");
-        std::fs::File::create(&backing).unwrap().set_len(size).unwrap();
-        let dev = must(
-            Command::new("losetup")
-                .args(["--find", "--show", "--direct-io=on", "--sector-size", &sector_size.to_string()])
-                .arg(&backing),
-        );
-        Loop { dev, _dir: dir }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
 #[test]
 fn takeover_on_a_4kn_block_device() {
     require_root();
     let lo = Loop::new(8 << 20, 4096);
-    let c = Cluster::on_device(Timing::default(), std::path::Path::new(&lo.dev));
+    let c = Cluster::on_device(Timing::default(), &lo.dev);
     assert_eq!(c.dump_json()["header"]["sector_size"], 4096);
     let (mut agent, mut listener) = c.start_watched();
     assert_eq!(c.dump_json()["slots"][0]["status"], "alive");
@@ -70,7 +44,7 @@ struct Ext4 {
 impl Ext4 {
     fn new() -> Ext4 {
         let lo = Loop::new(64 << 20, 512);
-        must(Command::new("mkfs.ext4").args(["-q", "-F", &lo.dev]));
+        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&lo.dev));
         let mnt = tempfile::tempdir().unwrap();
         must(Command::new("mount").arg(&lo.dev).arg(mnt.path()));
         Ext4 { mnt, _lo: lo }

@@ -348,6 +348,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             }
             return ev;
         }
+        let mut disk_unreadable = false;
         for i in 0..self.listener.primaries().len() {
             let node = self.listener.primaries()[i].node;
             let Some(d) = self.disk.as_mut() else { break };
@@ -359,8 +360,8 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                     let acts = self.listener.on_frame(id, node, frame, now);
                     self.run(acts, now, &mut ev);
                 }
-                // An unreadable slot is simply not liveness; the timeout decides.
                 Err(e) => {
+                    disk_unreadable = true;
                     let _ = ev.push(Event::DiskReadFailed(e));
                 }
             }
@@ -375,8 +376,13 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
             self.run(acts, now, &mut ev);
         }
-        let acts = self.listener.on_tick(now);
-        self.run(acts, now, &mut ev);
+        // The secondary boots from the shared disk: while it cannot read it, it cannot judge
+        // the primary's slot nor boot from the disk, so the timeout is not judged (no release);
+        // the first good read resumes it. Frames on other media are still taken as liveness.
+        if !disk_unreadable {
+            let acts = self.listener.on_tick(now);
+            self.run(acts, now, &mut ev);
+        }
         ev
     }
 
@@ -482,11 +488,15 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones.
-    struct RamDisk(Vec<u8>);
+    /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
+    /// the flag set, reads of node 0's slot fail.
+    struct RamDisk(Vec<u8>, bool);
     impl SharedDisk for RamDisk {
         type Error = ();
         fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
+            if self.1 && off == BLOCK as u64 {
+                return Err(());
+            }
             let o = off as usize;
             buf.copy_from_slice(self.0.get(o..o + RECORD_SECTOR).ok_or(())?);
             Ok(())
@@ -539,7 +549,7 @@ mod tests {
             uuid: [0; 16],
             primaries,
         };
-        let mut d = RamDisk(vec![0u8; area_len(slots) as usize]);
+        let mut d = RamDisk(vec![0u8; area_len(slots) as usize], false);
         let mut b = [0u8; RECORD_SECTOR];
         h.encode(&mut b);
         d.write_record(0, &b).unwrap();
@@ -583,6 +593,28 @@ mod tests {
         let mut b = [0u8; RECORD_SECTOR];
         app.disk.as_mut().unwrap().dev.read_record(3 * BLOCK as u64, &mut b).unwrap();
         assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 1 }));
+    }
+
+    #[test]
+    fn an_unreadable_slot_holds_the_release_until_it_reads_again() {
+        let mut app =
+            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+                .unwrap();
+        for t in 0..10u64 {
+            beat(&mut app, t + 1);
+            app.poll(Instant::from_millis(t * 100));
+        }
+        app.disk.as_mut().unwrap().dev.1 = true;
+        for t in 10..60u64 {
+            let ev = app.poll(Instant::from_millis(t * 100));
+            assert!(ev.iter().any(|e| matches!(e, Event::DiskReadFailed(()))));
+            assert!(!ev.iter().any(|e| matches!(e, Event::Released(_))), "released while blind at {t}");
+        }
+        // Readable again, still at sequence 10: no progress for far longer than the timeout.
+        app.disk.as_mut().unwrap().dev.1 = false;
+        let ev = app.poll(Instant::from_millis(6000));
+        assert!(ev.iter().any(|e| matches!(e, Event::Released(_))));
+        assert_eq!(app.gate.0, 1);
     }
 
     #[test]

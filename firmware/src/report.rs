@@ -132,7 +132,7 @@ pub fn event<DE: Display, GE: Display>(
         Event::DiskReadFailed(e) => t
             .s("warning: slot read failed (")
             .n(read_failures)
-            .s(" so far; not liveness, the timeout decides): ")
+            .s(" so far; release held until it reads): ")
             .d(e),
     }
     .nl()
@@ -278,7 +278,7 @@ pub(crate) mod tests {
             (released(ReleaseReason::Manual), "BOOT RELEASED: released by operator\n"),
             (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through, nothing watched)\n"),
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
-            (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; not liveness, the timeout decides): io\n"),
+            (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; release held until it reads): io\n"),
             (
                 Ev::Budget { node: 0, budget: budget(), margin: ms(9000) },
                 "node 0's fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, \

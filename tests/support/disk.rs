@@ -267,5 +267,39 @@ impl SpareCluster {
     /// Every gate command run so far, one line each.
     pub fn gate_runs(&self) -> Vec<String> {
         std::fs::read_to_string(self.path("gates.log")).unwrap_or_default().lines().map(str::to_string).collect()
+/// A loop device over a file (a temp image, or a fault-injecting FUSE image), detached on
+/// drop.
+pub struct Loop {
+    pub dev: PathBuf,
+    _backing: Option<tempfile::TempDir>,
+}
+
+impl Loop {
+    /// A loop device over a new zeroed temp file of `size` bytes.
+    pub fn new(size: u64, sector_size: u32) -> Loop {
+        let dir = tempdir();
+        let backing = dir.path().join("backing.img");
+        std::fs::File::create(&backing).unwrap().set_len(size).unwrap();
+        let mut lo = Loop::over(&backing, sector_size);
+        lo._backing = Some(dir);
+        lo
+    }
+
+    /// `losetup --direct-io=on` over `file`, with `sector_size`-byte logical sectors: the
+    /// loop driver does its I/O to the file with O_DIRECT, so every block request reaches it.
+    pub fn over(file: &Path, sector_size: u32) -> Loop {
+        let o = std::process::Command::new("losetup")
+            .args(["--find", "--show", "--direct-io=on", "--sector-size", &sector_size.to_string()])
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("losetup: {e} — run scripts/setup.sh as root (util-linux)"));
+        assert!(o.status.success(), "losetup over {} failed: {}", file.display(), String::from_utf8_lossy(&o.stderr));
+        Loop { dev: PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()), _backing: None }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod faultfs;
 pub mod netns;
 pub mod process;
 pub mod qemu;

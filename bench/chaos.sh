@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Randomized fault schedules at length (tests/pair_chaos.rs): N seeded schedules against a
+# firewall pair in network namespaces and N against cold standby on a fault-injecting FUSE
+# disk. Run as root. Prints one line per failing seed and the totals; the whole log goes to
+# $LOG (default /tmp/rearguard-chaos.log). Replay a seed with
+#   RG_CHAOS_SEED=<seed> cargo test --release --test pair_chaos -- --nocapture
+#
+#   bench/chaos.sh [--schedules N] [--base SEED]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=200
+base=$(( $(date +%s) % 1000000 ))
+while (($#)); do
+  case $1 in
+    --schedules) n=$2; shift 2 ;;
+    --base) base=$2; shift 2 ;;
+    *) echo "usage: $0 [--schedules N] [--base SEED]" >&2; exit 2 ;;
+  esac
+done
+log=${LOG:-/tmp/rearguard-chaos.log}
+echo "chaos: $n pair and $n cold-standby schedules from seed $base; log in $log"
+cargo build --release --workspace --bins
+status=0
+RG_CHAOS_SCHEDULES=$n RG_CHAOS_BASE=$base \
+  cargo test --release --test pair_chaos -- --nocapture >"$log" 2>&1 || status=$?
+grep -E "chaos: (seed [0-9]+ FAILED|[0-9]+ schedules)" "$log" || true
+exit $status
