@@ -64,6 +64,9 @@ pub enum Event<DE, GE> {
         primary_epoch: Option<u32>,
     },
     ClaimFailed(DE),
+    /// A release held for its claim was dropped: the primary showed progress meanwhile. The
+    /// listener watches it again from scratch.
+    ReleaseCancelled,
     Released(ReleaseReason),
     /// Role is primary: the gate was opened at start without watching anything.
     PassThrough,
@@ -81,6 +84,14 @@ struct DiskMedium<D> {
     mailbox: u64,
 }
 
+/// A release waiting for its takeover claim to be written.
+#[derive(Clone, Copy, Debug)]
+struct HeldRelease {
+    reason: ReleaseReason,
+    primary_epoch: Option<u32>,
+    since: Instant,
+}
+
 pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
     cfg: ListenerConfig,
     listener: StandbyListener,
@@ -88,6 +99,9 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate> {
     link: Option<(L, MediumId)>,
     gate: G,
     gate_opened: bool,
+    /// A release whose takeover claim could not be written yet: the gate stays shut and the
+    /// claim is retried every poll (see [`App::claim_then_release`]).
+    held_release: Option<HeldRelease>,
     pending_start: Option<Event<D::Error, G::Error>>,
     block: [u8; RECORD_SECTOR],
 }
@@ -129,6 +143,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             link: None,
             gate,
             gate_opened: false,
+            held_release: None,
             pending_start: None,
             block: [0u8; RECORD_SECTOR],
         });
@@ -212,7 +227,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
                     let acts = self.listener.on_frame(id, frame, now);
-                    self.run(acts, &mut ev);
+                    self.run(acts, now, &mut ev);
                 }
                 // An unreadable slot is simply not liveness; the timeout decides.
                 Err(e) => {
@@ -227,52 +242,92 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate> App<D, L, G> {
             let Some(n) = link.next_frame(&mut buf) else { break };
             let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
             let acts = self.listener.on_frame(id, frame, now);
-            self.run(acts, &mut ev);
+            self.run(acts, now, &mut ev);
+        }
+        if let Some(h) = self.held_release {
+            if self.listener.last_progress().is_some_and(|t| t > h.since) {
+                // The primary came back before the claim could be written: releasing now
+                // would boot the secondary beside it. Watch it again instead.
+                self.held_release = None;
+                self.listener = self.fresh_listener(now);
+                let _ = ev.push(Event::ReleaseCancelled);
+            } else {
+                self.claim_then_release(h.reason, h.primary_epoch, now, &mut ev);
+            }
         }
         let acts = self.listener.on_tick(now);
-        self.run(acts, &mut ev);
+        self.run(acts, now, &mut ev);
         ev
     }
 
-    /// Operator's "release now" (console or CLI). Idempotent.
+    /// A listener as at start, with the same parameters and media (same ids).
+    fn fresh_listener(&self, now: Instant) -> StandbyListener {
+        let mut l = StandbyListener::new(*self.listener.params(), now);
+        for m in self.listener.media() {
+            let _ = l.add_medium(m.detector.kind());
+        }
+        l
+    }
+
+    /// Operator's "release now" (console or CLI). Idempotent. Also opens a gate held because
+    /// the takeover claim cannot be written: the operator has decided.
     pub fn release_now(&mut self, now: Instant) -> Events<D::Error, G::Error> {
         let mut ev = Events::new();
+        if self.held_release.take().is_some() {
+            self.open_gate(&mut ev);
+            let _ = ev.push(Event::Released(ReleaseReason::Manual));
+            return ev;
+        }
         let acts = self.listener.release_now(now);
-        self.run(acts, &mut ev);
+        self.run(acts, now, &mut ev);
         ev
     }
 
-    fn run(&mut self, acts: rearguard_shared::listener::Actions, ev: &mut Events<D::Error, G::Error>) {
+    /// Whether a release waits for its takeover claim to be written.
+    pub fn release_held(&self) -> bool {
+        self.held_release.is_some()
+    }
+
+    fn run(&mut self, acts: rearguard_shared::listener::Actions, now: Instant, ev: &mut Events<D::Error, G::Error>) {
+        let mut claim = None;
         for a in acts {
             match a {
                 Action::Notify(s) => {
                     let _ = ev.push(Event::State(s));
                 }
-                Action::ClaimTakeover { primary_epoch } => {
-                    // Best effort: a serial-only listener has no mailbox to write, and a failed
-                    // write must not stop the boot (the primary is dead by the detector's view).
-                    if let Some(d) = self.disk.as_mut() {
-                        let msg = MailboxMessage::TakeoverClaim {
-                            by: self.cfg.node_id,
-                            primary_epoch: primary_epoch.unwrap_or(0),
-                        };
-                        msg.encode(&mut self.block);
-                        match d.dev.write_record(d.mailbox, &self.block) {
-                            Ok(()) => {
-                                let _ = ev.push(Event::ClaimWritten { primary_epoch });
-                            }
-                            Err(e) => {
-                                let _ = ev.push(Event::ClaimFailed(e));
-                            }
-                        }
-                    }
-                }
-                Action::Release(reason) => {
-                    self.open_gate(ev);
-                    let _ = ev.push(Event::Released(reason));
-                }
+                Action::ClaimTakeover { primary_epoch } => claim = Some(primary_epoch),
+                Action::Release(reason) => self.claim_then_release(reason, claim.unwrap_or(None), now, ev),
             }
         }
+    }
+
+    /// Writes the takeover claim, then opens the gate. A claim that cannot be written holds
+    /// the gate (retried every poll, reported once; dropped if the primary shows progress
+    /// meanwhile): released without it, a primary that was only down and comes back would
+    /// find no claim and serve beside the secondary (found by the model check,
+    /// shared/tests/model_standby.rs). A serial-only listener has no mailbox to write.
+    fn claim_then_release(
+        &mut self,
+        reason: ReleaseReason,
+        primary_epoch: Option<u32>,
+        now: Instant,
+        ev: &mut Events<D::Error, G::Error>,
+    ) {
+        if let Some(d) = self.disk.as_mut() {
+            let msg = MailboxMessage::TakeoverClaim { by: self.cfg.node_id, primary_epoch: primary_epoch.unwrap_or(0) };
+            msg.encode(&mut self.block);
+            if let Err(e) = d.dev.write_record(d.mailbox, &self.block) {
+                let since = self.held_release.map_or(now, |h| h.since);
+                if self.held_release.replace(HeldRelease { reason, primary_epoch, since }).is_none() {
+                    let _ = ev.push(Event::ClaimFailed(e));
+                }
+                return;
+            }
+            self.held_release = None;
+            let _ = ev.push(Event::ClaimWritten { primary_epoch });
+        }
+        self.open_gate(ev);
+        let _ = ev.push(Event::Released(reason));
     }
 
     fn open_gate(&mut self, ev: &mut Events<D::Error, G::Error>) {
@@ -296,7 +351,8 @@ mod tests {
     use std::vec::Vec;
 
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones.
-    struct RamDisk(Vec<u8>);
+    /// Writes fail while the flag is set.
+    struct RamDisk(Vec<u8>, bool);
     impl SharedDisk for RamDisk {
         type Error = ();
         fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
@@ -305,6 +361,9 @@ mod tests {
             Ok(())
         }
         fn write_record(&mut self, off: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), ()> {
+            if self.1 {
+                return Err(());
+            }
             let o = off as usize;
             self.0.get_mut(o..o + RECORD_SECTOR).ok_or(())?.copy_from_slice(buf);
             Ok(())
@@ -338,7 +397,7 @@ mod tests {
             timeout: Duration::from_millis(1000),
             uuid: [0; 16],
         };
-        let mut d = RamDisk(vec![0u8; area_len(2) as usize]);
+        let mut d = RamDisk(vec![0u8; area_len(2) as usize], false);
         let mut b = [0u8; RECORD_SECTOR];
         h.encode(&mut b);
         d.write_record(0, &b).unwrap();
@@ -394,6 +453,79 @@ mod tests {
         let mut b = [0u8; RECORD_SECTOR];
         app.disk.as_mut().unwrap().dev.read_record(3 * BLOCK as u64, &mut b).unwrap();
         assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 1 }));
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_written_holds_the_gate_until_it_is() {
+        let mut app =
+            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+                .unwrap();
+        for t in 0..10u64 {
+            beat(&mut app, t + 1);
+            app.poll(Instant::from_millis(t * 100));
+        }
+        app.disk.as_mut().unwrap().dev.1 = true;
+        let mut failures = 0;
+        for t in 10..40u64 {
+            let ev = app.poll(Instant::from_millis(t * 100));
+            failures += ev.iter().filter(|e| matches!(e, Event::ClaimFailed(_))).count();
+            assert!(!ev.iter().any(|e| matches!(e, Event::Released(_))), "released without a claim");
+        }
+        assert_eq!((failures, app.gate.0, app.release_held()), (1, 0, true), "reported once, gate held");
+        app.disk.as_mut().unwrap().dev.1 = false;
+        let ev = app.poll(Instant::from_millis(4000));
+        let claim = ev.iter().position(|e| matches!(e, Event::ClaimWritten { .. })).expect("claim retried");
+        let rel = ev.iter().position(|e| matches!(e, Event::Released(_))).expect("then released");
+        assert!(claim < rel);
+        assert_eq!((app.gate.0, app.release_held()), (1, false));
+        assert!(app.poll(Instant::from_millis(4100)).is_empty());
+        assert_eq!(app.gate.0, 1);
+    }
+
+    #[test]
+    fn a_held_release_is_dropped_when_the_primary_comes_back() {
+        let mut app =
+            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+                .unwrap();
+        for t in 0..10u64 {
+            beat(&mut app, t + 1);
+            app.poll(Instant::from_millis(t * 100));
+        }
+        app.disk.as_mut().unwrap().dev.1 = true;
+        for t in 10..25u64 {
+            app.poll(Instant::from_millis(t * 100));
+        }
+        assert!(app.release_held());
+        // The primary restarts (its write lands: the fault was on the listener's path).
+        app.disk.as_mut().unwrap().dev.1 = false;
+        beat(&mut app, 100);
+        let ev = app.poll(Instant::from_millis(2500));
+        assert!(ev.iter().any(|e| matches!(e, Event::ReleaseCancelled)), "{ev:?}");
+        assert!(!ev.iter().any(|e| matches!(e, Event::Released(_))));
+        assert_eq!((app.gate.0, app.release_held()), (0, false));
+        // Watched again from scratch: alive, then dead again, then released once.
+        for t in 26..30u64 {
+            beat(&mut app, 100 + t);
+            app.poll(Instant::from_millis(t * 100));
+        }
+        assert_eq!(app.listener().state(), ListenerState::Watching);
+        for t in 30..60u64 {
+            app.poll(Instant::from_millis(t * 100));
+        }
+        assert_eq!(app.gate.0, 1);
+    }
+
+    #[test]
+    fn an_operator_opens_a_gate_held_for_its_claim() {
+        let mut app =
+            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+                .unwrap();
+        app.disk.as_mut().unwrap().dev.1 = true;
+        app.release_now(Instant::from_millis(10));
+        assert_eq!((app.gate.0, app.release_held()), (0, true));
+        let ev = app.release_now(Instant::from_millis(20));
+        assert!(ev.iter().any(|e| matches!(e, Event::Released(ReleaseReason::Manual))));
+        assert_eq!((app.gate.0, app.release_held()), (1, false));
     }
 
     #[test]

@@ -100,7 +100,12 @@ pub fn event<DE: Display, GE: Display>(
                 None => writeln!(out, "never seen)"),
             }
         }
-        Event::ClaimFailed(e) => writeln!(out, "warning: takeover claim NOT written: {e}"),
+        Event::ClaimFailed(e) => {
+            writeln!(out, "warning: takeover claim NOT written: {e}; boot held, retrying every poll")
+        }
+        Event::ReleaseCancelled => {
+            writeln!(out, "release cancelled: the primary came back before the takeover claim could be written")
+        }
         Event::Released(reason) => writeln!(out, "{RELEASED}{}", Reason(*reason)),
         Event::PassThrough => writeln!(out, "{RELEASED}role is primary (pass-through, nothing watched)"),
         Event::GateFailed(e) => writeln!(out, "error: boot gate failed: {e}"),
@@ -162,7 +167,7 @@ mod tests {
                 Ev::ClaimWritten { primary_epoch: None },
                 "takeover claim written to node 0's mailbox (primary epoch never seen)\n",
             ),
-            (Ev::ClaimFailed("io"), "warning: takeover claim NOT written: io\n"),
+            (Ev::ClaimFailed("io"), "warning: takeover claim NOT written: io; boot held, retrying every poll\n"),
             (
                 Ev::Released(ReleaseReason::HeartbeatTimeout { silent_for: ms(1040) }),
                 "BOOT RELEASED: primary silent for 1040 ms on every medium\n",
