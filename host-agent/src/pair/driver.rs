@@ -5,6 +5,7 @@
 //! netlink, GARP/NA bursts, hooks). The state machine never sees a socket or a clock.
 
 use super::checks::{self, CheckReport};
+use super::persist::Persist;
 use super::{announce, control, hooks, net, netlink};
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
@@ -92,6 +93,8 @@ pub(super) struct Driver {
     pub(super) send_errors: u64,
     pub(super) last_send_error: Option<String>,
     pub(super) last_change: Option<(Instant, String)>,
+    /// Term and the peer's replay mark, kept across restarts (see `persist`).
+    persist: Persist,
 }
 
 pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
@@ -157,9 +160,10 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     drop(tx);
 
     let t0 = now();
+    let persist = Persist::open(&cfg.state_dir, cfg.node_id, cfg.interval.as_millis());
     let mut d = Driver {
         cfg: cfg.clone(),
-        sm: Election::new(params, t0),
+        sm: Election::new(params, t0).with_term(persist.saved().term),
         nl: netlink::Netlink::open()?,
         media,
         checks: cfg.checks.iter().map(|_| CheckState { ok: None, detail: "no result yet".into() }).collect(),
@@ -168,6 +172,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         send_errors: 0,
         last_send_error: None,
         last_change: None,
+        persist,
     };
     // Checks count as failing until their first result.
     let acts = d.sm.set_health(d.health(), t0);
@@ -200,6 +205,8 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let t = now();
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
+    let mark = d.sm.peer().map(|p| (p.node_id(), p.advert.hb.boot_epoch, p.advert.hb.sequence));
+    d.persist.stop(d.sm.term(), mark);
     let peer = d.sm.peer().map(|p| p.node_id());
     hooks::run(&d.cfg, "STOP", d.sm.state(), d.sm.term(), d.sm.effective_priority(), peer, "agent stopped");
     let _ = remove_vips(cfg);
@@ -223,6 +230,7 @@ impl Driver {
         let t = now();
         match ev {
             Event::Frame(i, frame) => {
+                let frame = self.persist.check(frame);
                 if let Err(r) = &frame {
                     debug!(medium = i, "advert rejected: {r}");
                 }
@@ -271,10 +279,14 @@ impl Driver {
     }
 
     fn execute(&mut self, acts: rearguard_shared::election::Actions, t: Instant) {
+        // A term learnt from the peer counts too: our next takeover must go above it.
+        self.persist.term(self.sm.term());
         for a in acts {
             match a {
                 Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
+                    // Recorded before the VIPs move: a restart must never reuse this term.
+                    self.persist.term(term);
                     self.hold_vips(true);
                     info!(term, "ACTIVE: took the VIPs ({reason})");
                     self.last_change = Some((t, format!("took over (term {term}): {reason}")));

@@ -2,8 +2,8 @@
 //!
 //! `driver` runs the election and carries out its actions; the other modules are what it
 //! drives or listens to: `net` (advert sockets), `netlink` (VIPs), `announce` (GARP/NA),
-//! `checks` (health), `control` (operator socket), `hooks` (notify scripts) and `status`
-//! (the control socket's status reply).
+//! `checks` (health), `control` (operator socket), `hooks` (notify scripts), `persist` (term
+//! and replay mark kept across restarts) and `status` (the control socket's status reply).
 
 pub mod announce;
 pub mod checks;
@@ -12,6 +12,7 @@ mod driver;
 mod hooks;
 pub mod net;
 pub mod netlink;
+mod persist;
 mod status;
 
 pub use driver::{remove_vips, run, PairError, PairOptions};
