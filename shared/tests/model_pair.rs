@@ -88,9 +88,18 @@ enum Fault {
     None,
     /// The first advert `from` sends on `medium` this tick is lost / duplicated (the copy
     /// arrives a tick later) / delayed a tick (overtaken by later frames).
-    Drop { from: usize, medium: usize },
-    Dup { from: usize, medium: usize },
-    Delay { from: usize, medium: usize },
+    Drop {
+        from: usize,
+        medium: usize,
+    },
+    Dup {
+        from: usize,
+        medium: usize,
+    },
+    Delay {
+        from: usize,
+        medium: usize,
+    },
     Crash(usize),
     Restart(usize),
     Cut(usize),
@@ -106,7 +115,13 @@ enum Step {
 
 impl PairModel {
     fn real() -> Self {
-        PairModel { variant: Variant::Real, faults: 3, chaos_ticks: 9, calm_ticks: 12, settle_ticks: 3 * DEAD_COUNT as u64 }
+        PairModel {
+            variant: Variant::Real,
+            faults: 3,
+            chaos_ticks: 9,
+            calm_ticks: 12,
+            settle_ticks: 3 * DEAD_COUNT as u64,
+        }
     }
 
     fn params(&self, i: usize, epoch: u32) -> PairParams {
@@ -139,7 +154,14 @@ impl PairModel {
     }
 
     /// Carries out one node's actions; frames go to `queue` (this tick) or `s.late`.
-    fn carry_out(&self, s: &mut State, i: usize, acts: impl IntoIterator<Item = Action>, f: &mut Fault, queue: &mut Vec<Frame>) {
+    fn carry_out(
+        &self,
+        s: &mut State,
+        i: usize,
+        acts: impl IntoIterator<Item = Action>,
+        f: &mut Fault,
+        queue: &mut Vec<Frame>,
+    ) {
         for a in acts {
             match a {
                 Action::Acquire { term, .. } => {
@@ -162,9 +184,9 @@ impl PairModel {
                         let frame = Frame { to: 1 - i, medium, bytes: heapless::Vec::from_slice(&buf[..len]).unwrap() };
                         // A frame fault hits the first matching frame of its tick only.
                         let hit = match *f {
-                            Fault::Drop { from, medium: m } | Fault::Dup { from, medium: m } | Fault::Delay { from, medium: m } => {
-                                from == i && m == medium
-                            }
+                            Fault::Drop { from, medium: m }
+                            | Fault::Dup { from, medium: m }
+                            | Fault::Delay { from, medium: m } => from == i && m == medium,
                             _ => false,
                         };
                         let fault = if hit { std::mem::replace(f, Fault::None) } else { Fault::None };
@@ -339,10 +361,13 @@ impl Model for PairModel {
             Property::always("after a heal, at most one holder within the bound", |m: &PairModel, s: &State| {
                 !m.settled(s) || PairModel::holders(s) <= 1
             }),
-            Property::always("after a heal, a holder within the bound while a healthy node lives", |m: &PairModel, s: &State| {
-                let candidate = s.nodes.iter().any(|n| n.e.is_some() && n.healthy);
-                !m.settled(s) || !candidate || PairModel::holders(s) >= 1
-            }),
+            Property::always(
+                "after a heal, a holder within the bound while a healthy node lives",
+                |m: &PairModel, s: &State| {
+                    let candidate = s.nodes.iter().any(|n| n.e.is_some() && n.healthy);
+                    !m.settled(s) || !candidate || PairModel::holders(s) >= 1
+                },
+            ),
             // The model reaches what it is meant to exercise.
             Property::sometimes("two holders during a partition", |_, s: &State| PairModel::holders(s) == 2),
             Property::sometimes("a takeover after a crash", |_, s: &State| {

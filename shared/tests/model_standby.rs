@@ -369,9 +369,7 @@ impl Model for StandbyModel {
             Property::always("never released while the heartbeat progressed within the timeout", |_, s: &State| {
                 !s.released_while_alive
             }),
-            Property::always("never released while the primary is unfenced", |_, s: &State| {
-                !s.released_while_unfenced
-            }),
+            Property::always("never released while the primary is unfenced", |_, s: &State| !s.released_while_unfenced),
             Property::always("no primary cycle completes after the release", |_, s: &State| !s.served_after_release),
             Property::always("released at most once", |_, s: &State| s.spare.releases <= 1),
             Property::always("a dead primary is taken within the timeout", |m: &StandbyModel, s: &State| {

@@ -75,7 +75,11 @@ impl Persist {
         let file = state_dir.join(format!("pair-state-{node_id}"));
         let stored = match std::fs::read_to_string(&file) {
             Ok(text) => Saved::parse(&text).unwrap_or_else(|| {
-                warn!("{}: not a pair state line ({:?}); starting without a term or replay mark", file.display(), text.trim());
+                warn!(
+                    "{}: not a pair state line ({:?}); starting without a term or replay mark",
+                    file.display(),
+                    text.trim()
+                );
                 Saved::default()
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
@@ -84,7 +88,14 @@ impl Persist {
                 Saved::default()
             }
         };
-        Persist { file, node_id, floor: stored.peer, stored, ahead: (LEASE_MS / interval_ms.max(1)).max(1), warned: false }
+        Persist {
+            file,
+            node_id,
+            floor: stored.peer,
+            stored,
+            ahead: (LEASE_MS / interval_ms.max(1)).max(1),
+            warned: false,
+        }
     }
 
     pub fn saved(&self) -> Saved {
