@@ -424,8 +424,8 @@ mod tests {
         app.disk.as_mut().unwrap().dev.write_record(BLOCK as u64, &b).unwrap();
     }
 
-    #[test]
-    fn claims_the_disk_then_opens_the_gate_exactly_once() {
+    /// An app that has watched the primary beat for a second (ticks 0..10, 100 ms apart).
+    fn watching() -> App<RamDisk, crate::board::NoLink, CountingGate> {
         let mut app =
             App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
                 .unwrap();
@@ -433,6 +433,12 @@ mod tests {
             beat(&mut app, t + 1);
             app.poll(Instant::from_millis(t * 100));
         }
+        app
+    }
+
+    #[test]
+    fn claims_the_disk_then_opens_the_gate_exactly_once() {
+        let mut app = watching();
         assert_eq!(app.listener().state(), ListenerState::Watching);
         let mut released_at = None;
         for t in 10..100u64 {
@@ -457,13 +463,7 @@ mod tests {
 
     #[test]
     fn a_claim_that_cannot_be_written_holds_the_gate_until_it_is() {
-        let mut app =
-            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
-                .unwrap();
-        for t in 0..10u64 {
-            beat(&mut app, t + 1);
-            app.poll(Instant::from_millis(t * 100));
-        }
+        let mut app = watching();
         app.disk.as_mut().unwrap().dev.1 = true;
         let mut failures = 0;
         for t in 10..40u64 {
@@ -484,13 +484,7 @@ mod tests {
 
     #[test]
     fn a_held_release_is_dropped_when_the_primary_comes_back() {
-        let mut app =
-            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
-                .unwrap();
-        for t in 0..10u64 {
-            beat(&mut app, t + 1);
-            app.poll(Instant::from_millis(t * 100));
-        }
+        let mut app = watching();
         app.disk.as_mut().unwrap().dev.1 = true;
         for t in 10..25u64 {
             app.poll(Instant::from_millis(t * 100));
