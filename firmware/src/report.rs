@@ -101,10 +101,10 @@ pub fn event<DE: Display, GE: Display>(
             }
         }
         Event::ClaimFailed(e) => {
-            writeln!(out, "warning: takeover claim NOT written: {e}; boot held, retrying every poll")
+            writeln!(out, "warning: takeover claim NOT written: {e}; boot held, retrying")
         }
         Event::ReleaseCancelled => {
-            writeln!(out, "release cancelled: the primary came back before the takeover claim could be written")
+            writeln!(out, "release cancelled: primary back before the claim was written")
         }
         Event::Released(reason) => writeln!(out, "{RELEASED}{}", Reason(*reason)),
         Event::PassThrough => writeln!(out, "{RELEASED}role is primary (pass-through, nothing watched)"),
@@ -167,7 +167,7 @@ mod tests {
                 Ev::ClaimWritten { primary_epoch: None },
                 "takeover claim written to node 0's mailbox (primary epoch never seen)\n",
             ),
-            (Ev::ClaimFailed("io"), "warning: takeover claim NOT written: io; boot held, retrying every poll\n"),
+            (Ev::ClaimFailed("io"), "warning: takeover claim NOT written: io; boot held, retrying\n"),
             (
                 Ev::Released(ReleaseReason::HeartbeatTimeout { silent_for: ms(1040) }),
                 "BOOT RELEASED: primary silent for 1040 ms on every medium\n",
