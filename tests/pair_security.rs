@@ -138,7 +138,7 @@ fn adverts_captured_before_a_crash_are_refused_after_the_restart() {
     // Replayed as a live stream would come, one every interval, through node 2's start-up
     // listening and beyond: were any taken, node 1 would look alive (and active).
     let ns = p.ns("x");
-    let frames = captured.clone();
+    let frames = captured;
     let sent = in_netns(&ns, move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         for f in &frames {
