@@ -107,3 +107,63 @@ fn wrong_key_and_replayed_heartbeats_are_rejected_counted_and_change_nothing() {
         rejected(&st[0], "wrong-node")
     );
 }
+
+/// Adverts captured from the LAN by a third host.
+fn capture(ns: String, count: usize) -> Vec<Vec<u8>> {
+    in_netns(&ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:5405").expect("bind 5405 in the third namespace");
+        s.join_multicast_v4(&GROUP.parse().unwrap(), &Ipv4Addr::new(10, 200, 0, 66)).expect("join the heartbeat group");
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut captured = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 512];
+        while captured.len() < count && Instant::now() < deadline {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                captured.push(buf[..n].to_vec());
+            }
+        }
+        assert!(captured.len() >= count, "captured only {} adverts from the LAN", captured.len());
+        captured
+    })
+}
+
+#[test]
+fn adverts_captured_before_a_crash_are_refused_after_the_restart() {
+    let mut p = Pair::new(false, NodeOpts::new(200), NodeOpts::new(100));
+    p.start_both();
+    let captured = capture(p.ns("x"), 40);
+    // Node 1, the active, dies for good; node 2 takes over, then crashes and comes back:
+    // everything it accepted before the crash is now a capture.
+    p.kill9(0);
+    p.wait_until(Duration::from_secs(5), "node 2 takes over", |p| p.state(1) == "active");
+    p.kill9(1);
+    p.start(1);
+    // Replayed as a live stream would come, one every interval, through node 2's start-up
+    // listening and beyond: were any taken, node 1 would look alive (and active).
+    let ns = p.ns("x");
+    let frames = captured;
+    let sent = in_netns(&ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for f in &frames {
+            s.send_to(f, "10.200.0.2:5405").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        frames.len() as u64
+    });
+    p.wait_until(Duration::from_secs(5), "node 2 takes over again", |p| p.state(1) == "active");
+    let s = p.status(1);
+    let refused = rejected(&s, "replay") + rejected(&s, "stale-epoch") + rejected(&s, "wrong-node");
+    eprintln!(
+        "after the restart: {} replays sent, accepted {}, refused: replay {}, stale-epoch {}, wrong-node {}",
+        sent,
+        s["media"][0]["accepted"],
+        rejected(&s, "replay"),
+        rejected(&s, "stale-epoch"),
+        rejected(&s, "wrong-node")
+    );
+    assert_eq!(s["media"][0]["accepted"], 0, "a replayed advert was accepted after the restart: {s}");
+    assert!(refused >= sent, "{refused} refused of {sent} sent: {s}");
+    assert!(rejected(&s, "replay") > 0, "{s}");
+    // Node 1 was killed without cleanup, so its namespace may still hold the VIP.
+    assert!(p.holders().contains(&1), "node 2 holds the VIP again");
+}

@@ -242,6 +242,15 @@ impl Election {
         }
     }
 
+    /// Restores the highest term this node knew before it restarted (the pair agent keeps it
+    /// in its state file), so that its next takeover carries a term above every tenure it
+    /// held before: terms order takeovers, and a term reused after a restart would let an
+    /// older tenure win a conflict against a newer one.
+    pub fn with_term(mut self, term: u32) -> Self {
+        self.term = term;
+        self
+    }
+
     // ----- accessors -----
 
     pub fn params(&self) -> &PairParams {

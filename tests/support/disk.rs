@@ -267,6 +267,9 @@ impl SpareCluster {
     /// Every gate command run so far, one line each.
     pub fn gate_runs(&self) -> Vec<String> {
         std::fs::read_to_string(self.path("gates.log")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+}
+
 /// A loop device over a file (a temp image, or a fault-injecting FUSE image), detached on
 /// drop.
 pub struct Loop {

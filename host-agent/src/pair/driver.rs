@@ -7,6 +7,7 @@
 use super::checks::{self, CheckReport};
 use super::conntrack::{Conntrackd, Role};
 use super::{announce, control, hooks, net, netlink, vmac};
+use super::persist::Persist;
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
@@ -95,6 +96,8 @@ pub(super) struct Driver {
     pub(super) last_change: Option<(Instant, String)>,
     pub(super) hooks: hooks::Hooks,
     pub(super) conntrack: Option<Conntrackd>,
+    /// Term and the peer's replay mark, kept across restarts (see `persist`).
+    persist: Persist,
 }
 
 pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result<(), PairError> {
@@ -157,9 +160,10 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     drop(tx);
 
     let t0 = now();
+    let persist = Persist::open(&cfg.state_dir, cfg.node_id, cfg.interval.as_millis());
     let mut d = Driver {
         cfg: cfg.clone(),
-        sm: Election::new(params, t0),
+        sm: Election::new(params, t0).with_term(persist.saved().term),
         nl: netlink::Netlink::open()?,
         media,
         checks: cfg.checks.iter().map(|_| CheckState { ok: None, detail: "no result yet".into() }).collect(),
@@ -170,6 +174,7 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         last_change: None,
         hooks,
         conntrack: cfg.conntrack.as_ref().map(Conntrackd::start).transpose()?,
+        persist,
     };
     if let Err(e) = vmac::create(cfg, &mut d.nl) {
         warn!("cannot set up the vmac interfaces: {e}; VIPs with vmac = true will not be held");
@@ -208,6 +213,8 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
     let t = now();
     let acts = d.sm.shutdown(t);
     d.execute(acts, t);
+    let mark = d.sm.peer().map(|p| (p.node_id(), p.advert.hb.boot_epoch, p.advert.hb.sequence));
+    d.persist.stop(d.sm.term(), mark);
     let peer = d.sm.peer().map(|p| p.node_id());
     d.hooks.stop(hooks::HookEvent {
         state: "STOP",
@@ -262,6 +269,7 @@ impl Driver {
         let t = now();
         match ev {
             Event::Frame(i, frame) => {
+                let frame = self.persist.check(frame);
                 if let Err(r) = &frame {
                     debug!(medium = i, "advert rejected: {r}");
                 }
@@ -321,10 +329,14 @@ impl Driver {
     }
 
     fn execute(&mut self, acts: rearguard_shared::election::Actions, t: Instant) {
+        // A term learnt from the peer counts too: our next takeover must go above it.
+        self.persist.term(self.sm.term());
         for a in acts {
             match a {
                 Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
+                    // Recorded before the VIPs move: a restart must never reuse this term.
+                    self.persist.term(term);
                     // VIPs first: nothing comes to them before the announcement, as every
                     // neighbour cache still points at the old active. Then conntrackd commits
                     // the states the old active sent, and only then the announcement brings

@@ -3,8 +3,9 @@
 //! `driver` runs the election and carries out its actions; the other modules are what it
 //! drives or listens to: `net` (advert sockets), `netlink` (VIPs), `announce` (GARP/NA),
 //! `checks` (health), `control` (operator socket), `hooks` (notify scripts), `conntrack`
-//! (conntrackd on transitions), `vmac` (macvlans with the virtual MAC), `status` (the control
-//! socket's status reply) and `drill` (the readiness drill's checks).
+//! (conntrackd on transitions), `vmac` (macvlans with the virtual MAC), `persist` (term and
+//! replay mark kept across restarts), `status` (the control socket's status reply) and `drill`
+//! (the readiness drill's checks).
 
 pub mod announce;
 pub mod checks;
@@ -15,6 +16,7 @@ mod driver;
 mod hooks;
 pub mod net;
 pub mod netlink;
+mod persist;
 mod status;
 mod vmac;
 

@@ -198,6 +198,15 @@ fn a_node_alone_takes_over_after_the_dead_interval() {
 }
 
 #[test]
+fn a_restarted_node_takes_over_above_the_term_it_knew() {
+    // Found by the model check (shared/tests/model_pair.rs): without the restored term, a
+    // node restarted alone took over with term 1 again.
+    let mut e = Election::new(params(1, 100), at(0)).with_term(7);
+    let acts = e.poll(at(300));
+    assert!(acts.contains(&Action::Acquire { term: 8, reason: TakeoverReason::AloneAtStart }), "{acts:?}");
+}
+
+#[test]
 fn two_nodes_starting_together_elect_the_higher_priority() {
     let s = started_pair(params(1, 50), params(2, 200));
     assert_eq!(s.states(), [PairState::Standby, PairState::Active]);
