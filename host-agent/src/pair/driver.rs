@@ -335,8 +335,11 @@ impl Driver {
             match a {
                 Action::SendAdvert(adv) => self.send_advert(&adv),
                 Action::Acquire { term, reason } => {
-                    // Recorded before the VIPs move: a restart must never reuse this term.
+                    // Recorded before the VIPs move: a restart must never reuse this term. The
+                    // peer just fell silent (or handed over): its last advert is the exact mark.
                     self.persist.term(term);
+                    let last = self.sm.peer().map(|p| (p.node_id(), p.advert.hb.boot_epoch, p.advert.hb.sequence));
+                    self.persist.mark(last);
                     // VIPs first: nothing comes to them before the announcement, as every
                     // neighbour cache still points at the old active. Then conntrackd commits
                     // the states the old active sent, and only then the announcement brings

@@ -6,18 +6,21 @@
 //! once a peer was heard). It is replaced atomically (write a temporary file, fsync, rename,
 //! fsync the directory), so a crash leaves the old version or the new, never a torn one.
 //!
-//! ## Why no replay window reopens
+//! ## What a restart refuses, and why the mark is not written ahead
 //!
-//! The mark is a *lease ahead* of what was accepted: before an advert above the stored mark
-//! is accepted, the mark moved to `(its epoch, its sequence + ahead)` is written. Every
-//! advert ever accepted is therefore at or below the stored mark, whenever the process
-//! dies, and after a restart every advert at or below it is refused (`replay`, or
-//! `stale-epoch` for an older incarnation). The file is written once per `ahead` adverts
-//! (about once a second), when the peer restarts, and at a clean stop, where the exact
-//! mark is written so that a planned restart refuses none of the live peer's adverts. After
-//! a crash, the live peer's adverts inside the lease (at most `ahead` of them, about one
-//! second, which the unit's `RestartSec=1s` already covers) are refused too: that is the
-//! price of refusing every capture.
+//! The stored mark is the peer's newest accepted advert, exactly, written once per `ahead`
+//! adverts (about once a second), and also whenever this node takes over (the peer just fell
+//! silent: its last advert is the mark) and at a clean stop. After a restart every advert at
+//! or below the mark is refused (`replay`, or `stale-epoch` for an older incarnation), and the
+//! live peer's next advert is above it, so a restarted node hears a live peer at once.
+//!
+//! A mark leased *ahead* of what was accepted (an earlier design) would also refuse the last
+//! second of captures after a crash, but it refused the live peer's own adverts for that
+//! second too: a node killed and restarted beside a live active heard nobody, took over, and
+//! the pair had two actives until the terms were compared (`tests/pair_failover.rs` caught
+//! it). Never two actives weighs more, so after a *crash* while the peer was alive, adverts
+//! captured in the last `ahead` intervals before it can be replayed once each; they can only
+//! make a dead peer look alive for about a second, never add a holder.
 
 use rearguard_shared::election::advert::Advert;
 use rearguard_shared::reject::Reject;
@@ -115,12 +118,24 @@ impl Persist {
         // Our own adverts looped back, or a node other than the peer we track: the election
         // refuses those (wrong-node); they must not move the mark.
         let other = node == self.node_id || self.stored.peer.is_some_and(|(p, _, _)| p != node);
-        let covered = self.stored.peer.is_some_and(|(p, e, s)| p == node && (epoch, seq) <= (e, s));
+        let covered = self
+            .stored
+            .peer
+            .is_some_and(|(p, e, s)| p == node && e == epoch && seq < s.saturating_add(self.ahead));
         if !other && !covered {
-            let peer = Some((node, epoch, seq.saturating_add(self.ahead)));
-            self.store(Saved { peer, ..self.stored });
+            self.store(Saved { peer: Some((node, epoch, seq)), ..self.stored });
         }
         Ok(a)
+    }
+
+    /// The exact mark now (`last` is the newest advert accepted from the peer): at a
+    /// takeover, when the peer has just fallen silent.
+    pub fn mark(&mut self, last: Option<(u8, u32, u64)>) {
+        if let Some(peer) = last {
+            if self.stored.peer != Some(peer) {
+                self.store(Saved { peer: Some(peer), ..self.stored });
+            }
+        }
     }
 
     /// Records a new highest term (before the takeover that carries it is carried out).
@@ -203,24 +218,33 @@ mod tests {
     }
 
     #[test]
-    fn everything_accepted_before_a_crash_is_refused_after_it() {
+    fn everything_accepted_up_to_the_mark_is_refused_after_a_crash_and_the_live_peer_passes() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Persist::open(dir.path(), 1, 100);
         for s in 1..=25 {
             assert!(p.check(adv(2, 7, s)).is_ok());
         }
         p.term(4);
-        drop(p); // a crash: no stop()
+        drop(p); // a crash: no stop(); marks were written at 1, 11, 21
         let mut p = Persist::open(dir.path(), 1, 100);
         assert_eq!(p.saved().term, 4);
-        for s in 1..=25 {
+        for s in 1..=21 {
             assert_eq!(p.check(adv(2, 7, s)).unwrap_err(), Reject::Replay, "seq {s}");
+        }
+        assert!(p.check(adv(2, 7, 26)).is_ok(), "the live peer's next advert passes at once");
+        drop(p);
+        let mut p = Persist::open(dir.path(), 1, 100);
+        p.mark(Some((2, 7, 25))); // a takeover: the silent peer's last advert, exactly
+        drop(p);
+        let mut p = Persist::open(dir.path(), 1, 100);
+        for s in 1..=25 {
+            assert_eq!(p.check(adv(2, 7, s)).unwrap_err(), Reject::Replay, "seq {s} after a takeover's mark");
         }
         assert_eq!(p.check(adv(2, 6, 999)).unwrap_err(), Reject::StaleEpoch);
         assert!(p.check(adv(2, 8, 1)).is_ok(), "the peer restarted: a new epoch passes");
         assert!(p.check(adv(3, 7, 1)).is_ok(), "another node is the election's business");
         assert!(p.check(adv(1, 7, 1)).is_ok(), "our own advert looped back: the election's business too");
-        assert_eq!(p.saved().peer, Some((2, 8, 11)), "neither moved the peer's mark");
+        assert_eq!(p.saved().peer, Some((2, 8, 1)), "neither moved the peer's mark");
     }
 
     #[test]
