@@ -144,7 +144,10 @@ fn a_missing_gate_command_or_failing_gate_test_is_not_ready() {
     let (code, out) = drill(&c, &listener_config(&c, 1000, "/nonexistent/gate", Some("exit 7")));
     assert_eq!(code, 2, "{out}");
     let g = line(&out, "gate path");
-    assert!(g.starts_with("NOT READY") && g.contains("\"/nonexistent/gate\" does not exist: fix [gate] command"), "{out}");
+    assert!(
+        g.starts_with("NOT READY") && g.contains("\"/nonexistent/gate\" does not exist: fix [gate] command"),
+        "{out}"
+    );
     let t = line(&out, "gate test");
     assert!(t.starts_with("NOT READY") && t.contains("exit status: 7"), "{out}");
     assert!(line(&out, "mailbox write path").starts_with("ready"), "{out}");
@@ -156,5 +159,9 @@ fn the_drill_refuses_an_agent_config_and_names_the_configs_it_takes() {
     let c = Cluster::new(Timing::default());
     let o = rearguard().args(["drill", "--config"]).arg(c.agent_config()).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("drill takes a pair config ([pair]) or a listener config ([listener])"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("drill takes a pair config ([pair]) or a listener config ([listener])"),
+        "{}",
+        stderr(&o)
+    );
 }

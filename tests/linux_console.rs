@@ -97,7 +97,10 @@ fn save_refuses_a_timeout_that_breaks_the_running_primarys_budget() {
         ),
         "{line}"
     );
-    assert!(!nv.exists() || std::fs::read(&nv).unwrap().iter().all(|&b| b == 0), "a refused save wrote the settings file");
+    assert!(
+        !nv.exists() || std::fs::read(&nv).unwrap().iter().all(|&b| b == 0),
+        "a refused save wrote the settings file"
+    );
     input.write_all(b"status\n").unwrap();
     let (_, line) = l.wait_line("  fencing budget:", Duration::from_secs(5));
     assert!(line.ends_with("bound 1000 ms, margin 500 ms"), "{line}");

@@ -5,8 +5,8 @@
 //! back, so an interrupted or failed save leaves the copy in use untouched.
 
 use crate::board::{NvCopy, NvStore};
-use rearguard_shared::text::Text;
 use rearguard_shared::config::{self, decode_record, encode_record, ListenerConfig, RecordError, RECORD_LEN};
+use rearguard_shared::text::Text;
 
 /// What loading found; the board prints it, so an operator sees which copy is in use.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -120,20 +120,21 @@ pub fn event<DE: Display, GE: Display>(
         }
         Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through, nothing watched)"),
         Event::Budget { node, budget, margin } => {
-            budget_numbers(t.s("node ").n(*node).s("'s fencing budget: "), budget).s(": bound ")
+            budget_numbers(t.s("node ").n(*node).s("'s fencing budget: "), budget)
+                .s(": bound ")
                 .ms(budget.min_timeout())
                 .s(", timeout in force keeps it with ")
                 .ms(*margin)
                 .s(" to spare")
         }
-        Event::BoundBroken { node, violation } => bound_broken(t.s("WARNING: fencing bound broken for node ").n(*node).s(": "), violation)
-            .s(" (this listener could boot the secondary while the primary still runs)"),
+        Event::BoundBroken { node, violation } => {
+            bound_broken(t.s("WARNING: fencing bound broken for node ").n(*node).s(": "), violation)
+                .s(" (this listener could boot the secondary while the primary still runs)")
+        }
         Event::GateFailed(e) => t.s("error: boot gate failed: ").d(e),
-        Event::DiskReadFailed(e) => t
-            .s("warning: slot read failed (")
-            .n(read_failures)
-            .s(" so far; release held until it reads): ")
-            .d(e),
+        Event::DiskReadFailed(e) => {
+            t.s("warning: slot read failed (").n(read_failures).s(" so far; release held until it reads): ").d(e)
+        }
     }
     .nl()
 }

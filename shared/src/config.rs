@@ -5,10 +5,10 @@
 //! *other* copy with generation + 1. A power cut during a save can only damage the copy being
 //! written, so the previous configuration always survives.
 
-use crate::text::Text;
 use crate::heartbeat::{Role, Verifier};
 use crate::integrity::{crc32c, Key};
 use crate::listener::{ListenerParams, NeverSeenPolicy, NodeSet};
+use crate::text::Text;
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 

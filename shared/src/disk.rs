@@ -19,8 +19,8 @@
 //! layout 1, so a two-node area made by this build is read by older builds (and by the
 //! flashed firmware) unchanged; only an area with other roles needs a reader that knows 2.
 
-use crate::text::Text;
 use crate::integrity::crc32c;
+use crate::text::Text;
 use crate::time::Duration;
 
 pub const BLOCK: usize = 4096;

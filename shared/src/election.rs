@@ -44,8 +44,8 @@
 pub mod advert;
 pub mod reasons;
 
-use crate::fencing::FencingBudget;
 use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
+use crate::fencing::FencingBudget;
 use crate::heartbeat::{HealthFlags, Heartbeat, NodeState, Role};
 use crate::reject::Reject;
 use crate::time::{Duration, Instant};

@@ -182,7 +182,9 @@ impl LinuxListenerConfig {
             return Err(src.error("gate.command", "expected the argv that releases the secondary's boot: set it"));
         }
         if f.gate.gate_test.as_ref().is_some_and(|t| t.is_empty()) {
-            return Err(src.error("gate.gate_test", "expected the argv of a harmless gate check: set it, or remove the key"));
+            return Err(
+                src.error("gate.gate_test", "expected the argv of a harmless gate check: set it, or remove the key")
+            );
         }
         let listener = ListenerConfig {
             role: Role::Secondary,

@@ -42,7 +42,10 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
     let header = match disk.read_block(0, &mut block).map_err(|e| e.to_string()).and_then(|()| {
         DiskHeader::decode(&block[..]).map_err(|e| e.to_string()).and_then(|h| {
             v.check_cluster(h.cluster_id).map_err(|_| {
-                format!("the disk belongs to cluster {:#x}, this listener to {:#x}: fix [cluster] id", h.cluster_id, v.cluster_id)
+                format!(
+                    "the disk belongs to cluster {:#x}, this listener to {:#x}: fix [cluster] id",
+                    h.cluster_id, v.cluster_id
+                )
             })?;
             Ok(h)
         })
@@ -58,7 +61,10 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
         }
     };
     let (Some(slot), Some(mailbox)) = (header.slot_offset(node), header.mailbox_offset(node)) else {
-        r.not_ready(DISK, format!("node {node} has no slot ({} slots): fix [listener] primary_node", header.slot_count));
+        r.not_ready(
+            DISK,
+            format!("node {node} has no slot ({} slots): fix [listener] primary_node", header.slot_count),
+        );
         for c in [PROGRESS, BOUND, MAILBOX] {
             r.not_ready(c, "not checked: the watched node has no slot");
         }
@@ -102,7 +108,9 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
         last = read(&mut disk);
     };
     match (progressed, &last) {
-        (Some((a, b)), _) => r.ready(PROGRESS, format!("node {node}: sequence {a} → {b} within {} ms", window.as_millis())),
+        (Some((a, b)), _) => {
+            r.ready(PROGRESS, format!("node {node}: sequence {a} → {b} within {} ms", window.as_millis()))
+        }
         (None, Err(e)) => r.not_ready(PROGRESS, format!("{e}; is the primary's agent running?")),
         (None, Ok(hb)) => r.not_ready(
             PROGRESS,
@@ -127,11 +135,14 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
             let t = &mut Text::new(&mut s);
             match hb.budget.check(timeout) {
                 Ok(margin) => {
-                    let _ = rearguard_firmware::report::budget_numbers(t.s("timeout ").ms(timeout).s(" ≥ 2 × ("), &hb.budget)
-                        .s(") = ")
-                        .ms(hb.budget.min_timeout())
-                        .s(", margin ")
-                        .ms(margin);
+                    let _ = rearguard_firmware::report::budget_numbers(
+                        t.s("timeout ").ms(timeout).s(" ≥ 2 × ("),
+                        &hb.budget,
+                    )
+                    .s(") = ")
+                    .ms(hb.budget.min_timeout())
+                    .s(", margin ")
+                    .ms(margin);
                     r.ready(BOUND, s);
                 }
                 Err(v) => {
@@ -174,11 +185,17 @@ fn mailbox_check(
         Ok(MailboxMessage::Empty) => 0,
         Ok(MailboxMessage::Test { seq, .. }) => seq,
         Ok(m) => {
-            r.not_ready(MAILBOX, format!("node {node}'s mailbox holds {m:?}: left untouched; see `rearguard disk dump`"));
+            r.not_ready(
+                MAILBOX,
+                format!("node {node}'s mailbox holds {m:?}: left untouched; see `rearguard disk dump`"),
+            );
             return Ok(());
         }
         Err(e) => {
-            r.not_ready(MAILBOX, format!("node {node}'s mailbox is corrupt ({e}): left untouched; see `rearguard disk dump`"));
+            r.not_ready(
+                MAILBOX,
+                format!("node {node}'s mailbox is corrupt ({e}): left untouched; see `rearguard disk dump`"),
+            );
             return Ok(());
         }
     };
@@ -223,7 +240,9 @@ fn gate(cfg: &LinuxListenerConfig, r: &mut Report) {
     let argv0 = &cfg.gate_command[0];
     match executable(argv0) {
         Ok(p) => r.ready(GATE, format!("{} is executable (not run)", p.display())),
-        Err(why) => r.not_ready(GATE, format!("[gate] command {argv0:?} {why}: fix [gate] command in {}", cfg.file.display())),
+        Err(why) => {
+            r.not_ready(GATE, format!("[gate] command {argv0:?} {why}: fix [gate] command in {}", cfg.file.display()))
+        }
     }
     let Some(test) = &cfg.gate_test else { return };
     let name = "gate test";

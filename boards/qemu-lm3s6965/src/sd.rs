@@ -280,12 +280,12 @@ impl core::fmt::Debug for CardError {
 
 fn card_error<'t, 'o>(t: &'t mut Text<'o>, e: CardError) -> &'t mut Text<'o> {
     match e {
-            CardError::NoResponse(cmd) => t.s("no answer to CMD").n(cmd),
-            CardError::Rejected { cmd, r1 } => t.s("CMD").n(cmd).s(" refused, R1 ").hex(r1.into()),
-            CardError::InitTimeout => t.s("card never left idle"),
-            CardError::ReadToken(tok) => t.s("read token ").hex(tok.into()),
-            CardError::WriteRefused(r) => t.s("write refused, response ").hex(r.into()),
-            CardError::Busy => t.s("card stuck busy"),
+        CardError::NoResponse(cmd) => t.s("no answer to CMD").n(cmd),
+        CardError::Rejected { cmd, r1 } => t.s("CMD").n(cmd).s(" refused, R1 ").hex(r1.into()),
+        CardError::InitTimeout => t.s("card never left idle"),
+        CardError::ReadToken(tok) => t.s("read token ").hex(tok.into()),
+        CardError::WriteRefused(r) => t.s("write refused, response ").hex(r.into()),
+        CardError::Busy => t.s("card stuck busy"),
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::app::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use crate::report;
-use rearguard_shared::fencing::FencingBudget;
 use core::fmt::Write;
+use rearguard_shared::fencing::FencingBudget;
 use rearguard_shared::listener::ListenerState;
 use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
@@ -85,13 +85,13 @@ impl Status {
         let t = &mut Text::new(out);
         match self.state {
             None => t.s("state: not running (see boot messages; fix and save)"),
-            Some(st) => t
-                .s("state: ")
-                .s(st.name())
-                .s(" | timeout ")
-                .ms(self.timeout)
-                .s(" | gate ")
-                .s(if self.gate_open { "RELEASED" } else { "held" }),
+            Some(st) => {
+                t.s("state: ").s(st.name()).s(" | timeout ").ms(self.timeout).s(" | gate ").s(if self.gate_open {
+                    "RELEASED"
+                } else {
+                    "held"
+                })
+            }
         };
         if let Some(ListenerState::Released { reason, .. }) = self.state {
             report::reason(t.s("\n  released: "), reason);

@@ -6,8 +6,8 @@
 
 use super::checks::{self, CheckReport};
 use super::conntrack::{Conntrackd, Role};
-use super::{announce, control, hooks, net, netlink, vmac};
 use super::persist::Persist;
+use super::{announce, control, hooks, net, netlink, vmac};
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};

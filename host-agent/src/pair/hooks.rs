@@ -84,13 +84,15 @@ impl Fifo {
     fn create(path: &Path) -> std::io::Result<Fifo> {
         match std::fs::metadata(path) {
             Ok(m) if m.file_type().is_fifo() => {}
-            Ok(_) => return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!(
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
                     "[pair] notify_fifo = {:?}: exists and is not a FIFO: remove it, or point notify_fifo elsewhere",
                     path.display().to_string()
                 ),
-            )),
+                ))
+            }
             Err(_) => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| {
                 std::io::Error::new(
                     std::io::Error::from(e).kind(),

@@ -85,7 +85,8 @@ impl Netlink {
         m.header.prefix_len = 32;
         m.header.index = 0;
         m.attributes.push(AddressAttribute::Local(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
-        match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE, "probe", "an address on no interface", &[]) {
+        match self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE, "probe", "an address on no interface", &[])
+        {
             Err(VipError::Kernel { source, .. }) if source.raw_os_error() != Some(libc::EPERM) => Ok(()),
             Ok(()) => Ok(()),
             Err(e) => Err(e),

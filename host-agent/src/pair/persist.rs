@@ -118,10 +118,8 @@ impl Persist {
         // Our own adverts looped back, or a node other than the peer we track: the election
         // refuses those (wrong-node); they must not move the mark.
         let other = node == self.node_id || self.stored.peer.is_some_and(|(p, _, _)| p != node);
-        let covered = self
-            .stored
-            .peer
-            .is_some_and(|(p, e, s)| p == node && e == epoch && seq < s.saturating_add(self.ahead));
+        let covered =
+            self.stored.peer.is_some_and(|(p, e, s)| p == node && e == epoch && seq < s.saturating_add(self.ahead));
         if !other && !covered {
             self.store(Saved { peer: Some((node, epoch, seq)), ..self.stored });
         }
