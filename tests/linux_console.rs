@@ -86,7 +86,7 @@ fn save_refuses_a_timeout_that_breaks_the_running_primarys_budget() {
     let (mut l, mut input) = listener_with_console(&c, &nv);
     let (_, line) = l.wait_line("fencing budget", Duration::from_secs(10));
     assert!(line.contains("interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms"), "{line}");
-    assert!(line.contains("keeps it with 500 ms to spare"), "{line}");
+    assert!(line.contains("margin 500 ms"), "{line}");
     input.write_all(b"set timeout 800\nsave\n").unwrap();
     let (_, line) = l.wait_line("error: timeout", Duration::from_secs(5));
     assert!(

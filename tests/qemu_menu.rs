@@ -77,7 +77,7 @@ fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_status_shows_the_m
     support::disk::set_disk_timeout(&sd, 300);
     let mut q = Qemu::start(dir.path(), &sd);
     let (_, at) = q.wait_for("fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms", 0, T);
-    q.wait_for("bound 800 ms, timeout in force keeps it with 700 ms to spare", at, T);
+    q.wait_for("bound 800 ms, margin 700 ms", at, T);
     q.wait_for("rearguard> ", 0, T);
     assert!(q.command("set timeout 700").contains("ok (draft"));
     let out = q.command("save");

@@ -98,7 +98,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
                 .n(*node)
                 .s(" has no slot on the shared disk (it has ")
                 .n(*slots)
-                .s("): fix the watched node or re-run `rearguard disk init --primaries --spares`"),
+                .s("): fix the watched node, or re-run `rearguard disk init`"),
         }
         .end()
     }
@@ -124,7 +124,14 @@ pub enum Event<DE, GE> {
         node: u8,
         primary_epoch: Option<u32>,
     },
+    /// The claim could not be written: the release is held, the write retried every poll
+    /// while the primary stays dead (said once until a write succeeds).
     ClaimFailed(DE),
+    /// This spare took `node` before it restarted (its own claim is in `node`'s mailbox): it
+    /// stays consumed, and the gate is not driven again.
+    AlreadyTaken {
+        node: u8,
+    },
     /// The boot was released to become `takeover.node`; `of_several`: this listener
     /// watched more than one primary (the line names the node).
     Released {
@@ -134,7 +141,8 @@ pub enum Event<DE, GE> {
     /// Role is primary: the gate was opened at start without watching anything.
     PassThrough,
     /// The primary's first heartbeat (or one with a new budget) said how long it needs to be
-    /// fenced; the timeout in force keeps the bound with `margin` to spare.
+    /// fenced; the timeout in force keeps the bound with `margin` to spare (the line says
+    /// `margin`).
     Budget {
         node: u8,
         budget: FencingBudget,
@@ -166,6 +174,10 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     link: Option<(L, MediumId)>,
     gate: G,
     gate_opened: bool,
+    /// The last takeover claim write failed: the release is held (see the listener's docs).
+    claim_failing: bool,
+    /// Said at the first poll: what the start found (a raised timeout; an earlier takeover,
+    /// which makes the timeout moot).
     pending_start: Option<Event<D::Error, G::Error>>,
     /// Each watched primary's fencing budget (in the order of `listener.primaries()`), from
     /// its latest heartbeat that carried one.
@@ -249,6 +261,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             link: None,
             gate,
             gate_opened: false,
+            claim_failing: false,
             pending_start: None,
             budgets: [None; P],
             block: [0u8; RECORD_SECTOR],
@@ -275,7 +288,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             if P == 1 && header.spare_count() > 1 {
                 *place = None;
                 return Err(StartError::Header(HeaderError::Invalid(
-                    "other spares share this disk; this build cannot arbitrate with them",
+                    "other spares share this disk: this build cannot arbitrate",
                 )));
             }
             if P > 1 && header.spare_count() > 1 {
@@ -287,11 +300,35 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             app.listener = StandbyListener::new(params, now);
             let id = app.listener.add_medium(MediumKind::Polled).expect("first medium");
             app.disk = Some(DiskMedium { dev, header, id });
+            if app.cfg.role != Role::Primary {
+                app.resume_earlier_takeover(now);
+            }
         }
         if let Some(l) = link {
             app.link = Some((l, app.listener.add_medium(MediumKind::Stream).expect("second medium")));
         }
         Ok(())
+    }
+
+    /// A spare that took a primary before it restarted finds its own claim in that primary's
+    /// mailbox and stays consumed (an unreadable mailbox is skipped: a spare that cannot read
+    /// the disk holds its release anyway, see [`App::poll`]).
+    fn resume_earlier_takeover(&mut self, now: Instant) {
+        let Some(d) = self.disk.as_mut() else { return };
+        for node in self.listener.params().watched.iter() {
+            let off = d.header.mailbox_offset(node).unwrap_or(0);
+            if d.dev.read_record(off, &mut self.block).is_err() {
+                continue;
+            }
+            if let Ok(MailboxMessage::TakeoverClaim { by, .. }) = MailboxMessage::decode(&self.block) {
+                if by == self.cfg.node_id {
+                    self.listener.resume_taken(node, now);
+                    self.gate_opened = true;
+                    self.pending_start = Some(Event::AlreadyTaken { node });
+                    return;
+                }
+            }
+        }
     }
 
     fn check_disk(
@@ -328,6 +365,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     }
     pub fn gate_opened(&self) -> bool {
         self.gate_opened
+    }
+    /// Whether a release waits for its takeover claim to be written.
+    pub fn release_held(&self) -> bool {
+        self.claim_failing && !self.gate_opened
     }
     /// A watched primary's fencing budget, once a heartbeat carried one.
     pub fn primary_budget(&self, node: u8) -> Option<FencingBudget> {
@@ -433,30 +474,35 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                     self.run(acts, now, ev);
                 }
                 Action::ClaimTakeover { node, primary_epoch } => {
-                    // Best effort for the only spare: a serial-only listener has no mailbox to
-                    // write, and a failed write must not stop the boot (the primary is dead by
-                    // the detector's view). Spares that arbitrate go on only once it is written.
-                    let Some(d) = self.disk.as_mut() else { continue };
-                    let msg = MailboxMessage::TakeoverClaim {
-                        by: self.cfg.node_id,
-                        primary_epoch: primary_epoch.unwrap_or(0),
-                    };
-                    msg.encode(&mut self.block);
-                    let off = d.header.mailbox_offset(node).unwrap_or(0);
-                    let written = match d.dev.write_record(off, &self.block) {
-                        Ok(()) => {
-                            let _ = ev.push(Event::ClaimWritten { node, primary_epoch });
-                            true
+                    // The listener releases only once the claim is written (a serial-only
+                    // listener has no mailbox: nothing to write, nothing to wait for).
+                    let written = match self.disk.as_mut() {
+                        None => true,
+                        Some(d) => {
+                            let msg = MailboxMessage::TakeoverClaim {
+                                by: self.cfg.node_id,
+                                primary_epoch: primary_epoch.unwrap_or(0),
+                            };
+                            msg.encode(&mut self.block);
+                            let off = d.header.mailbox_offset(node).unwrap_or(0);
+                            match d.dev.write_record(off, &self.block) {
+                                Ok(()) => {
+                                    self.claim_failing = false;
+                                    let _ = ev.push(Event::ClaimWritten { node, primary_epoch });
+                                    true
+                                }
+                                Err(e) => {
+                                    // Retried every poll while held: said once.
+                                    if !core::mem::replace(&mut self.claim_failing, true) {
+                                        let _ = ev.push(Event::ClaimFailed(e));
+                                    }
+                                    false
+                                }
+                            }
                         }
-                        Err(e) => {
-                            let _ = ev.push(Event::ClaimFailed(e));
-                            false
-                        }
                     };
-                    if P > 1 && self.listener.params().arbitration.is_some() {
-                        let acts = self.listener.on_claim_written(node, written, now);
-                        self.run(acts, now, ev);
-                    }
+                    let acts = self.listener.on_claim_written(node, written, now);
+                    self.run(acts, now, ev);
                 }
                 Action::ReadMailbox { .. } => {}
                 Action::Release(t) => {
@@ -490,7 +536,8 @@ mod tests {
 
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
     /// the flag set, reads of node 0's slot fail.
-    struct RamDisk(Vec<u8>, bool);
+    /// (With the third flag set, every write fails.)
+    struct RamDisk(Vec<u8>, bool, bool);
     impl SharedDisk for RamDisk {
         type Error = ();
         fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
@@ -502,6 +549,9 @@ mod tests {
             Ok(())
         }
         fn write_record(&mut self, off: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), ()> {
+            if self.2 {
+                return Err(());
+            }
             let o = off as usize;
             self.0.get_mut(o..o + RECORD_SECTOR).ok_or(())?.copy_from_slice(buf);
             Ok(())
@@ -549,7 +599,7 @@ mod tests {
             uuid: [0; 16],
             primaries,
         };
-        let mut d = RamDisk(vec![0u8; area_len(slots) as usize], false);
+        let mut d = RamDisk(vec![0u8; area_len(slots) as usize], false, false);
         let mut b = [0u8; RECORD_SECTOR];
         h.encode(&mut b);
         d.write_record(0, &b).unwrap();
@@ -615,6 +665,84 @@ mod tests {
         let ev = app.poll(Instant::from_millis(6000));
         assert!(ev.iter().any(|e| matches!(e, Event::Released { .. })));
         assert_eq!(app.gate.0, 1);
+    }
+
+    /// An app whose primary beat for a second and then died.
+    fn watching_then_silent() -> TestApp {
+        let mut app =
+            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
+                .unwrap();
+        for t in 0..10u64 {
+            beat(&mut app, t + 1);
+            app.poll(Instant::from_millis(t * 100));
+        }
+        app
+    }
+
+    fn released(ev: &Events<(), ()>) -> bool {
+        ev.iter().any(|e| matches!(e, Event::Released { .. }))
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_written_holds_the_gate_until_it_is() {
+        let mut app = watching_then_silent();
+        app.disk.as_mut().unwrap().dev.2 = true;
+        let mut failures = 0;
+        for t in 10..40u64 {
+            let ev = app.poll(Instant::from_millis(t * 100));
+            failures += ev.iter().filter(|e| matches!(e, Event::ClaimFailed(_))).count();
+            assert!(!released(&ev), "released without a claim at {t}");
+        }
+        assert_eq!((failures, app.gate.0, app.release_held()), (1, 0, true), "said once, gate shut");
+        app.disk.as_mut().unwrap().dev.2 = false;
+        let ev = app.poll(Instant::from_millis(4000));
+        let claim = ev.iter().position(|e| matches!(e, Event::ClaimWritten { .. })).expect("claim retried");
+        let rel = ev.iter().position(|e| matches!(e, Event::Released { .. })).expect("then released");
+        assert!(claim < rel);
+        assert_eq!(app.gate.0, 1);
+        assert!(app.poll(Instant::from_millis(4100)).is_empty());
+    }
+
+    #[test]
+    fn a_held_release_is_dropped_when_the_primary_comes_back() {
+        let mut app = watching_then_silent();
+        app.disk.as_mut().unwrap().dev.2 = true;
+        for t in 10..30u64 {
+            app.poll(Instant::from_millis(t * 100));
+        }
+        app.disk.as_mut().unwrap().dev.2 = false;
+        beat(&mut app, 11);
+        app.disk.as_mut().unwrap().dev.2 = true;
+        app.poll(Instant::from_millis(3000));
+        assert_eq!(app.listener().primaries()[0].state, PrimaryState::Watching);
+        // Alive again, then silent: the whole timeout runs again; the operator can still
+        // release a held gate.
+        for t in 31..39u64 {
+            assert!(!released(&app.poll(Instant::from_millis(t * 100))));
+        }
+        assert!(released(&app.release_now(Instant::from_millis(3900))));
+        assert_eq!(app.gate.0, 1);
+    }
+
+    #[test]
+    fn a_spare_restarted_after_its_takeover_does_not_release_again() {
+        let mut app = watching_then_silent();
+        for t in 10..30u64 {
+            app.poll(Instant::from_millis(t * 100));
+        }
+        assert_eq!(app.gate.0, 1);
+        let d = app.disk.take().unwrap().dev;
+        // Restarted with the policy that releases a primary never seen alive.
+        let mut c = cfg();
+        c.never_seen = rearguard_shared::listener::NeverSeenPolicy::ReleaseAfter(Duration::from_millis(1500));
+        let mut app = TestApp::new(c, Some(d), None::<crate::board::NoLink>, CountingGate(0), Instant::ZERO).unwrap();
+        let ev = app.poll(Instant::ZERO);
+        assert!(ev.iter().any(|e| matches!(e, Event::AlreadyTaken { node: 0 })), "{ev:?}");
+        for t in 1..100u64 {
+            assert!(!released(&app.poll(Instant::from_millis(t * 100))));
+        }
+        assert_eq!(app.gate.0, 0, "the gate is not driven again");
+        assert!(matches!(app.listener().state(), ListenerState::Released { node: 0, .. }));
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn reason<'t, 'o>(t: &'t mut Text<'o>, r: ReleaseReason) -> &'t mut Text<'o>
         }
         ReleaseReason::NeverSeen { waited } => t.s("primary never seen alive in ").ms(waited).s(" since power-on"),
         ReleaseReason::Manual => t.s("released by operator"),
+        ReleaseReason::EarlierLife => t.s("taken before a restart"),
     }
 }
 
@@ -102,7 +103,7 @@ pub fn event<DE: Display, GE: Display>(
             .ms(*configured)
             .s(" to the disk's ")
             .ms(*disk)
-            .s(" to keep the primary's fencing bound"),
+            .s(" for the primary's fencing bound"),
         // Only a board watching several primaries gets these; it prints them with
         // [`primary`] (kept apart so that a one-primary controller carries none of the text).
         Event::Primary { .. } => return Ok(()),
@@ -113,23 +114,23 @@ pub fn event<DE: Display, GE: Display>(
                 None => t.s("never seen)"),
             }
         }
-        Event::ClaimFailed(e) => t.s("warning: takeover claim NOT written: ").d(e),
+        Event::ClaimFailed(e) => t.s("warning: claim NOT written, release held: ").d(e),
+        Event::AlreadyTaken { node } => t.s("released as node ").n(*node).s(" before a restart (own claim on disk)"),
         Event::Released { takeover: r, of_several: false } => reason(t.s(RELEASED), r.reason),
         Event::Released { takeover: r, of_several: true } => {
             reason(t.s("BOOT RELEASED as node ").n(r.node).s(": "), r.reason)
         }
-        Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through, nothing watched)"),
+        Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through)"),
         Event::Budget { node, budget, margin } => {
             budget_numbers(t.s("node ").n(*node).s("'s fencing budget: "), budget)
                 .s(": bound ")
                 .ms(budget.min_timeout())
-                .s(", timeout in force keeps it with ")
+                .s(", margin ")
                 .ms(*margin)
-                .s(" to spare")
         }
         Event::BoundBroken { node, violation } => {
             bound_broken(t.s("WARNING: fencing bound broken for node ").n(*node).s(": "), violation)
-                .s(" (this listener could boot the secondary while the primary still runs)")
+                .s(" (the secondary could boot beside a live primary)")
         }
         Event::GateFailed(e) => t.s("error: boot gate failed: ").d(e),
         Event::DiskReadFailed(e) => {
@@ -223,7 +224,7 @@ pub fn released_without_listener(out: &mut impl Write) -> core::fmt::Result {
 
 /// Settings were saved after the boot was released: nothing restarts.
 pub fn saved_after_release(out: &mut impl Write) -> core::fmt::Result {
-    out.write_str("the boot is already released; the saved settings apply at the next start\n")
+    out.write_str("already released; saved settings apply at the next start\n")
 }
 
 #[cfg(test)]
@@ -257,7 +258,7 @@ pub(crate) mod tests {
             (Ev::State(ListenerState::Watching), "state: watching (primary is alive)\n"),
             (
                 Ev::TimeoutRaised { configured: ms(1000), disk: ms(3000) },
-                "warning: timeout raised from 1000 ms to the disk's 3000 ms to keep the primary's fencing bound\n",
+                "warning: timeout raised from 1000 ms to the disk's 3000 ms for the primary's fencing bound\n",
             ),
             (
                 Ev::ClaimWritten { node: 0, primary_epoch: Some(7) },
@@ -267,7 +268,7 @@ pub(crate) mod tests {
                 Ev::ClaimWritten { node: 0, primary_epoch: None },
                 "takeover claim written to node 0's mailbox (primary epoch never seen)\n",
             ),
-            (Ev::ClaimFailed("io"), "warning: takeover claim NOT written: io\n"),
+            (Ev::ClaimFailed("io"), "warning: claim NOT written, release held: io\n"),
             (
                 released(ReleaseReason::HeartbeatTimeout { silent_for: ms(1040) }),
                 "BOOT RELEASED: primary silent for 1040 ms on every medium\n",
@@ -277,20 +278,20 @@ pub(crate) mod tests {
                 "BOOT RELEASED: primary never seen alive in 30000 ms since power-on\n",
             ),
             (released(ReleaseReason::Manual), "BOOT RELEASED: released by operator\n"),
-            (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through, nothing watched)\n"),
+            (Ev::PassThrough, "BOOT RELEASED: role is primary (pass-through)\n"),
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
             (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; release held until it reads): io\n"),
             (
                 Ev::Budget { node: 0, budget: budget(), margin: ms(9000) },
                 "node 0's fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, \
-                 timeout in force keeps it with 9000 ms to spare\n",
+                 margin 9000 ms\n",
             ),
             (
                 Ev::BoundBroken { node: 0, violation: budget().check(ms(600)).unwrap_err() },
                 "WARNING: fencing bound broken for node 0: the secondary's timeout (600 ms) must be at least \
                  2 × (interval 100 ms + write_deadline 300 ms + fence time 100 ms) = 1000 ms; set timeout 1000 or more, \
                  or lower the primary's interval, write_deadline or fence time \
-                 (this listener could boot the secondary while the primary still runs)\n",
+                 (the secondary could boot beside a live primary)\n",
             ),
         ] {
             assert_eq!(line(ev), expect);

@@ -93,11 +93,15 @@ impl core::fmt::Display for HeaderError {
                 f.write_str("no Rearguard header (all zeros): initialise it with `rearguard disk init`")
             }
             HeaderError::NotRearguard => f.write_str(
-                "not a Rearguard heartbeat area (unknown magic): check the device path; `rearguard disk init` would overwrite what is there",
+                "not a Rearguard heartbeat area (unknown magic): check the device; `disk init` overwrites it",
             ),
-            HeaderError::UnsupportedLayout { found } => {
-                Text::new(f).s("layout version ").n(*found).s(", this build reads 1 to ").n(LAYOUT_VERSION).s(": upgrade rearguard").end()
-            }
+            HeaderError::UnsupportedLayout { found } => Text::new(f)
+                .s("layout version ")
+                .n(*found)
+                .s(", this build reads 1 to ")
+                .n(LAYOUT_VERSION)
+                .s(": upgrade rearguard")
+                .end(),
             HeaderError::BadCrc => f.write_str("header CRC mismatch (corrupt): re-run `rearguard disk init`"),
             HeaderError::Invalid(why) => Text::new(f).s("invalid header: ").s(why).end(),
         }

@@ -19,7 +19,12 @@
 //! # Several spares: the disk arbitrates
 //!
 //! Without [`Arbitration`] (the only spare, or no shared disk) the claim is written and the
-//! boot released at once, as the two-node pair always did. With it, a spare claiming the
+//! boot released as soon as the write succeeds. A claim that cannot be written *holds* the
+//! release: the primary is judged again at the next tick, so the claim is retried while it
+//! stays dead and dropped once it shows progress. Released without its claim, a primary that
+//! was only down would come back, find no claim and serve beside the spare (found by the
+//! model check, `shared/tests/model_standby.rs`). An operator's release goes ahead
+//! regardless: the operator has decided. With arbitration, a spare claiming the
 //! dead primary K runs four steps against K's mailbox:
 //!
 //! 1. **stagger**: wait `rank × settle` (rank = how many spare slots have a lower id), so
@@ -168,6 +173,8 @@ pub enum ReleaseReason {
     NeverSeen { waited: Duration },
     /// An operator asked for it.
     Manual,
+    /// Before this listener restarted: its own takeover claim was found on the disk.
+    EarlierLife,
 }
 
 /// Which node the released boot becomes, and why: what the boot gate is told.
@@ -256,6 +263,8 @@ pub struct WatchedPrimary {
     pub node: u8,
     pub state: PrimaryState,
     pub last_progress: Option<Instant>,
+    /// When a valid heartbeat from it was first read (perhaps a stale slot: no proof of life).
+    pub first_seen: Option<Instant>,
     pub media: heapless::Vec<MediumStats, MAX_MEDIA>,
 }
 
@@ -306,8 +315,13 @@ impl<const P: usize> StandbyListener<P> {
     pub fn new(params: ListenerParams, now: Instant) -> Self {
         let mut primaries = heapless::Vec::new();
         for node in params.watched.iter() {
-            let p =
-                WatchedPrimary { node, state: PrimaryState::Holding, last_progress: None, media: heapless::Vec::new() };
+            let p = WatchedPrimary {
+                node,
+                state: PrimaryState::Holding,
+                last_progress: None,
+                first_seen: None,
+                media: heapless::Vec::new(),
+            };
             if primaries.push(p).is_err() {
                 break;
             }
@@ -357,7 +371,11 @@ impl<const P: usize> StandbyListener<P> {
         let Some(m) = p.media.get_mut(medium.0 as usize) else { return out };
         let checked =
             frame.and_then(|hb| if hb.node_id == node { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) });
-        if matches!(m.observe(checked.as_ref().map_err(|r| *r), now), Ok(obs) if obs.is_liveness()) {
+        let obs = m.observe(checked.as_ref().map_err(|r| *r), now);
+        if obs.is_ok() && p.first_seen.is_none() {
+            p.first_seen = Some(now);
+        }
+        if matches!(obs, Ok(obs) if obs.is_liveness()) {
             p.last_progress = Some(now);
             // A claimed primary seen progressing again is a new incarnation (its mailbox was
             // cleared); one being claimed or taken stays so: the claim is what stops it.
@@ -381,23 +399,29 @@ impl<const P: usize> StandbyListener<P> {
         out
     }
 
+    /// Why `p` counts as dead at `now`: silent past the timeout since its last progress, or
+    /// never seen alive and the policy says stop waiting.
+    fn dead(&self, p: &WatchedPrimary, now: Instant) -> Option<ReleaseReason> {
+        if let Some(t) = p.last_progress {
+            let silent_for = now.saturating_since(t);
+            return (silent_for >= self.params.timeout).then_some(ReleaseReason::HeartbeatTimeout { silent_for });
+        }
+        let NeverSeenPolicy::ReleaseAfter(d) = self.params.never_seen else { return None };
+        let waited = now.saturating_since(self.powered_on);
+        // A heartbeat read for the first time is no proof of progress (the slot may be
+        // stale), but it may be a primary that has just started: it gets a whole timeout to
+        // show progress (found by the model check).
+        let fresh = p.first_seen.is_some_and(|t| now.saturating_since(t) < self.params.timeout);
+        (waited >= d && !fresh).then_some(ReleaseReason::NeverSeen { waited })
+    }
+
     /// The first watched primary dead at `now` (and why), with its last epoch.
     fn first_dead(&self, now: Instant) -> Option<(u8, ReleaseReason, Option<u32>)> {
         self.primaries.iter().find_map(|p| {
-            let reason = match p.state {
-                PrimaryState::Watching => {
-                    let silent_for = now.saturating_since(p.last_progress.unwrap_or(self.powered_on));
-                    (silent_for >= self.params.timeout).then_some(ReleaseReason::HeartbeatTimeout { silent_for })
-                }
-                PrimaryState::Holding => match self.params.never_seen {
-                    NeverSeenPolicy::WaitForever => None,
-                    NeverSeenPolicy::ReleaseAfter(d) => {
-                        let waited = now.saturating_since(self.powered_on);
-                        (waited >= d).then_some(ReleaseReason::NeverSeen { waited })
-                    }
-                },
-                _ => None,
-            }?;
+            if !matches!(p.state, PrimaryState::Watching | PrimaryState::Holding) {
+                return None;
+            }
+            let reason = self.dead(p, now)?;
             Some((p.node, reason, p.media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max()))
         })
     }
@@ -425,15 +449,19 @@ impl<const P: usize> StandbyListener<P> {
             }
             return out;
         }
-        if P > 1 && self.claim.is_some() {
+        if self.claim.is_some() {
             self.advance_claim(now, &mut out);
             return out;
         }
         let Some((node, reason, epoch)) = self.first_dead(now) else { return out };
         match self.params.arbitration.filter(|_| P > 1) {
             None => {
+                if let Some(p) = self.primary_mut(node) {
+                    p.state = PrimaryState::Claiming;
+                }
+                let phase = Phase::Writing { read_at: now };
+                self.claim = Some(Claim { node, reason, epoch, phase });
                 let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch });
-                self.take(node, reason, epoch, now, &mut out);
             }
             Some(a) => {
                 if let Some(p) = self.primary_mut(node) {
@@ -449,6 +477,10 @@ impl<const P: usize> StandbyListener<P> {
     }
 
     fn advance_claim(&mut self, now: Instant, out: &mut Actions) {
+        // Only arbitration's phases advance with time, and a one-primary build never runs them.
+        if P == 1 {
+            return;
+        }
         let settle = self.params.arbitration.map_or(Duration::ZERO, |a| a.settle);
         let Some(c) = self.claim.as_mut() else { return };
         match c.phase {
@@ -502,23 +534,31 @@ impl<const P: usize> StandbyListener<P> {
     /// carried the action out with (read *before* the write). The write counts as completed
     /// by the first later tick (`now` strictly greater), so a caller whose every `now` is read
     /// after its previous disk operations finished needs no clock of its own here.
+    ///
+    /// The only spare (no arbitration) releases as soon as the claim is written. A failed
+    /// write holds the release: the primary is judged again at the next tick, and claimed
+    /// again if still dead (see the module docs). A listener with no disk to write to reports
+    /// every claim written.
     pub fn on_claim_written(&mut self, node: u8, written: bool, now: Instant) -> Actions {
-        let (Some(c), true) = (self.claim, self.params.arbitration.is_some()) else { return Actions::new() };
-        let Phase::Writing { read_at } = c.phase else { return Actions::new() };
+        let mut out = Actions::new();
+        let Some(c) = self.claim else { return out };
+        let Phase::Writing { read_at } = c.phase else { return out };
         if c.node != node {
-            return Actions::new();
+            return out;
         }
         if !written {
-            // Tried again at the next tick; a claim that landed after all is found by the
-            // pre-read and backed off from.
+            // With arbitration, a claim that landed after all is found by the next pre-read
+            // and backed off from.
             self.claim = None;
             if let Some(p) = self.primary_mut(node) {
-                p.state = PrimaryState::Watching;
+                p.state = if p.last_progress.is_some() { PrimaryState::Watching } else { PrimaryState::Holding };
             }
-            return Actions::new();
+        } else if self.params.arbitration.filter(|_| P > 1).is_none() {
+            self.take(node, c.reason, c.epoch, now, &mut out);
+        } else {
+            self.claim = Some(Claim { phase: Phase::Written { read_at, at: now }, ..c });
         }
-        self.claim = Some(Claim { phase: Phase::Written { read_at, at: now }, ..c });
-        Actions::new()
+        out
     }
 
     fn back_off(&mut self, by: Option<u8>) -> Actions {
@@ -540,12 +580,24 @@ impl<const P: usize> StandbyListener<P> {
         if matches!(self.state, ListenerState::Released { .. }) {
             return out;
         }
-        let claimed = self.claim.map(|c| c.node).filter(|_| P > 1);
+        let claimed = self.claim.map(|c| c.node);
         let Some(p) = self.primaries.iter().find(|p| claimed.is_none_or(|n| n == p.node)) else { return out };
         let (node, epoch) = (p.node, p.media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max());
         let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch });
         self.take(node, ReleaseReason::Manual, epoch, now, &mut out);
         out
+    }
+
+    /// Restarted after this spare took `node` in an earlier life (its own claim stands in
+    /// `node`'s mailbox): it stays consumed — `Released` is terminal across restarts too, or
+    /// a `ReleaseAfter` policy would release again at every restart. Nothing to drive: the
+    /// gate was opened in that earlier life.
+    pub fn resume_taken(&mut self, node: u8, now: Instant) {
+        self.claim = None;
+        self.state = ListenerState::Released { at: now, reason: ReleaseReason::EarlierLife, node };
+        if let Some(p) = self.primary_mut(node) {
+            p.state = PrimaryState::Taken;
+        }
     }
 
     fn take(&mut self, node: u8, reason: ReleaseReason, primary_epoch: Option<u32>, now: Instant, out: &mut Actions) {
@@ -585,6 +637,18 @@ mod tests {
         a.iter().filter(|x| matches!(x, Action::Release(_))).count()
     }
 
+    /// `acts` plus what carrying out their claim writes (succeeding if `ok`) brings.
+    fn claimed<const P: usize>(l: &mut StandbyListener<P>, acts: Actions, ok: bool, now: Instant) -> Actions {
+        let mut out = Actions::new();
+        for a in acts {
+            let _ = out.push(a);
+            if let Action::ClaimTakeover { node, .. } = a {
+                out.extend(l.on_claim_written(node, ok, now));
+            }
+        }
+        out
+    }
+
     #[test]
     fn holds_until_progress_then_releases_after_silence() {
         let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
@@ -594,6 +658,8 @@ mod tests {
         assert_eq!(a.as_slice(), &[Action::Notify(ListenerState::Watching)]);
         assert!(l.on_tick(at(1099)).is_empty());
         let a = l.on_tick(at(1100));
+        assert_eq!(releases(&a), 0, "not before the claim is written");
+        let a = claimed(&mut l, a, true, at(1100));
         assert_eq!(releases(&a), 1);
         assert_eq!(a[0], Action::ClaimTakeover { node: 0, primary_epoch: Some(3) });
         assert!(l.on_tick(at(5000)).is_empty());
@@ -615,11 +681,24 @@ mod tests {
         let (mut l, _, _) = listener(NeverSeenPolicy::ReleaseAfter(Duration::from_secs(30)));
         assert!(l.on_tick(at(29_999)).is_empty());
         let a = l.on_tick(at(30_000));
+        let a = claimed(&mut l, a, true, at(30_000));
         assert!(a.contains(&Action::Release(Takeover {
             node: 0,
             reason: ReleaseReason::NeverSeen { waited: Duration::from_secs(30) },
             primary_epoch: None
         })));
+    }
+
+    #[test]
+    fn release_after_gives_a_primary_first_read_at_the_deadline_a_whole_timeout() {
+        let (mut l, disk, _) = listener(NeverSeenPolicy::ReleaseAfter(Duration::from_secs(30)));
+        // A primary that has just started: its first heartbeat is read just before the deadline.
+        assert!(l.on_frame(disk, 0, Ok(sample(1)), at(29_900)).is_empty());
+        assert!(l.on_tick(at(30_000)).is_empty());
+        assert!(l.on_tick(at(30_899)).is_empty());
+        // Silent since: the first read was a stale slot after all.
+        let a = l.on_tick(at(30_900));
+        assert!(matches!(a.as_slice(), [Action::ClaimTakeover { node: 0, .. }]), "{a:?}");
     }
 
     #[test]
@@ -644,8 +723,10 @@ mod tests {
         let mut other = sample(50);
         other.node_id = 9;
         for t in 1..200 {
-            l.on_frame(disk, 0, Err(Reject::BadCrc), at(10 + t * 10));
-            l.on_frame(disk, 0, Ok(other), at(10 + t * 10));
+            for frame in [Err(Reject::BadCrc), Ok(other)] {
+                let a = l.on_frame(disk, 0, frame, at(10 + t * 10));
+                claimed(&mut l, a, true, at(10 + t * 10));
+            }
         }
         l.on_frame(serial, 0, Ok(sample(3)), at(2000));
         l.on_frame(serial, 0, Ok(sample(3)), at(2000));
@@ -674,6 +755,8 @@ mod tests {
                     2 => l.on_tick(at(now)),
                     _ => l.on_frame(disk, 0, Err(Reject::BadCrc), at(now)),
                 };
+                // Every third claim write fails (by the step's length): the release is held.
+                let a = claimed(&mut l, a, dt % 3 != 0, at(now));
                 for act in a.iter() {
                     if let Action::Release(Takeover { reason: r, .. }) = act {
                         total += 1;
@@ -688,6 +771,48 @@ mod tests {
             }
             prop_assert!(total <= 1);
         }
+    }
+
+    /// One tick, its claim writes carried out (succeeding if `ok`).
+    fn tick(l: &mut StandbyListener, now: u64, ok: bool) -> Actions {
+        let a = l.on_tick(at(now));
+        claimed(l, a, ok, at(now))
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_written_holds_the_release_until_it_is() {
+        let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
+        l.on_frame(disk, 0, Ok(sample(1)), at(0));
+        l.on_frame(disk, 0, Ok(sample(2)), at(100));
+        for t in 11..30u64 {
+            let a = tick(&mut l, t * 100, false);
+            let claim = Action::ClaimTakeover { node: 0, primary_epoch: Some(3) };
+            assert_eq!(a.as_slice(), &[claim], "retried each tick, never released");
+        }
+        let a = tick(&mut l, 3000, true);
+        assert_eq!(releases(&a), 1);
+        assert!(tick(&mut l, 3100, true).is_empty());
+    }
+
+    #[test]
+    fn a_held_release_is_dropped_when_the_primary_shows_progress() {
+        let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
+        l.on_frame(disk, 0, Ok(sample(1)), at(0));
+        l.on_frame(disk, 0, Ok(sample(2)), at(100));
+        tick(&mut l, 1100, false);
+        tick(&mut l, 1200, false);
+        l.on_frame(disk, 0, Ok(sample(3)), at(1300));
+        assert_eq!(l.primaries()[0].state, PrimaryState::Watching);
+        // Watched from scratch: silent again for the whole timeout before the next claim.
+        assert!(tick(&mut l, 2299, true).is_empty());
+        assert_eq!(releases(&tick(&mut l, 2300, true)), 1);
+        // An operator's release goes ahead even when the claim cannot be written.
+        let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
+        l.on_frame(disk, 0, Ok(sample(1)), at(0));
+        l.on_frame(disk, 0, Ok(sample(2)), at(100));
+        tick(&mut l, 1100, false);
+        let a = l.release_now(at(1150));
+        assert_eq!(releases(&claimed(&mut l, a, false, at(1150))), 1);
     }
 
     fn beat(node: u8, epoch: u32, seq: u64) -> Heartbeat {
@@ -730,7 +855,8 @@ mod tests {
         let mut released = std::vec::Vec::new();
         for t in 5..40u64 {
             for n in [0, 2] {
-                for a in l.on_frame(disk, n, Ok(beat(n, 7, t + 1)), at(t * 100)) {
+                let a = l.on_frame(disk, n, Ok(beat(n, 7, t + 1)), at(t * 100));
+                for a in claimed(&mut l, a, true, at(t * 100)) {
                     if let Action::Release(r) = a {
                         released.push(r);
                     }

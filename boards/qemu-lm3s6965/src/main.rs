@@ -211,7 +211,7 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
         }
         None => {
             warn!("sd: no card");
-            let _ = con.write_str("sd: no card: serial link only, factory settings, nothing can be saved\n");
+            let _ = con.write_str("sd: no card: serial link only, factory settings, no saving\n");
             (ListenerConfig::factory(), nv::Persist::NONE)
         }
     }

@@ -95,7 +95,7 @@ impl Commands {
             match (arg1, arg2, extra) {
                 (Some(k), Some(v), false) => self.set(k, v, out),
                 _ => {
-                    let _ = out.write_str("usage: set <setting> <value>   (type help for the settings)\n");
+                    let _ = out.write_str("usage: set <setting> <value> (see help)\n");
                 }
             }
         } else if is("save") {
@@ -105,13 +105,14 @@ impl Commands {
             let _ = out.write_str("draft reverted to the saved settings\n");
         } else if is("factory") {
             self.confirm = Some(Confirm::Factory);
-            let _ = out.write_str("reset every setting to factory values and save? type yes to confirm\n");
+            let _ = out.write_str("reset to factory settings and save? type yes to confirm\n");
         } else if is("release") {
             if status.gate_open {
                 let _ = out.write_str("the boot is already released\n");
             } else {
                 self.confirm = Some(Confirm::Release);
-                let _ = out.write_str("release the boot now? the secondary will boot the shared OS even if the primary is alive. type yes to confirm\n");
+                let _ = out
+                    .write_str("release now? the secondary boots even if the primary is alive; type yes to confirm\n");
             }
         } else {
             let _ = out.write_str("unknown command; type help\n");
@@ -204,7 +205,7 @@ impl Commands {
             } else {
                 parse_num(v)
                     .map(|n| next.never_seen = NeverSeenPolicy::ReleaseAfter(Duration::from_millis(n)))
-                    .ok_or("never-seen: wait, or milliseconds to wait for a primary never seen alive")
+                    .ok_or("never-seen: wait, or ms to wait for a primary never seen")
             }
         } else {
             Err("unknown setting: role, timeout, poll, cluster, node, primary, key, never-seen")
@@ -218,7 +219,7 @@ impl Commands {
             return;
         }
         if next.role == Role::Primary && self.draft.role == Role::Secondary {
-            let _ = out.write_str("note: as primary, the boot is released at once when this is saved\n");
+            let _ = out.write_str("note: a primary releases the boot at once when saved\n");
         }
         self.draft = next;
         let _ = out.write_str("ok (draft; save to keep)\n");
@@ -239,7 +240,7 @@ impl Commands {
             }
         }
         let Some(nv) = nv else {
-            let _ = out.write_str("error: no config store (no SD card); the settings apply until power-off\n");
+            let _ = out.write_str("error: no SD card to save to; settings last until power-off\n");
             self.saved = self.draft.clone();
             return Request::Apply(self.draft.clone());
         };

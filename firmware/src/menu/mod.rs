@@ -63,7 +63,7 @@ impl Menu {
                 Request::None
             }
             Complete::BadByte => {
-                let _ = out.write_str("error: the line held control or non-ASCII characters; ignored\n");
+                let _ = out.write_str("error: control or non-ASCII characters; line ignored\n");
                 self.commands.cancel();
                 Request::None
             }
