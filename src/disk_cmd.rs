@@ -86,11 +86,21 @@ pub enum DiskCmd {
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MessageKind {
     Test,
     Poison,
     Clear,
+}
+
+impl MessageKind {
+    fn name(self) -> &'static str {
+        match self {
+            MessageKind::Test => "test",
+            MessageKind::Poison => "poison",
+            MessageKind::Clear => "clear",
+        }
+    }
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -452,13 +462,24 @@ fn message(device: &Path, node: u8, kind: MessageKind, by: u8) -> anyhow::Result
         bail!("node {node}: {} has nodes 0..{}; name one of them", device.display(), h.slot_count - 1)
     };
     let mut block = [0u8; BLOCK];
+    // A message would erase a spare's takeover claim, and with it what keeps the primary from
+    // serving beside the spare: only a deliberate `clear` may.
+    disk.read_block(off, &mut block)?;
+    if let (Ok(MailboxMessage::TakeoverClaim { by: spare, primary_epoch }), false) =
+        (MailboxMessage::decode(&block), kind == MessageKind::Clear)
+    {
+        bail!(
+            "node {node}'s mailbox holds spare {spare}'s takeover claim (primary epoch {primary_epoch}); a {} message would erase it and let the old primary serve beside the spare. Once node {node} is recommissioned, clear it first: `rearguard disk message {} {node} clear`",
+            kind.name(),
+            device.display()
+        )
+    }
     let msg = match kind {
         MessageKind::Clear => MailboxMessage::Empty,
         MessageKind::Poison => MailboxMessage::Poison { by },
         MessageKind::Test => {
             // A sequence the agent has not acknowledged yet (it acknowledges each one once).
             let (hb, _) = read_slot(&mut disk, slot, &Verifier { cluster_id: h.cluster_id, key: None })?;
-            disk.read_block(off, &mut block)?;
             let in_box = match MailboxMessage::decode(&block) {
                 Ok(MailboxMessage::Test { seq, .. }) => seq,
                 _ => 0,

@@ -80,3 +80,21 @@ fn a_message_to_an_absent_node_is_refused_and_nothing_is_written() {
     assert!(stderr(&o).contains("node 7") && stderr(&o).contains("nodes 0..1"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&c.disk).unwrap(), before);
 }
+
+#[test]
+fn a_message_over_a_takeover_claim_is_refused_until_the_claim_is_cleared() {
+    let c = Cluster::new(Timing::default());
+    let mut claim = [0u8; 512];
+    rearguard_shared::disk::MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 4 }.encode(&mut claim);
+    c.write_mailbox(0, &claim);
+    let before = std::fs::read(&c.disk).unwrap();
+    for kind in ["test", "poison"] {
+        let o = run(&["disk", "message", c.disk.to_str().unwrap(), "0", kind]);
+        assert!(!o.status.success(), "{kind} over a claim was written");
+        let e = stderr(&o);
+        assert!(e.contains("spare 1's takeover claim") && e.contains("0 clear`"), "{e}");
+        assert_eq!(std::fs::read(&c.disk).unwrap(), before, "{kind} changed the disk");
+    }
+    assert!(message(&c, "0", "clear").contains("mailbox cleared"));
+    assert!(message(&c, "0", "poison").contains("poison pill written"));
+}
