@@ -165,3 +165,48 @@ fn the_drill_refuses_an_agent_config_and_names_the_configs_it_takes() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_spare_drills_every_watched_primary_and_names_the_one_not_ready() {
+    let c = support::disk::SpareCluster::new(Timing::default(), 3, 1);
+    let mut agents: Vec<_> = (0..3).map(|n| c.spawn_agent(n)).collect();
+    let dump = || {
+        let o = support::run(&["disk", "dump", c.disk.to_str().unwrap(), "--json"]);
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..3).any(|n| dump()["slots"][n]["status"] != "alive") {
+        assert!(Instant::now() < deadline, "the agents never heartbeated: {:#}", dump());
+    }
+    let pid = nix::unistd::Pid::from_raw(agents[1].pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let cfg = c.spare_config(3, "role = \"spare\"\nwatch = \"0-2\"");
+    let mailboxes = dump()["mailboxes"].clone();
+    let o = rearguard().args(["drill", "--config"]).arg(&cfg).output().unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    println!("{out}");
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    let of = |check: &str, node: u8| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {check}: node {node}")))
+            .unwrap_or_else(|| panic!("no {check} line for node {node}:\n{out}"))
+    };
+    for n in [0, 1, 2] {
+        assert!(of("timing bound", n).starts_with("ready"), "{out}");
+    }
+    for n in [0, 2] {
+        assert!(of("heartbeat progressing", n).starts_with("ready"), "{out}");
+        assert!(of("mailbox write path", n).starts_with("ready"), "{out}");
+    }
+    assert!(of("heartbeat progressing", 1).starts_with("NOT READY"), "{out}");
+    assert!(of("mailbox write path", 1).starts_with("NOT READY"), "{out}");
+    assert!(out.contains("drill: NOT READY (2 of 11 checks failed; nothing was changed)"), "{out}");
+    // Every mailbox as before (each test message put back); no gate ran.
+    assert_eq!(dump()["mailboxes"], mailboxes, "{out}");
+    assert!(c.gate_runs().is_empty(), "{:?}", c.gate_runs());
+    // (Node 1's agent, stopped past its fencing bound, fences itself when continued.)
+    for n in [0, 2] {
+        agents[n].assert_running();
+    }
+}

@@ -3,13 +3,14 @@
 //!
 //! | check | passes when |
 //! |---|---|
-//! | disk reads | the header decodes, belongs to this cluster, has the watched slot |
-//! | heartbeat progressing | the primary's sequence advances within two intervals |
+//! | disk reads | the header decodes, belongs to this cluster, has the watched slots |
+//! | heartbeat progressing | each watched primary's sequence advances within two intervals |
 //! | timing bound | the timeout in force ≥ 2 × (interval + write deadline + fence time) of the primary's heartbeat |
 //! | mailbox write path | a test message is acknowledged in the primary's heartbeat within two intervals |
 //! | gate path | the gate command exists and is executable (not run); `[gate] gate_test`, if set, exits 0 |
 //!
-//! The only write is the test message; the mailbox block is then put back byte for byte —
+//! A spare runs the primary checks (progress, bound, mailbox) for every primary it watches,
+//! one line each, naming the node. The only write is the test message; the mailbox block is then put back byte for byte —
 //! unless something else (a real takeover claim) replaced the message meanwhile, which is
 //! left alone and reported. A mailbox that holds anything but a test message is not touched.
 
@@ -35,7 +36,7 @@ const GATE: &str = "gate path";
 pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
     let mut r = Report::new();
     let listener = running_config(cfg);
-    let node = listener.primary_node;
+    let watched: Vec<u8> = cfg.watch.map_or_else(|| vec![listener.primary_node], |w| w.iter().collect());
     let mut disk = DirectDisk::open(&cfg.device, true)?;
     let mut block = Box::new([0u8; BLOCK]);
     let v = listener.verifier();
@@ -60,17 +61,15 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
             return Ok(r);
         }
     };
-    let (Some(slot), Some(mailbox)) = (header.slot_offset(node), header.mailbox_offset(node)) else {
-        r.not_ready(
-            DISK,
-            format!("node {node} has no slot ({} slots): fix [listener] primary_node", header.slot_count),
-        );
+    if let Some(&node) = watched.iter().find(|&&n| header.slot_offset(n).is_none()) {
+        let fix = if cfg.watch.is_some() { "[listener] watch" } else { "[listener] primary_node" };
+        r.not_ready(DISK, format!("node {node} has no slot ({} slots): fix {fix}", header.slot_count));
         for c in [PROGRESS, BOUND, MAILBOX] {
-            r.not_ready(c, "not checked: the watched node has no slot");
+            r.not_ready(c, "not checked: a watched node has no slot");
         }
         gate(cfg, &mut r);
         return Ok(r);
-    };
+    }
     r.ready(
         DISK,
         format!(
@@ -82,13 +81,32 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
             header.timeout
         ),
     );
+    for node in watched {
+        primary_checks(&mut disk, &header, &listener, node, &mut r)?;
+    }
+    gate(cfg, &mut r);
+    Ok(r)
+}
+
+/// Progress, bound and mailbox for one watched primary.
+fn primary_checks(
+    disk: &mut DirectDisk,
+    header: &DiskHeader,
+    listener: &rearguard_shared::config::ListenerConfig,
+    node: u8,
+    r: &mut Report,
+) -> Result<(), ListenerError> {
+    let (Some(slot), Some(mailbox)) = (header.slot_offset(node), header.mailbox_offset(node)) else {
+        unreachable!("every watched node's slot was checked")
+    };
+    let v = listener.verifier();
     let read = |disk: &mut DirectDisk| -> Result<Heartbeat, String> {
         let mut b = Box::new([0u8; BLOCK]);
         disk.read_block(slot, &mut b).map_err(|e| e.to_string())?;
         heartbeat::decode(&b[..], &v).map_err(|e| format!("node {node}'s slot: {e}"))
     };
     // Two of the primary's intervals (its own, from its heartbeat, when longer than the disk's).
-    let first = read(&mut disk);
+    let first = read(disk);
     let interval = first.as_ref().map_or(header.interval, |hb| hb.budget.interval.max(header.interval));
     let window = Duration::from_millis(2 * interval.as_millis());
 
@@ -105,7 +123,7 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
             break None;
         }
         std::thread::sleep(Duration::from_millis(5));
-        last = read(&mut disk);
+        last = read(disk);
     };
     match (progressed, &last) {
         (Some((a, b)), _) => {
@@ -136,7 +154,7 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
             match hb.budget.check(timeout) {
                 Ok(margin) => {
                     let _ = rearguard_firmware::report::budget_numbers(
-                        t.s("timeout ").ms(timeout).s(" ≥ 2 × ("),
+                        t.s("node ").n(node).s(": timeout ").ms(timeout).s(" ≥ 2 × ("),
                         &hb.budget,
                     )
                     .s(") = ")
@@ -146,16 +164,14 @@ pub fn run(cfg: &LinuxListenerConfig) -> Result<Report, ListenerError> {
                     r.ready(BOUND, s);
                 }
                 Err(v) => {
-                    let _ = rearguard_firmware::report::bound_broken(t, &v);
+                    let _ = rearguard_firmware::report::bound_broken(t.s("node ").n(node).s(": "), &v);
                     r.not_ready(BOUND, s);
                 }
             }
         }
     }
 
-    mailbox_check(&mut disk, mailbox, listener.node_id, node, window, &read, &mut r)?;
-    gate(cfg, &mut r);
-    Ok(r)
+    mailbox_check(disk, mailbox, listener.node_id, node, window, &read, r)
 }
 
 /// The listener settings a start would use: the console's saved copy, if there is one.
