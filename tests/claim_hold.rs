@@ -35,7 +35,7 @@ fn a_claim_that_cannot_be_written_holds_the_boot_until_it_can() {
     let lines = listener.lines();
     assert!(!lines.iter().any(|l| l.contains("GATE-OPENED")), "the gate ran: {lines:?}");
     assert_eq!(lines.iter().filter(|l| l.contains("claim NOT written")).count(), 1, "{lines:?}");
-    assert!(fs.stats().write_errors as u64 >= quiet.as_millis() as u64 / t.poll_ms / 2, "the claim was not retried");
+    assert!(fs.stats().write_errors >= quiet.as_millis() as u64 / t.poll_ms / 2, "the claim was not retried");
     assert_eq!(c.dump_json()["mailboxes"][0]["message"], "empty");
     // The disk path heals: the next poll writes the claim, and only then is the boot released.
     fs.clear();
