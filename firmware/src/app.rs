@@ -378,16 +378,26 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
 
     /// One poll period's work: read every medium, judge the time, act.
     pub fn poll(&mut self, now: Instant) -> Events<D::Error, G::Error> {
-        let mut ev = Events::new();
+        let mut out = Events::new();
+        self.poll_with(now, &mut |e| {
+            let _ = out.push(e);
+        });
+        out
+    }
+
+    /// [`App::poll`], each event handed to `ev` as it happens: nothing is dropped, however
+    /// many primaries report in one poll (`poll`'s list holds 8), and no list sits on the
+    /// stack.
+    pub fn poll_with(&mut self, now: Instant, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
         if let Some(e) = self.pending_start.take() {
-            let _ = ev.push(e);
+            ev(e);
         }
         if self.cfg.role == Role::Primary {
             if !self.gate_opened {
-                self.open_gate(None, &mut ev);
-                let _ = ev.push(Event::PassThrough);
+                self.open_gate(None, ev);
+                ev(Event::PassThrough);
             }
-            return ev;
+            return;
         }
         let mut disk_unreadable = false;
         for i in 0..self.listener.primaries().len() {
@@ -397,13 +407,13 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             match d.dev.read_record(slot, &mut self.block) {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
-                    self.see_budget(node, &frame, &mut ev);
+                    self.see_budget(node, &frame, ev);
                     let acts = self.listener.on_frame(id, node, frame, now);
-                    self.run(acts, now, &mut ev);
+                    self.run(acts, now, ev);
                 }
                 Err(e) => {
                     disk_unreadable = true;
-                    let _ = ev.push(Event::DiskReadFailed(e));
+                    ev(Event::DiskReadFailed(e));
                 }
             }
         }
@@ -413,30 +423,34 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
             let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
-            self.see_budget(self.cfg.primary_node, &frame, &mut ev);
+            self.see_budget(self.cfg.primary_node, &frame, ev);
             let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
-            self.run(acts, now, &mut ev);
+            self.run(acts, now, ev);
         }
         // The secondary boots from the shared disk: while it cannot read it, it cannot judge
         // the primary's slot nor boot from the disk, so the timeout is not judged (no release);
         // the first good read resumes it. Frames on other media are still taken as liveness.
         if !disk_unreadable {
             let acts = self.listener.on_tick(now);
-            self.run(acts, now, &mut ev);
+            self.run(acts, now, ev);
         }
-        ev
     }
 
     /// Checks the timeout in force against a budget watched primary `node` has not sent before
     /// (its first heartbeat, or a restarted agent with new numbers).
-    fn see_budget(&mut self, node: u8, frame: &Result<Heartbeat, Reject>, ev: &mut Events<D::Error, G::Error>) {
+    fn see_budget(
+        &mut self,
+        node: u8,
+        frame: &Result<Heartbeat, Reject>,
+        ev: &mut dyn FnMut(Event<D::Error, G::Error>),
+    ) {
         let Ok(hb) = frame else { return };
         let Some(i) = self.listener.primaries().iter().position(|p| p.node == node) else { return };
         if hb.node_id != node || hb.budget.is_none() || self.budgets[i] == Some(hb.budget) {
             return;
         }
         self.budgets[i] = Some(hb.budget);
-        let _ = ev.push(match hb.budget.check(self.listener.params().timeout) {
+        ev(match hb.budget.check(self.listener.params().timeout) {
             Ok(margin) => Event::Budget { node, budget: hb.budget, margin },
             Err(violation) => Event::BoundBroken { node, violation },
         });
@@ -444,20 +458,27 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
 
     /// Operator's "release now" (console or CLI). Idempotent.
     pub fn release_now(&mut self, now: Instant) -> Events<D::Error, G::Error> {
-        let mut ev = Events::new();
+        let mut out = Events::new();
         let acts = self.listener.release_now(now);
-        self.run(acts, now, &mut ev);
-        ev
+        self.run(acts, now, &mut |e| {
+            let _ = out.push(e);
+        });
+        out
     }
 
-    fn run(&mut self, acts: rearguard_shared::listener::Actions, now: Instant, ev: &mut Events<D::Error, G::Error>) {
+    fn run(
+        &mut self,
+        acts: rearguard_shared::listener::Actions,
+        now: Instant,
+        ev: &mut dyn FnMut(Event<D::Error, G::Error>),
+    ) {
         for a in acts {
             match a {
                 Action::Notify(s) => {
-                    let _ = ev.push(Event::State(s));
+                    ev(Event::State(s));
                 }
                 Action::Primary { node, state } => {
-                    let _ = ev.push(Event::Primary { node, state });
+                    ev(Event::Primary { node, state });
                 }
                 // Only a spare that arbitrates asks (see `start_in`); `P > 1` lets a
                 // one-primary build drop the code.
@@ -488,13 +509,13 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                             match d.dev.write_record(off, &self.block) {
                                 Ok(()) => {
                                     self.claim_failing = false;
-                                    let _ = ev.push(Event::ClaimWritten { node, primary_epoch });
+                                    ev(Event::ClaimWritten { node, primary_epoch });
                                     true
                                 }
                                 Err(e) => {
                                     // Retried every poll while held: said once.
                                     if !core::mem::replace(&mut self.claim_failing, true) {
-                                        let _ = ev.push(Event::ClaimFailed(e));
+                                        ev(Event::ClaimFailed(e));
                                     }
                                     false
                                 }
@@ -508,19 +529,19 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                 Action::Release(t) => {
                     self.open_gate(Some(&t), ev);
                     let of_several = self.listener.primaries().len() > 1;
-                    let _ = ev.push(Event::Released { takeover: t, of_several });
+                    ev(Event::Released { takeover: t, of_several });
                 }
             }
         }
     }
 
-    fn open_gate(&mut self, takeover: Option<&Takeover>, ev: &mut Events<D::Error, G::Error>) {
+    fn open_gate(&mut self, takeover: Option<&Takeover>, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
         if self.gate_opened {
             return;
         }
         self.gate_opened = true;
         if let Err(e) = self.gate.release(takeover) {
-            let _ = ev.push(Event::GateFailed(e));
+            ev(Event::GateFailed(e));
         }
     }
 }

@@ -310,7 +310,8 @@ pub fn run(
         }
         let t = now();
         let mut gate_failure = None;
-        let mut events: Vec<_> = app.poll(t).into_iter().collect();
+        let mut events = Vec::new();
+        app.poll_with(t, &mut |e| events.push(e));
         while let Some(b) = input.as_ref().and_then(|rx| rx.try_recv().ok()) {
             if b != b'\n' && b != b'\r' {
                 typed.push(b as char);

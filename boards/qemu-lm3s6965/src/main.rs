@@ -177,9 +177,7 @@ fn main() -> ! {
 /// One poll of every medium (out of `main` so its frame is not under every console line).
 #[inline(never)]
 fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
-    for ev in app.poll(t) {
-        report(con, &ev, read_failures);
-    }
+    app.poll_with(t, &mut |ev| report(con, &ev, read_failures));
 }
 
 #[inline(never)]
