@@ -454,9 +454,11 @@ done[0] = True
 stop = time.time()
 got = list(echoes)
 in_order = all(q == i for i, (q, _) in enumerate(got))
-times = [start] + [t for _, t in got] + [stop]
-stall, resumed = max((b - a, b) for a, b in zip(times, times[1:]))
 flowing = bool(got) and stop - got[-1][1] < 0.5
+# The quiet 0.2 s after the last message is no stall; a stream that never came back stalled
+# until the end.
+times = [start] + [t for _, t in got] + ([] if flowing else [stop])
+stall, resumed = max((b - a, b) for a, b in zip(times, times[1:]))
 try:
     c = socket.create_connection((host, port), timeout=2)
     c.settimeout(2)
