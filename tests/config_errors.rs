@@ -206,6 +206,25 @@ fn a_pair_priority_out_of_range_points_at_the_value() {
 }
 
 #[test]
+fn a_vmac_id_out_of_range_names_the_key_and_the_range() {
+    let with_vmac = PAIR.replacen("interface = \"lo\"\n", "interface = \"lo\"\nvmac = true\n", 1);
+    for bad in ["0", "256"] {
+        let text = with_vmac.replace("priority = 200", &format!("priority = 200\nvmac_id = {bad}"));
+        let err = refuse_file(
+            "pair.toml",
+            &text,
+            "8:11:",
+            &[&format!("[pair] vmac_id = {bad}"), "expected 1..=255", "00:00:5e:00:01:ID"],
+        );
+        // The agent refuses the same file before touching anything.
+        let (_dir, p) = write("pair.toml", &text);
+        let o = run(&["agent", "--config", &p]);
+        assert!(!o.status.success() && stderr(&o).contains("expected 1..=255"), "{err}\n{}", stderr(&o));
+    }
+    refuse_file("pair.toml", &with_vmac, "6:1:", &["[pair] vmac_id: missing", "a VIP has vmac = true"]);
+}
+
+#[test]
 fn a_bad_address_names_which_vip() {
     refuse_file(
         "pair.toml",

@@ -8,20 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::netns::{must, NodeOpts, Pair};
 
-/// Runs the drill for node i inside its namespace: (exit status, stdout).
-fn drill(p: &Pair, i: usize) -> (i32, String) {
-    let ns = p.ns(["a", "b"][i]);
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_rearguard"), "drill", "--config"])
-        .arg(p.config_path(i))
-        .env("REARGUARD_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("drill node {}:\n{text}{}", i + 1, String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// What the drill must not change.
 #[derive(Debug, PartialEq)]
 struct World {
@@ -46,7 +32,7 @@ fn world(p: &Pair, hook_log: &Path) -> World {
 fn drill_changes_nothing(p: &Pair, i: usize, hook_log: &Path) -> (i32, String) {
     let before = world(p, hook_log);
     let t = std::time::Instant::now();
-    let out = drill(p, i);
+    let out = p.drill(i);
     eprintln!("drill took {} ms", t.elapsed().as_millis());
     // Long enough for a hook, an announcement or a state change to have shown.
     std::thread::sleep(Duration::from_millis(300));
@@ -60,12 +46,18 @@ fn verdict<'a>(text: &'a str, check: &str) -> &'a str {
 
 /// Node 2 (standby) with a hook and a monitored target (the client); node 1 active.
 fn pair_with_hook() -> (Pair, PathBuf, PathBuf) {
+    pair_with_hook_and(|_| {})
+}
+
+/// [`pair_with_hook`], `setup` run on the pair before the agents start.
+fn pair_with_hook_and(setup: impl FnOnce(&mut Pair)) -> (Pair, PathBuf, PathBuf) {
     let mut p0 = Pair::new(false, NodeOpts::new(200), NodeOpts::new(100));
+    setup(&mut p0);
     let hook = p0.dir.join("hook.sh");
     let log = p0.dir.join("hook.log");
     std::fs::write(&hook, format!("#!/bin/sh\necho \"$3\" >> {}\n", log.display())).unwrap();
     must(&["chmod", "+x", hook.to_str().unwrap()]);
-    p0.opts[1].pair_keys = format!("hooks = [\"{}\"]", hook.display());
+    p0.opts[1].pair_keys.insert_str(0, &format!("hooks = [\"{}\"]\n", hook.display()));
     p0.opts[1].checks = "[[pair.check]]\nkind = \"ping\"\ntarget = \"10.200.0.10\"\ninterval_ms = 200\n".into();
     p0.start_both();
     p0.wait_until(Duration::from_secs(5), "node 1 active, node 2's checks passing and its hook run", |p| {
@@ -95,10 +87,12 @@ fn the_standby_drill_is_ready_and_changes_nothing() {
         "rtnetlink permission",
         "raw socket permission",
         &format!("hook {}", hook.display()),
+        "conntrackd answering",
     ] {
         assert!(verdict(&text, check).starts_with("ready     "), "{check}:\n{text}");
     }
     assert!(verdict(&text, "roles").contains("node 1 holds the VIPs"), "{text}");
+    assert!(verdict(&text, "conntrackd answering").contains("not configured"), "{text}");
     assert!(text.ends_with("nothing was changed)\n"), "{text}");
     // The active node's drill passes as well.
     assert_eq!(drill_changes_nothing(&p, 0, &log).0, 0);
@@ -128,7 +122,7 @@ fn a_failed_check_makes_the_drill_not_ready_with_the_reason() {
     assert!(line.starts_with("NOT READY") && line.contains("is down: `ip link set lan up`"), "{line}");
     assert!(verdict(&text, "own checks healthy").contains("carrier lan"), "{text}");
     must(&["ip", "-n", &p.ns("b"), "link", "set", "lan", "up"]);
-    p.wait_until(Duration::from_secs(5), "node 2 ready again", |p| drill(p, 1).0 == 0);
+    p.wait_until(Duration::from_secs(5), "node 2 ready again", |p| p.drill(1).0 == 0);
 
     // The peer stopped: node 2 takes over (that is the stop, not the drill), and its drill
     // says it has nobody to fail over to.
@@ -146,10 +140,80 @@ fn a_failed_check_makes_the_drill_not_ready_with_the_reason() {
 
     // On the stopped node, the agent itself is the failed check; the machine's own checks
     // still run.
-    let (code, text) = drill(&p, 0);
+    let (code, text) = p.drill(0);
     assert_eq!(code, 2, "{text}");
     assert!(verdict(&text, "agent").contains("cannot reach the pair agent"), "{text}");
     assert!(verdict(&text, "VIP interface lan").starts_with("ready"), "{text}");
+}
+
+/// conntrackd in stats mode (enough to answer `-s`), its control socket in `dir`.
+fn conntrackd_conf(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let socket = dir.join(format!("{name}.ctl"));
+    let conf = dir.join(format!("{name}.conf"));
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "General {{\n Syslog off\n LogFile {d}/{name}.log\n LockFile {d}/{name}.lock\n UNIX {{\n  Path {}\n }}\n}}\nStats {{\n LogFile off\n}}\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    (conf, socket)
+}
+
+#[test]
+fn a_conntrackd_that_does_not_answer_makes_the_drill_not_ready_and_changes_nothing() {
+    let (mut p, _hook, log) = pair_with_hook_and(|p| {
+        // Node 2: a real conntrackd. Node 1 (the active): a socket that accepts and never
+        // answers, as a hung daemon does; 1500 ms is far beyond node 1's dead interval
+        // (4 x 50 ms), so a drill that waited on it in the election loop would hand the
+        // VIPs to node 2.
+        let (conf, socket) = conntrackd_conf(&p.dir, "ct-b");
+        p.spawn_in("b", &["conntrackd", "-C", conf.to_str().unwrap()]);
+        let c = conf.clone();
+        p.wait_until(Duration::from_secs(5), "node 2's conntrackd answers", move |_| {
+            support::netns::sh(&["conntrackd", "-C", c.to_str().unwrap(), "-s"]).status.success()
+        });
+        assert!(socket.exists());
+        p.opts[1].pair_keys = format!("[pair.conntrack]\nconfig = \"{}\"\n", conf.display());
+        let (conf, socket) = conntrackd_conf(&p.dir, "ct-a");
+        let hung = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in hung.incoming() {
+                held.push(c);
+            }
+        });
+        p.opts[0].pair_keys = format!("[pair.conntrack]\nconfig = \"{}\"\ntimeout_ms = 1500\n", conf.display());
+    });
+
+    // The standby's conntrackd answers.
+    let (code, text) = drill_changes_nothing(&p, 1, &log);
+    assert_eq!(code, 0, "{text}");
+    assert!(verdict(&text, "conntrackd answering").contains("answered its statistics request"), "{text}");
+
+    // The active's hangs: not ready after the timeout, and the active kept its VIPs.
+    let t = std::time::Instant::now();
+    let (code, text) = drill_changes_nothing(&p, 0, &log);
+    assert_eq!(code, 2, "{text}");
+    assert!(t.elapsed() >= Duration::from_millis(1500), "the drill waited for conntrackd");
+    let line = verdict(&text, "conntrackd answering");
+    assert!(
+        line.starts_with("NOT READY") && line.contains("does not answer") && line.contains("timed out after 1500 ms"),
+        "{line}"
+    );
+    assert!(line.contains("start conntrackd (`conntrackd -C"), "{line}");
+    assert!(text.contains("drill: NOT READY (1 of "), "exactly one check failed:\n{text}");
+    assert_eq!(p.status(1)["state"], "standby", "node 2 did not take over during the drill");
+
+    // The standby's conntrackd gone: not ready, with conntrackd's own reason.
+    p.daemons[0].kill();
+    let (code, text) = drill_changes_nothing(&p, 1, &log);
+    assert_eq!(code, 2, "{text}");
+    let line = verdict(&text, "conntrackd answering");
+    assert!(line.starts_with("NOT READY") && line.contains("can't connect"), "{line}");
+    assert!(text.contains("drill: NOT READY (1 of "), "exactly one check failed:\n{text}");
 }
 
 #[test]

@@ -84,3 +84,31 @@ fn a_serial_path_that_does_not_exist_is_a_clear_start_error() {
     );
     assert!(p.holders().is_empty(), "nothing was configured");
 }
+
+#[test]
+fn a_cable_unplugged_and_plugged_back_carries_adverts_again() {
+    let (p, mut cable) = pair_with_cable(50, 4);
+    // Unplugged: socat's ptys go away (as a USB adapter's tty does), the agents' descriptors
+    // fail.
+    cable.kill();
+    p.wait_until(Duration::from_secs(3), "neither node hears the other on the cable", |p| {
+        (0..2).all(|i| p.status(i)["media"][1]["peer_alive"] == false)
+    });
+    let stale = [0, 1].map(|i| p.status(i)["media"][1]["accepted"].as_u64().unwrap());
+    // Plugged back: new ptys behind the same paths.
+    for end in ["cable-a", "cable-b"] {
+        let _ = std::fs::remove_file(p.dir.join(end));
+    }
+    let (_cable, _) = p.serial_cable();
+    let back = p.wait_until(Duration::from_secs(3), "both nodes hear each other on the cable again", |p| {
+        (0..2).all(|i| p.status(i)["media"][1]["peer_alive"] == true)
+    });
+    eprintln!("cable plugged back -> adverts on it again within {} ms", back.as_millis());
+    for (i, stale) in stale.into_iter().enumerate() {
+        assert!(p.status(i)["media"][1]["accepted"].as_u64().unwrap() > stale, "node {} accepts on it", i + 1);
+        let log = p.log(i);
+        assert!(log.contains("reopening it until it reads again") && log.contains("receiving again"), "{log}");
+    }
+    // Nothing moved meanwhile: the LAN kept the pair together.
+    assert_eq!(p.holders(), vec![0]);
+}

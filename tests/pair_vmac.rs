@@ -62,6 +62,10 @@ fn with_vmac_a_client_pinned_to_the_virtual_mac_reaches_the_vip_after_a_failover
     assert_eq!(p.client_vip_mac().as_deref(), Some(VMAC));
     assert_eq!(sysctl(&p, "a", "/sys/class/net/vm4-lan/address"), VMAC);
     assert!(vmac_up(&p, "a") && !vmac_up(&p, "b"), "the macvlan is up on the active only");
+    // The standby's drill checks the parent, not its macvlan that is down until it takes over.
+    let (code, text) = p.drill(1);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("ready     VIP interface lan: present") && !text.contains("vm4-lan"), "{text}");
     for node in ["a", "b"] {
         assert_eq!(sysctl(&p, node, "/proc/sys/net/ipv4/conf/lan/arp_ignore"), "1");
         assert_eq!(sysctl(&p, node, "/proc/sys/net/ipv4/conf/lan/rp_filter"), "2");

@@ -333,6 +333,20 @@ interval_ms = 5
         }
     }
 
+    /// `rearguard drill` for node i, run inside its namespace: (exit status, stdout).
+    pub fn drill(&self, i: usize) -> (i32, String) {
+        let ns = self.ns(Self::node(i));
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_rearguard"), "drill", "--config"])
+            .arg(self.config_path(i))
+            .env("REARGUARD_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("drill node {}:\n{text}{}", i + 1, String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
     /// Everything node i's agents logged, restarts included.
     pub fn log(&self, i: usize) -> String {
         let current = self.agents[i].as_ref().map(Agent::log).unwrap_or_default();

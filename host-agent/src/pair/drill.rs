@@ -8,16 +8,18 @@
 //! through [`crate::drill::Report`], the one drill format.
 
 use super::driver::Driver;
-use super::{announce, netlink};
-use crate::config::pair::{CheckKind, PairConfig};
+use super::{announce, conntrack, netlink};
+use crate::config::pair::{CheckKind, Conntrack, PairConfig};
 use crate::drill::{Report, Verdict};
 use rearguard_shared::election::PairState;
 use rearguard_shared::Instant;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 impl Driver {
-    /// The `drill` reply: every check the agent can answer, one verdict each.
+    /// The election's part of the `drill` reply, one verdict per check; the machine's own
+    /// checks are added by [`with_local_checks`], off the election loop.
     pub(super) fn drill(&self, t: Instant) -> serde_json::Value {
         let mut r = Report::new();
         let sm = &self.sm;
@@ -89,33 +91,52 @@ impl Driver {
             s => format!("{}: nobody is known to hold the VIPs", s.name()),
         };
         r.ready("roles", role);
-        local_checks(&self.cfg, &mut r);
-        json!({"ok": true, "checks": r.checks().iter().map(|(name, v)| match v {
+        json!({"ok": true, "checks": to_json(&r)})
+    }
+}
+
+fn to_json(r: &Report) -> Vec<serde_json::Value> {
+    r.checks()
+        .iter()
+        .map(|(name, v)| match v {
             Verdict::Ready(text) => json!({"name": name, "ready": true, "text": text}),
             Verdict::NotReady(text) => json!({"name": name, "ready": false, "text": text}),
-        }).collect::<Vec<_>>()})
+        })
+        .collect()
+}
+
+/// The election loop's `drill` reply (JSON text) with this machine's checks appended; run on
+/// the control thread.
+pub(super) fn with_local_checks(cfg: &PairConfig, reply: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(reply) else { return reply.to_string() };
+    if let Some(checks) = v["checks"].as_array_mut() {
+        let mut r = Report::new();
+        local_checks(cfg, &mut r);
+        checks.extend(to_json(&r));
     }
+    v.to_string()
 }
 
 /// The checks of this machine rather than of the election: VIP interfaces, privileges,
 /// hooks (and conntrackd). The agent runs them for the drill, with its own privileges; the
 /// CLI runs them itself when the agent does not answer.
 pub fn local_checks(cfg: &PairConfig, r: &mut Report) {
-    let mut seen = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for v in &cfg.vips {
-        if seen.contains(&v.interface) {
+        // With vmac the VIP lives on a macvlan that is down (or absent) on a standby: what
+        // must be present, up and cabled is its parent, the configured interface.
+        let link = v.link();
+        if seen.iter().any(|s| s == link) {
             continue;
         }
-        seen.push(v.interface.clone());
-        let name = format!("VIP interface {}", v.interface);
-        let sys = |f: &str| {
-            std::fs::read_to_string(format!("/sys/class/net/{}/{f}", v.interface)).map(|s| s.trim().to_string())
-        };
+        seen.push(link.to_string());
+        let name = format!("VIP interface {link}");
+        let sys = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{link}/{f}")).map(|s| s.trim().to_string());
         let flags = sys("flags").ok().and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok());
-        match (netlink::ifindex(&v.interface), flags) {
+        match (netlink::ifindex(link), flags) {
             (Err(_), _) | (_, None) => r.not_ready(name, "does not exist: check [[pair.vip]] interface and `ip link`"),
             (Ok(_), Some(f)) if f & libc::IFF_UP as u32 == 0 => {
-                r.not_ready(name, format!("is down: `ip link set {} up`", v.interface))
+                r.not_ready(name, format!("is down: `ip link set {link} up`"))
             }
             (Ok(_), Some(_)) if sys("carrier").ok().as_deref() != Some("1") => {
                 r.not_ready(name, "up but without carrier: check its cable and the switch port")
@@ -145,10 +166,30 @@ pub fn local_checks(cfg: &PairConfig, r: &mut Report) {
     conntrackd_answering(cfg, r);
 }
 
-/// "conntrackd answering": filled in by the conntrackd integration ([pair.conntrack]): ask
-/// conntrackd over its socket for its stats without committing or flushing anything. No
-/// verdict while the section does not exist.
-fn conntrackd_answering(_cfg: &PairConfig, _r: &mut Report) {}
+/// The longest the drill waits for conntrackd, whatever `timeout_ms` says: the CLI waits 5 s
+/// for the whole reply.
+const CONNTRACKD_DRILL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// "conntrackd answering": its statistics (`-s`), the test primary-backup.sh makes; nothing
+/// committed, flushed or resynchronised.
+fn conntrackd_answering(cfg: &PairConfig, r: &mut Report) {
+    const NAME: &str = "conntrackd answering";
+    let Some(ct) = &cfg.conntrack else {
+        r.ready(NAME, "not configured ([pair.conntrack]): connections through the pair do not survive a failover");
+        return;
+    };
+    let ct = Conntrack { timeout: ct.timeout.min(CONNTRACKD_DRILL_TIMEOUT), ..ct.clone() };
+    match conntrack::probe(&ct) {
+        Ok(()) => r.ready(NAME, format!("conntrackd ({}) answered its statistics request", ct.config.display())),
+        Err(why) => r.not_ready(
+            NAME,
+            format!(
+                "{why}: start conntrackd (`conntrackd -C {} -d`) or fix [pair.conntrack] config",
+                ct.config.display()
+            ),
+        ),
+    }
+}
 
 /// Turns the agent's `drill` reply back into a [`Report`].
 pub fn report_from_reply(v: &serde_json::Value) -> Report {

@@ -7,7 +7,7 @@
 use super::checks::{self, CheckReport};
 use super::conntrack::{Conntrackd, Role};
 use super::persist::Persist;
-use super::{announce, control, hooks, net, netlink, vmac};
+use super::{announce, control, drill, hooks, net, netlink, vmac};
 use crate::config::pair::PairConfig;
 use crate::sys::{realtime, SystemdNotify};
 use crate::time::{now, unix_secs};
@@ -151,9 +151,24 @@ pub fn run(cfg: &PairConfig, opts: PairOptions, stop: Arc<AtomicBool>) -> Result
         checks::spawn(i, c.clone(), move |r| tx.send(Event::Check(r)).is_ok(), stop.clone(), cfg.realtime_priority)?;
     }
     let control_tx = tx.clone();
+    let drill_cfg = cfg.clone();
     control::serve(
         &cfg.control_socket,
-        move |req, reply| control_tx.send(Event::Control(req, reply)).is_ok(),
+        move |req, reply| {
+            if req != "drill" {
+                return control_tx.send(Event::Control(req, reply)).is_ok();
+            }
+            // The loop answers the election's checks; this (control) thread adds the
+            // machine's own, which may wait on conntrackd (see drill.rs).
+            let (loop_tx, loop_rx) = channel();
+            if control_tx.send(Event::Control(req, loop_tx)).is_err() {
+                return false;
+            }
+            if let Ok(answer) = loop_rx.recv_timeout(std::time::Duration::from_secs(2)) {
+                let _ = reply.send(drill::with_local_checks(&drill_cfg, &answer));
+            }
+            true
+        },
         stop.clone(),
     )
     .map_err(|source| PairError::Control { path: cfg.control_socket.clone(), source })?;

@@ -2,6 +2,10 @@
 //! (SO_BINDTODEVICE), multicast by default (TTL 1, no loopback), unicast when a peer is set.
 //! A serial one is a tty carrying the very same adverts, COBS-framed as on the cold-standby
 //! link (`rearguard_shared::link`): the classic heartbeat cable, which does not depend on IP.
+//!
+//! A tty that fails (a USB adapter unplugged and plugged back, a pty whose other end went
+//! away) stays dead on its old descriptor: both halves reopen it by its path after an error,
+//! at most every [`REOPEN_PAUSE`], so the medium comes back when the device does.
 
 use crate::config::agent::SerialSection;
 use crate::config::pair::{IpMedium, Medium};
@@ -11,7 +15,11 @@ use rearguard_shared::reject::Reject;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// The least time between two reopenings of a failing tty.
+const REOPEN_PAUSE: Duration = Duration::from_millis(100);
 
 /// An advert on the serial wire, delimiter included.
 const SERIAL_ENCODED: usize = encoded_len(MAX_ADVERT_FRAME);
@@ -19,13 +27,58 @@ const SERIAL_ENCODED: usize = encoded_len(MAX_ADVERT_FRAME);
 /// The sending half of a medium (the driver's).
 pub enum Link {
     Udp { sock: UdpSocket, dest: SocketAddr, interface: String },
-    Serial { tty: std::fs::File, cfg: SerialSection },
+    Serial { tty: std::fs::File, cfg: SerialSection, reopened: Option<Instant> },
 }
 
 /// The receiving half of a medium (its receiver thread's).
 pub enum Inbound {
     Udp(UdpSocket),
-    Serial { tty: std::fs::File, reader: Box<FrameReader<SERIAL_ENCODED>>, pending: Vec<u8> },
+    Serial(SerialInbound),
+}
+
+pub struct SerialInbound {
+    tty: std::fs::File,
+    cfg: SerialSection,
+    reader: Box<FrameReader<SERIAL_ENCODED>>,
+    pending: Vec<u8>,
+    /// Set by a failed read, cleared by the next good one: the warning is logged once.
+    failing: bool,
+}
+
+impl SerialInbound {
+    fn new(tty: std::fs::File, cfg: SerialSection) -> SerialInbound {
+        SerialInbound { tty, cfg, reader: Box::new(FrameReader::sized()), pending: Vec::new(), failing: false }
+    }
+
+    /// Reads more bytes; on an error or end of file, reopens the tty by its path (the
+    /// caller pauses [`Inbound::retry_pause`] before the next read).
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 256];
+        let err = match self.tty.read(&mut chunk) {
+            Ok(0) => io::Error::new(io::ErrorKind::UnexpectedEof, "serial line closed"),
+            Ok(n) => {
+                if std::mem::take(&mut self.failing) {
+                    info!("serial medium {}: receiving again", self.cfg.path.display());
+                }
+                self.pending.extend_from_slice(&chunk[..n]);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        if !std::mem::replace(&mut self.failing, true) {
+            warn!("serial medium {}: {err}; reopening it until it reads again", self.cfg.path.display());
+        }
+        match crate::serial::open_tty(&self.cfg, false) {
+            Ok(tty) => {
+                self.tty = tty;
+                // A frame cut by the failure must not be glued to the next one.
+                self.pending.clear();
+                *self.reader = FrameReader::sized();
+            }
+            Err(e) => debug!("serial medium {}: reopen: {e}", self.cfg.path.display()),
+        }
+        Err(err)
+    }
 }
 
 impl Link {
@@ -54,8 +107,8 @@ impl Link {
                 let rx = crate::serial::open_tty(s, false).map_err(ctx)?;
                 // A lone delimiter ends whatever partial frame the peer's reader holds.
                 let _ = tty.write(&[0]);
-                let inbound = Inbound::Serial { tty: rx, reader: Box::new(FrameReader::sized()), pending: Vec::new() };
-                Ok((Link::Serial { tty, cfg: s.clone() }, inbound))
+                let inbound = Inbound::Serial(SerialInbound::new(rx, s.clone()));
+                Ok((Link::Serial { tty, cfg: s.clone(), reopened: None }, inbound))
             }
         }
     }
@@ -65,12 +118,26 @@ impl Link {
     pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
         match self {
             Link::Udp { sock, dest, .. } => sock.send_to(frame, *dest).map(|_| ()),
-            Link::Serial { tty, .. } => {
+            Link::Serial { tty, cfg, reopened } => {
                 let mut wire = [0u8; SERIAL_ENCODED];
                 let n = encode_frame(frame, &mut wire);
-                match tty.write(&wire[..n])? {
-                    m if m == n => Ok(()),
-                    m => Err(io::Error::new(io::ErrorKind::WouldBlock, format!("line full: {m} of {n} bytes written"))),
+                match tty.write(&wire[..n]) {
+                    Ok(m) if m == n => Ok(()),
+                    Ok(m) => {
+                        Err(io::Error::new(io::ErrorKind::WouldBlock, format!("line full: {m} of {n} bytes written")))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+                    Err(e) => {
+                        // This advert is lost; the next one goes out on the reopened tty.
+                        if reopened.is_none_or(|at| at.elapsed() >= REOPEN_PAUSE) {
+                            *reopened = Some(Instant::now());
+                            if let Ok(mut fresh) = crate::serial::open_tty(cfg, true) {
+                                let _ = fresh.write(&[0]);
+                                *tty = fresh;
+                            }
+                        }
+                        Err(e)
+                    }
                 }
             }
         }
@@ -100,24 +167,20 @@ impl Inbound {
     pub fn next(&mut self, buf: &mut [u8]) -> io::Result<Result<usize, Reject>> {
         match self {
             Inbound::Udp(sock) => sock.recv_from(buf).map(|(n, _)| Ok(n)),
-            Inbound::Serial { tty, reader, pending } => loop {
-                while !pending.is_empty() {
-                    let b = pending.remove(0);
-                    match reader.feed(b) {
+            Inbound::Serial(s) => loop {
+                while !s.pending.is_empty() {
+                    let b = s.pending.remove(0);
+                    match s.reader.feed(b) {
                         Feed::Pending => {}
                         Feed::Frame(n) if n <= buf.len() => {
-                            buf[..n].copy_from_slice(&reader.frame()[..n]);
+                            buf[..n].copy_from_slice(&s.reader.frame()[..n]);
                             return Ok(Ok(n));
                         }
                         Feed::Frame(_) | Feed::Bad(FramingError::Overlong) => return Ok(Err(Reject::Truncated)),
                         Feed::Bad(FramingError::BadCobs) => return Ok(Err(Reject::BadCrc)),
                     }
                 }
-                let mut chunk = [0u8; 256];
-                match tty.read(&mut chunk)? {
-                    0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "serial line closed")),
-                    n => pending.extend_from_slice(&chunk[..n]),
-                }
+                s.fill()?;
             },
         }
     }
@@ -128,7 +191,7 @@ impl Inbound {
     pub fn retry_pause(&self) -> Duration {
         match self {
             Inbound::Udp(_) => Duration::from_millis(1),
-            Inbound::Serial { .. } => Duration::from_millis(100),
+            Inbound::Serial(_) => REOPEN_PAUSE,
         }
     }
 }
@@ -170,7 +233,7 @@ mod tests {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave =
             std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
-        let (mut link, _) = Link::open(&Medium::Serial(SerialSection { path: slave, baud: 115_200 })).unwrap();
+        let (mut link, _) = Link::open(&Medium::Serial(SerialSection { path: slave.clone(), baud: 115_200 })).unwrap();
         let frame: Vec<u8> = (0..MAX_ADVERT_FRAME).map(|i| i as u8).collect();
         link.send(&frame).unwrap();
         let mut master = std::fs::File::from(pty.master);
@@ -184,7 +247,7 @@ mod tests {
         let (r, w) = nix::unistd::pipe().unwrap();
         std::fs::File::from(w).write_all(&wire).unwrap();
         let tty = std::fs::File::from(r);
-        let mut inbound = Inbound::Serial { tty, reader: Box::new(FrameReader::sized()), pending: Vec::new() };
+        let mut inbound = Inbound::Serial(SerialInbound::new(tty, SerialSection { path: slave, baud: 115_200 }));
         assert_eq!(inbound.next(&mut buf).unwrap(), Err(Reject::BadCrc), "the noise before the first delimiter");
         let n = inbound.next(&mut buf).unwrap().unwrap();
         assert_eq!(&buf[..n], &frame[..]);
