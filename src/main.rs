@@ -11,6 +11,7 @@ mod pair_cmd;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rearguard_host_agent::config::agent::AgentConfig;
 use rearguard_host_agent::config::{ConfigKind, Source};
+use rearguard_host_agent::sys::{print_fatal, stderr_is_journal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -155,7 +156,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_fatal(&format!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -169,6 +170,11 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if stderr_is_journal() {
+        // A panic's message would otherwise be an info line of the stream, like any text.
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            print_fatal(&format!("thread '{}' {info}", thread.name().unwrap_or("<unnamed>")));
+        }));
         if let Ok(journal) = tracing_journald::layer() {
             // RG_STATE, RG_TERM, RG_PEER, RG_REASON: `journalctl -u rearguard-pair RG_STATE=active`.
             let journal = journal.with_field_prefix(Some("RG".into()));
@@ -181,24 +187,6 @@ fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .init();
-}
-
-/// JOURNAL_STREAM is "device:inode" of the stream systemd connected stderr to; it is only
-/// true while fd 2 is still that stream (not after a redirect by a wrapper script).
-fn stderr_is_journal() -> bool {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
-        let (d, i) = v.split_once(':')?;
-        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
-    }) else {
-        return false;
-    };
-    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata())
-    else {
-        return false;
-    };
-    meta.dev() == dev && meta.ino() == ino
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -226,7 +214,7 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             match rearguard_host_agent::agent::run(&cfg, opts, stop_flag()?) {
                 Ok(_) => Ok(0),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_fatal(&format!("error: {e}"));
                     Ok(e.exit_code() as u8)
                 }
             }

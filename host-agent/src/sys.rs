@@ -20,6 +20,42 @@ pub fn rss_kb() -> Option<u64> {
     s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether stderr is the journal: JOURNAL_STREAM is "device:inode" of the stream systemd
+/// connected stderr to, and it only holds while fd 2 is still that stream (not after a
+/// redirect by a wrapper script).
+pub fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata())
+    else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
+}
+
+/// Prints the error that ends the program on stderr. Under systemd each line carries the
+/// `<3>` prefix the journal's stream reads as priority err (SyslogLevelPrefix=, on by
+/// default), so `journalctl -p err` shows it; unprefixed, a stream line is info. Written to
+/// the stream rather than sent as a journal datagram: the process exits next, and journald
+/// ties a datagram from a process already gone to no unit, so `journalctl -u` would miss it.
+pub fn print_fatal(text: &str) {
+    use std::io::Write;
+    let prefix = if stderr_is_journal() { "<3>" } else { "" };
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(prefix);
+        out.push_str(line);
+        out.push('\n');
+    }
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
 /// systemd's notify protocol, through the `sd-notify` crate: READY=1 once the node knows its
 /// role, STATUS= when the line changes (`systemctl status` shows it), WATCHDOG=1 from the
 /// loop that does the work. Not the hardware watchdog that fences a node (`fence.rs`): this
