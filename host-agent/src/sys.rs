@@ -14,6 +14,18 @@ pub fn realtime(prio: u8) -> Option<std::io::Error> {
     (rc != 0).then(std::io::Error::last_os_error)
 }
 
+/// One malloc arena for all threads. glibc gives each thread that allocates an arena of its
+/// own (a 132 KiB reservation and its touched pages); the agent's threads are few and mostly
+/// asleep, so they lose nothing by sharing the main one, and the process keeps less resident
+/// (README "Footprint"). Call before any thread starts.
+pub fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt(3) with a valid parameter and value, before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// This process's resident memory in KiB, from /proc (None where it cannot be read).
 pub fn rss_kb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
