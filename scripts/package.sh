@@ -5,8 +5,8 @@
 # The binary is built with the `dist` profile (Cargo.toml: fat LTO, opt-level s, abort on
 # panic, stripped), which is what ships; `--profile release` packages the release build the
 # tests already have (tests/package_systemd.rs uses it, to spare the suite a fat-LTO build).
-# Man pages and completions come from the binary's own clap definitions (`rearguard
-# generate-docs`); /etc/rearguard/*.toml are the examples with the pair's example key taken
+# Man pages and completions come from the binary's own clap definitions (`rearguard-docs`,
+# built from the same command tree, not shipped); /etc/rearguard/*.toml are the examples with the pair's example key taken
 # out, so that no node runs with a published key. Needs cargo-deb (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +19,12 @@ while (($#)); do
 done
 command -v cargo-deb >/dev/null || { echo "cargo-deb missing: run scripts/setup.sh" >&2; exit 1; }
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-cargo build --profile "$profile" --bin rearguard
+cargo build --profile "$profile" --bin rearguard --bin rearguard-docs
 # cargo-deb reads the assets' target/release/ prefix as "this profile's directory".
 out=$target/$profile
 docs=$out/package-docs
 rm -rf "$docs"
-"$out/rearguard" generate-docs "$docs"
+"$out/rearguard-docs" "$docs"
 # Debian wants man pages gzipped (-n: no timestamp, so the package is reproducible);
 # cargo-deb compresses only what it did not find under target/.
 gzip -9n "$docs"/man/*.1

@@ -11,7 +11,7 @@ pub fn run(file: &Path) -> anyhow::Result<u8> {
     let src = Source::read(file)?;
     let kind = ConfigKind::of(&src)?;
     if kind == ConfigKind::Pair {
-        return crate::pair_cmd::check_config(&src);
+        return super::pair_cmd::check_config(&src);
     }
     if kind == ConfigKind::Listener {
         let cfg = LinuxListenerConfig::from_source(&src)?;

@@ -4,13 +4,13 @@ mod build_info;
 mod check;
 mod demo;
 mod disk_cmd;
-mod docs;
 mod firmware_cmd;
 mod pair_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rearguard_host_agent::config::agent::AgentConfig;
 use rearguard_host_agent::config::{ConfigKind, Source};
+use rearguard_host_agent::sys::{print_fatal, stderr_is_journal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -26,7 +26,7 @@ use std::sync::Arc;
 /// `rearguard disk init --help` to prepare a real shared disk.
 #[derive(Parser)]
 #[command(name = "rearguard", propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Cmd,
 }
@@ -112,12 +112,6 @@ enum Cmd {
         /// An agent, pair or listener config (TOML); its sections say which.
         file: PathBuf,
     },
-    /// Write the man pages and bash/zsh/fish completions into DIR (scripts/package.sh).
-    #[command(hide = true)]
-    GenerateDocs {
-        /// Output directory; man/ and completions/ are created in it.
-        dir: PathBuf,
-    },
     /// Watch a takeover on this machine: no root, no hardware, a temporary disk image.
     Demo {
         /// `n-plus-1`: three primaries and one spare; the spare boots as the one killed.
@@ -145,20 +139,31 @@ enum DemoScenario {
 }
 
 fn main() -> ExitCode {
-    let version: &'static str = Box::leak(build_info::long_version().into_boxed_str());
-    let matches = Cli::command().version(version).get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    rearguard_host_agent::sys::one_malloc_arena();
+    let cli = on_own_stack(|| {
+        let version: &'static str = Box::leak(build_info::long_version().into_boxed_str());
+        let matches = Cli::command().version(version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    });
     init_logging();
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_fatal(&format!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs `f` on a thread of its own and returns its result. Parsing the arguments takes over
+/// 100 KiB of stack frames (clap builds its whole command tree in them); on the main thread
+/// those pages would stay resident under a daemon's loop for as long as it runs, while glibc
+/// hands a finished thread's stack pages back (README "Footprint").
+fn on_own_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let t = std::thread::Builder::new().stack_size(1 << 20).spawn_scoped(s, f).expect("spawn a parser thread");
+        t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 /// Logs go to the journal, with their fields as RG_* journal fields, when stderr is the
@@ -166,39 +171,39 @@ fn main() -> ExitCode {
 fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REARGUARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `REARGUARD_LOG=warn` or `info,rearguard_host_agent::pair=debug`: levels per target.
+    // Targets rather than EnvFilter: no span or field filters, and no regex engine in the
+    // binary (a quarter of a megabyte of text, which is resident memory; README "Footprint").
+    let setting = std::env::var("REARGUARD_LOG").ok().filter(|v| !v.trim().is_empty());
+    let parsed = setting.as_deref().map(str::parse::<tracing_subscriber::filter::Targets>);
+    let filter = match &parsed {
+        Some(Ok(t)) => t.clone(),
+        _ => tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO),
+    };
+    let warn_bad_setting = move || {
+        if let (Some(v), Some(Err(e))) = (&setting, &parsed) {
+            tracing::warn!("REARGUARD_LOG={v:?} is not a log filter ({e}); logging at info (e.g. REARGUARD_LOG=warn)");
+        }
+    };
     if stderr_is_journal() {
+        // A panic's message would otherwise be an info line of the stream, like any text.
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            print_fatal(&format!("thread '{}' {info}", thread.name().unwrap_or("<unnamed>")));
+        }));
         if let Ok(journal) = tracing_journald::layer() {
             // RG_STATE, RG_TERM, RG_PEER, RG_REASON: `journalctl -u rearguard-pair RG_STATE=active`.
             let journal = journal.with_field_prefix(Some("RG".into()));
-            tracing_subscriber::registry().with(filter).with(journal).init();
+            tracing_subscriber::registry().with(journal).with(filter).init();
+            warn_bad_setting();
             return;
         }
     }
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .init();
-}
-
-/// JOURNAL_STREAM is "device:inode" of the stream systemd connected stderr to; it is only
-/// true while fd 2 is still that stream (not after a redirect by a wrapper script).
-fn stderr_is_journal() -> bool {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
-        let (d, i) = v.split_once(':')?;
-        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
-    }) else {
-        return false;
-    };
-    let Ok(meta) = std::io::stderr().as_fd().try_clone_to_owned().map(std::fs::File::from).and_then(|f| f.metadata())
-    else {
-        return false;
-    };
-    meta.dev() == dev && meta.ino() == ino
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry().with(fmt).with(filter).init();
+    warn_bad_setting();
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -226,7 +231,7 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
             match rearguard_host_agent::agent::run(&cfg, opts, stop_flag()?) {
                 Ok(_) => Ok(0),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    print_fatal(&format!("error: {e}"));
                     Ok(e.exit_code() as u8)
                 }
             }
@@ -275,9 +280,6 @@ fn run(cmd: Cmd) -> anyhow::Result<u8> {
         }
         Cmd::Demo { scenario: Some(DemoScenario::NPlus1), interval_ms, timeout_ms, poll_ms, .. } => {
             demo::n_plus_1(interval_ms, timeout_ms, poll_ms)
-        }
-        Cmd::GenerateDocs { dir } => {
-            docs::generate(Cli::command().version(env!("CARGO_PKG_VERSION")), &dir).map(|()| 0)
         }
     }
 }

@@ -5,8 +5,10 @@
 //! The package is installed there with `dpkg -i` and driven with
 //! systemctl through `nsenter` into the container's PID 1: Type=notify READY and STATUS, the
 //! journal's RG_* fields, ExecStopPost after SIGKILL, the watchdog after SIGSTOP, a broken
-//! config that fails once and is not retried in a loop, `dpkg -r`/`--purge`; and two
-//! containers where stopping the active one moves the VIP to the other.
+//! config that fails once (its error at priority err) and is not retried in a loop; in the
+//! same container the cold-standby units, `rearguard-agent` heartbeating to a disk image and
+//! `rearguard-listener` releasing when it stops; `dpkg -r`/`--purge`. And two containers
+//! where stopping the active one moves the VIP to the other.
 //!
 //! The root is booted with --volatile=overlay: the cached tree is never written, every change
 //! lives in a tmpfs that goes with the container.
@@ -206,6 +208,11 @@ impl Container {
         c
     }
 
+    /// `path` inside the container, seen from the host (its root through /proc).
+    fn path(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{path}", self.init))
+    }
+
     /// The VIP is on host0 (the kernel's view, not the agent's word).
     fn holds_vip(&self) -> bool {
         self.stdout("ip -o addr show dev host0").contains(&format!(" {VIP}/"))
@@ -235,12 +242,12 @@ impl Container {
         let out = self.sh(script);
         assert!(
             out.status.success(),
-            "{}: `{script}` failed ({}):\n{}\n{}\nunit journal:\n{}",
+            "{}: `{script}` failed ({}):\n{}\n{}\nunits' journal:\n{}",
             self.name,
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.journal()
+            self.journal_of("rearguard-*")
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -260,11 +267,20 @@ impl Container {
     }
 
     fn unit(&self, prop: &str) -> String {
-        self.stdout(&format!("systemctl show -p {prop} --value rearguard-pair"))
+        self.unit_of("rearguard-pair", prop)
+    }
+
+    fn unit_of(&self, unit: &str, prop: &str) -> String {
+        self.stdout(&format!("systemctl show -p {prop} --value {unit}"))
     }
 
     fn journal(&self) -> String {
-        self.stdout("journalctl -u rearguard-pair --no-pager -o short-monotonic")
+        self.journal_of("rearguard-pair")
+    }
+
+    /// `unit` may be a glob: `rearguard-*` is every unit of the package.
+    fn journal_of(&self, unit: &str) -> String {
+        self.stdout(&format!("journalctl -u '{unit}' --no-pager -o short-monotonic"))
     }
 
     /// Polls `cond` every 20 ms for up to `within`; panics with the unit's journal otherwise.
@@ -276,8 +292,8 @@ impl Container {
                 "{}: timed out after {} ms waiting for: {what}\n{}\n{}",
                 self.name,
                 within.as_millis(),
-                self.stdout("systemctl status rearguard-pair --no-pager"),
-                self.journal()
+                self.stdout("systemctl status 'rearguard-*' --no-pager"),
+                self.journal_of("rearguard-*")
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -347,8 +363,79 @@ fn install(c: &Container) {
     }
 }
 
+/// The cold-standby roles in the same container: `rearguard-agent` heartbeats to a disk image
+/// and `rearguard-listener` watches it; both are Type=notify with a STATUS= line, and the
+/// listener runs its gate (releases the secondary's boot) once the agent is stopped.
+fn cold_standby_units(c: &Container) {
+    use support::disk::{write_agent_config, Timing};
+    let t = Timing::default();
+    let disk = "/srv/rearguard/disk.img";
+    c.must(&format!(
+        "mkdir -p /srv/rearguard && rearguard disk init {disk} --create --force --cluster-id {:#x} \
+         --interval-ms {} --timeout-ms {}",
+        support::CLUSTER,
+        t.interval_ms,
+        t.timeout_ms
+    ));
+    // No watchdog device here: the fence is a command, and it is never due in this test.
+    write_agent_config(&c.path("/etc/rearguard/agent.toml"), Path::new(disk), &t, &["true"], None);
+    // The agent unit makes the whole tree read-only (ProtectSystem=strict) but /dev: a disk
+    // image instead of a device needs its directory opened, as an operator would in a drop-in.
+    c.must(
+        "mkdir -p /etc/systemd/system/rearguard-agent.service.d && printf '[Service]\\nReadWritePaths=/srv/rearguard\\n' \
+         > /etc/systemd/system/rearguard-agent.service.d/image.conf && systemctl daemon-reload",
+    );
+    c.write(
+        "/etc/rearguard/listener.toml",
+        &format!(
+            "# written by tests/package_systemd.rs\n[cluster]\nid = {:#x}\n[listener]\nnode_id = 1\nprimary_node = 0\n\
+             timeout_ms = {}\npoll_ms = {}\n[disk]\ndevice = \"{disk}\"\n[gate]\n\
+             command = [\"sh\", \"-c\", \"echo node=$RG_TAKEOVER_NODE > /var/lib/rearguard/released\"]\n",
+            support::CLUSTER,
+            t.timeout_ms,
+            t.poll_ms
+        ),
+    );
+
+    // Type=notify: `start` returns only after READY (the first heartbeat cycle was written).
+    c.must("timeout 60 systemctl start rearguard-agent");
+    assert_eq!(c.unit_of("rearguard-agent", "Type"), "notify");
+    assert_eq!(c.unit_of("rearguard-agent", "ActiveState"), "active");
+    let status = c.unit_of("rearguard-agent", "StatusText");
+    assert!(status.starts_with("primary node 0: serving, a heartbeat every"), "agent STATUS: {status:?}");
+    assert!(
+        c.stdout("systemctl status rearguard-agent --no-pager").contains("Status: \"primary node 0: serving"),
+        "systemctl status shows no STATUS line for the agent"
+    );
+
+    // The listener: READY once it read the disk; it sees the primary alive and watches.
+    c.must("timeout 60 systemctl start rearguard-listener");
+    assert_eq!(c.unit_of("rearguard-listener", "Type"), "notify");
+    c.wait(Duration::from_secs(5), "the listener watches the primary", |c| {
+        c.unit_of("rearguard-listener", "StatusText") == "listener: watching, primary node 0"
+    });
+    assert_eq!(c.unit_of("rearguard-listener", "ActiveState"), "active");
+    assert!(!c.path("/var/lib/rearguard/released").exists(), "released while the primary is alive");
+
+    // The primary stops: its heartbeats end, the listener runs its gate once and exits 0
+    // (released is final: Restart=on-failure leaves it stopped).
+    c.must("systemctl stop rearguard-agent");
+    let took = c.wait(Duration::from_secs(10), "the listener releases after the agent stopped", |c| {
+        c.path("/var/lib/rearguard/released").exists()
+    });
+    eprintln!("listener released {} ms after the agent stopped", took.as_millis());
+    assert_eq!(std::fs::read_to_string(c.path("/var/lib/rearguard/released")).unwrap().trim(), "node=0");
+    c.wait(Duration::from_secs(5), "the listener exits after releasing", |c| {
+        c.unit_of("rearguard-listener", "ActiveState") == "inactive"
+    });
+    assert_eq!(c.unit_of("rearguard-listener", "Result"), "success");
+    assert_eq!(c.unit_of("rearguard-listener", "NRestarts"), "0");
+    // The drop-in is the admin's (purge rightly keeps it): the test takes its own away.
+    c.must("rm -r /etc/systemd/system/rearguard-agent.service.d && systemctl daemon-reload");
+}
+
 #[test]
-fn the_pair_unit_runs_reports_restarts_and_uninstalls_cleanly() {
+fn the_units_run_report_restart_and_uninstall_cleanly() {
     let t0 = Instant::now();
     let prep = prepared();
     let pair = Pair::new(false, NodeOpts::new(200), NodeOpts::new(100));
@@ -418,7 +505,12 @@ fn the_pair_unit_runs_reports_restarts_and_uninstalls_cleanly() {
         journal.contains("priorty") && journal.contains("pair.toml:"),
         "config error not in the journal:\n{journal}"
     );
+    // At priority err: `journalctl -p err` (what an operator filters on) shows it.
+    let errors = c.stdout("journalctl -u rearguard-pair -p err --no-pager -o cat");
+    assert!(errors.contains("error: ") && errors.contains("priorty"), "config error not at priority err:\n{errors}");
     assert!(!c.holds_vip(), "VIP left behind");
+
+    cold_standby_units(&c);
 
     // Fixed again, then removed: the unit stops (its VIP with it) and no unit remains.
     c.write("/etc/rearguard/pair.toml", &pair_config(1, 200));

@@ -167,7 +167,7 @@ pub fn run(cfg: &AgentConfig, opts: AgentOptions, stop: Arc<AtomicBool>) -> Resu
                     let why =
                         format!("no heartbeat cycle on {} completed in {} (limit {})", device.display(), since, budget);
                     fencer.fire(&why);
-                    eprintln!("rearguard agent: fenced: {why}");
+                    crate::sys::print_fatal(&format!("rearguard agent: fenced: {why}"));
                     std::process::exit(4);
                 }
             })
