@@ -44,6 +44,8 @@ fuzz_target!(|data: &[u8]| {
         framing: [("bad-cobs", 0), ("overlong", 0)],
         gate_open: false,
         stack_peak: None,
+        budget: None,
+        disk_timeout: Duration::ZERO,
     };
     let mut m = Menu::new(ListenerConfig::factory(), Persist::NONE);
     let mut store = RamNv::default();

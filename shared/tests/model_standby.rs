@@ -21,7 +21,7 @@ mod model;
 
 use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{MailboxMessage, RECORD_SECTOR};
-use rearguard_shared::heartbeat::{self, HealthFlags, Heartbeat, NodeState, Role, Verifier, MAX_FRAME};
+use rearguard_shared::heartbeat::{self, Verifier};
 use rearguard_shared::listener::{Action, ListenerParams, ListenerState, MediumId, NeverSeenPolicy, StandbyListener};
 use rearguard_shared::{Duration, Instant};
 use stateright::{Model, Property};
@@ -174,24 +174,7 @@ impl StandbyModel {
         if s.stalled {
             return;
         }
-        let hb = Heartbeat {
-            cluster_id: CLUSTER,
-            node_id: 0,
-            role: Role::Primary,
-            boot_epoch: epoch,
-            sequence: seq,
-            uptime: Duration::from_millis(seq * TICK_MS),
-            state: NodeState::Active,
-            health: HealthFlags::OK,
-            config_digest: 1,
-            build_stamp: 2,
-            budget: rearguard_shared::fencing::FencingBudget::NONE,
-            test_acks: 0,
-            last_test: 0,
-        };
-        let mut frame = [0u8; MAX_FRAME];
-        let n = heartbeat::encode(&hb, None, &mut frame);
-        s.slot = frame[..n].to_vec();
+        s.slot = model::heartbeat_frame(CLUSTER, 0, epoch, seq);
         s.last_write = Some(s.tick);
         if claimed(&s.mailbox) {
             s.primary = Primary::Fenced;

@@ -27,6 +27,10 @@ struct ListenerSection {
     /// Where settings saved from the console menu are kept (A/B copies); they override this
     /// section at the next start. Without it, console changes last until the listener stops.
     nv_file: Option<PathBuf>,
+    /// Where the highest heartbeat read from each primary is kept, so that records replayed
+    /// after a restart are refused (`replay.rs`). Without it, a restarted listener takes
+    /// any record as a fresh baseline.
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +82,8 @@ pub struct LinuxListenerConfig {
     /// `[gate] gate_test`: what `rearguard drill` runs to prove the gate path; never the gate.
     pub gate_test: Option<Vec<String>>,
     pub nv_file: Option<PathBuf>,
+    /// `[listener] state_dir`: the replay marks' directory.
+    pub state_dir: Option<PathBuf>,
     /// `Some` for a spare: the primaries it watches (the disk must give them that role).
     pub watch: Option<NodeSet>,
 }
@@ -215,6 +221,7 @@ impl LinuxListenerConfig {
             gate_command: f.gate.command,
             gate_test: f.gate.gate_test,
             nv_file: f.listener.nv_file,
+            state_dir: f.listener.state_dir,
             watch,
         })
     }

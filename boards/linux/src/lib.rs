@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod drill;
+pub mod replay;
 
 use config::LinuxListenerConfig;
 use rearguard_firmware::app::{App, Event, StartError};
@@ -28,11 +29,13 @@ use std::sync::mpsc::Receiver;
 pub struct LinuxDisk {
     dev: DirectDisk,
     block: Box<[u8; BLOCK]>,
+    /// Refuses slot records replayed after a restart (`[listener] state_dir`).
+    pub replay: Option<replay::ReplayGuard>,
 }
 
 impl LinuxDisk {
     pub fn new(dev: DirectDisk) -> LinuxDisk {
-        LinuxDisk { dev, block: Box::new([0; BLOCK]) }
+        LinuxDisk { dev, block: Box::new([0; BLOCK]), replay: None }
     }
 }
 
@@ -41,6 +44,9 @@ impl SharedDisk for LinuxDisk {
     fn read_record(&mut self, offset: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), DiskError> {
         self.dev.read_block(offset, &mut self.block)?;
         buf.copy_from_slice(&self.block[..RECORD_SECTOR]);
+        if let Some(guard) = self.replay.as_mut() {
+            guard.check(buf);
+        }
         Ok(())
     }
     fn write_record(&mut self, offset: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), DiskError> {
@@ -204,7 +210,9 @@ impl core::fmt::Write for NoEcho {
 /// Opens the disk and builds the application: every check the firmware makes at start
 /// (config, header, cluster, slot, the disk's timeout) runs here.
 fn build_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, write: bool) -> Result<LinuxApp, ListenerError> {
-    let disk = LinuxDisk::new(DirectDisk::open(&cfg.device, write)?);
+    let mut disk = LinuxDisk::new(DirectDisk::open(&cfg.device, write)?);
+    // Only a running listener moves its marks (`check-config` opens the disk read-only).
+    disk.replay = cfg.state_dir.as_deref().filter(|_| write).map(|dir| replay::ReplayGuard::open(dir, &listener));
     let gate = CommandGate { argv: cfg.gate_command.clone(), own_node: listener.node_id };
     let refused = |message: String| ListenerError::Start { device: cfg.device.display().to_string(), message };
     let app = match cfg.watch {

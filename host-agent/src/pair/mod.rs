@@ -16,7 +16,7 @@ mod driver;
 mod hooks;
 pub mod net;
 pub mod netlink;
-mod persist;
+pub mod persist;
 mod status;
 mod vmac;
 

@@ -171,7 +171,7 @@ impl Persist {
 }
 
 /// Replaces `file` with `bytes` atomically and durably.
-fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = file.with_extension("tmp");

@@ -95,3 +95,28 @@ where
     let actions: Vec<String> = path.into_actions().iter().map(|a| format!("{a:?}")).collect();
     eprintln!("counterexample for {property:?} in {} steps: {}", actions.len(), actions.join(", "));
 }
+
+/// A primary's heartbeat as its agent writes it to its slot (the encoded frame's bytes), for
+/// the standby models.
+#[allow(dead_code)] // the pair model has no slot
+pub fn heartbeat_frame(cluster_id: u32, node: u8, epoch: u32, seq: u64) -> Vec<u8> {
+    use rearguard_shared::heartbeat::{self, HealthFlags, Heartbeat, NodeState, Role, MAX_FRAME};
+    let hb = Heartbeat {
+        cluster_id,
+        node_id: node,
+        role: Role::Primary,
+        boot_epoch: epoch,
+        sequence: seq,
+        uptime: rearguard_shared::Duration::from_millis(seq * 100),
+        state: NodeState::Active,
+        health: HealthFlags::OK,
+        config_digest: 1,
+        build_stamp: 2,
+        budget: rearguard_shared::fencing::FencingBudget::NONE,
+        test_acks: 0,
+        last_test: 0,
+    };
+    let mut frame = [0u8; MAX_FRAME];
+    let n = heartbeat::encode(&hb, None, &mut frame);
+    frame[..n].to_vec()
+}
