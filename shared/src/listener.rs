@@ -363,7 +363,8 @@ impl<const P: usize> StandbyListener<P> {
     }
 
     /// Feeds one decoded-or-rejected frame from `medium`, where `node`'s record was expected
-    /// (the slot read, or the primary on the other end of a link).
+    /// (the slot read, or the primary on the other end of a link). Says what the frame changed;
+    /// the timeout is judged by [`Self::on_tick`].
     pub fn on_frame(&mut self, medium: MediumId, node: u8, frame: Result<Heartbeat, Reject>, now: Instant) -> Actions {
         let mut out = Actions::new();
         let tell = self.tells_each_primary();
@@ -390,12 +391,10 @@ impl<const P: usize> StandbyListener<P> {
                 let _ = out.push(Action::Notify(self.state));
             }
         }
-        // A frame can also be the first input after a long gap; timeouts are judged too
-        // (the caller's tick judges them otherwise: a frame that already brought two
-        // notifications leaves the release to it, so a frame's actions stay four).
-        if out.len() < 2 {
-            out.extend(self.on_tick(now));
-        }
+        // Timeouts are judged only by [`Self::on_tick`], which the caller calls once every
+        // watched primary's record of this poll has been fed: judged here, the primaries
+        // not yet read this poll would look as old as the disk operations in between made
+        // them (found by the N+S model: a slow claim step made a live primary look dead).
         out
     }
 
@@ -724,9 +723,10 @@ mod tests {
         other.node_id = 9;
         for t in 1..200 {
             for frame in [Err(Reject::BadCrc), Ok(other)] {
-                let a = l.on_frame(disk, 0, frame, at(10 + t * 10));
-                claimed(&mut l, a, true, at(10 + t * 10));
+                l.on_frame(disk, 0, frame, at(10 + t * 10));
             }
+            let a = l.on_tick(at(10 + t * 10));
+            claimed(&mut l, a, true, at(10 + t * 10));
         }
         l.on_frame(serial, 0, Ok(sample(3)), at(2000));
         l.on_frame(serial, 0, Ok(sample(3)), at(2000));
@@ -855,7 +855,10 @@ mod tests {
         let mut released = std::vec::Vec::new();
         for t in 5..40u64 {
             for n in [0, 2] {
-                let a = l.on_frame(disk, n, Ok(beat(n, 7, t + 1)), at(t * 100));
+                l.on_frame(disk, n, Ok(beat(n, 7, t + 1)), at(t * 100));
+            }
+            let a = l.on_tick(at(t * 100));
+            {
                 for a in claimed(&mut l, a, true, at(t * 100)) {
                     if let Action::Release(r) = a {
                         released.push(r);
@@ -870,7 +873,8 @@ mod tests {
         // Node 0 dies too: reported once, never taken.
         let mut reports = 0;
         for t in 40..80u64 {
-            let a = l.on_frame(disk, 2, Ok(beat(2, 7, t + 1)), at(t * 100));
+            let mut a = l.on_frame(disk, 2, Ok(beat(2, 7, t + 1)), at(t * 100));
+            a.extend(l.on_tick(at(t * 100)));
             assert!(!a.iter().any(|x| matches!(x, Action::Release(_) | Action::ClaimTakeover { .. })));
             reports +=
                 a.iter().filter(|x| **x == Action::Primary { node: 0, state: PrimaryState::NoSpareLeft }).count();
@@ -916,14 +920,14 @@ mod tests {
                     self.l.on_claim_written(node, true, now)
                 }
                 _ => {
-                    let mut acts = Actions::new();
                     for n in 0..4u8 {
                         if self.l.params().watched.contains(n) {
                             let hb = if alive[n as usize] { beat(n, 1, seq) } else { beat(n, 1, 1) };
-                            acts.extend(self.l.on_frame(self.disk, n, Ok(hb), now));
+                            let acts = self.l.on_frame(self.disk, n, Ok(hb), now);
+                            self.queue(acts);
                         }
                     }
-                    acts
+                    self.l.on_tick(now)
                 }
             };
             self.queue(acts);

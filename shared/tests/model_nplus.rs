@@ -5,8 +5,8 @@
 //! heartbeat and mailbox codecs and carried out the way `firmware/src/app.rs`'s `poll` does
 //! it, with one change: read every primary's slot and feed it, then carry out what the
 //! listener asked for, depth first (read a mailbox, write a claim), then tick, all with the
-//! poll's `now`. `App::poll` today does a slot's claim steps before it reads the next slot;
-//! the model finds that a slow claim step then makes a live primary look dead
+//! poll's `now`. `App::poll` did a slot's claim steps before it read the next slot; the
+//! model found that a slow claim step then made a live primary look dead
 //! (`a_slow_claim_step_between_slot_reads_claims_a_live_primary`). A mailbox read or a claim
 //! write is one atomic step of the model, and so are a poll's slot reads, so the spares'
 //! operations and the primaries' cycles interleave in every order within a tick. A primary
@@ -55,8 +55,9 @@ enum Variant {
     SettleZero,
     /// The listener's timeout is zero.
     ZeroTimeout,
-    /// `App::poll` as it is today: a slot read's mailbox read and claim write are carried
-    /// out before the next slot is read, all with the poll's `now`.
+    /// `App::poll` before the fix: the listener judged every timeout at each frame, and a
+    /// slot read's mailbox read and claim write were carried out before the next slot was
+    /// read, all with the poll's `now`.
     ActsBetweenReads,
 }
 
@@ -230,7 +231,12 @@ impl NPlusModel {
                 let slot = &s.nodes[k as usize].slot;
                 block[..slot.len()].copy_from_slice(slot);
                 let frame = heartbeat::decode(&block, &Verifier { cluster_id: CLUSTER, key: None });
-                sp.l.on_frame(sp.disk, k, frame, now)
+                let mut acts = sp.l.on_frame(sp.disk, k, frame, now);
+                if self.variant == Variant::ActsBetweenReads {
+                    // The listener before the fix judged every timeout at each frame.
+                    acts.extend(sp.l.on_tick(now));
+                }
+                acts
             }
             Op::Tick => sp.l.on_tick(now),
             Op::ReadMailbox(k) => {
@@ -566,8 +572,9 @@ fn a_zero_timeout_is_caught() {
     broken(Variant::ZeroTimeout, property, NPlusModel::real());
 }
 
-/// Found by this model: `App::poll` carries out a slot read's claim steps before it reads the
-/// next slot, and labels that later read with the poll's `now`. A mailbox read that is slow
+/// Found by this model (and fixed: the listener judges timeouts only at its tick, which
+/// `App::poll` calls after every slot is read): `App::poll` carried out a slot read's claim
+/// steps before it read the next slot, and labelled that later read with the poll's `now`. A mailbox read that is slow
 /// (here one tick) makes a live primary's progress look older than it is, and the spare
 /// claims it: the claim fences a healthy primary (no two actives, but a needless takeover).
 /// Reading every slot first (the model's driver) closes it.
