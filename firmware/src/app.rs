@@ -637,13 +637,7 @@ mod tests {
 
     #[test]
     fn claims_the_disk_then_opens_the_gate_exactly_once() {
-        let mut app =
-            TestApp::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
-                .unwrap();
-        for t in 0..10u64 {
-            beat(&mut app, t + 1);
-            app.poll(Instant::from_millis(t * 100));
-        }
+        let mut app = watching_then_silent();
         assert_eq!(app.listener().state(), ListenerState::Watching);
         let mut released_at = None;
         for t in 10..100u64 {
@@ -668,13 +662,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_slot_holds_the_release_until_it_reads_again() {
-        let mut app =
-            App::new(cfg(), Some(disk()), None::<crate::board::NoLink>, CountingGate(0), Instant::from_millis(0))
-                .unwrap();
-        for t in 0..10u64 {
-            beat(&mut app, t + 1);
-            app.poll(Instant::from_millis(t * 100));
-        }
+        let mut app = watching_then_silent();
         app.disk.as_mut().unwrap().dev.1 = true;
         for t in 10..60u64 {
             let ev = app.poll(Instant::from_millis(t * 100));
