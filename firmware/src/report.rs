@@ -187,24 +187,21 @@ pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<A
     }
 }
 
-/// The status screen's lines for each watched primary of a spare: state, age of its last
-/// progress, and who claimed it.
-pub fn watched_primaries(out: &mut impl Write, primaries: &[WatchedPrimary], now: Instant) -> core::fmt::Result {
-    for p in primaries {
-        write!(out, "  primary {}: {}", p.node, p.state.name())?;
-        match p.last_progress {
-            Some(t) => write!(out, ", last progressed {} ago", Ms(now.saturating_since(t)))?,
-            None => write!(out, ", never seen alive")?,
-        }
-        match p.state {
-            PrimaryState::ClaimedBy(Some(by)) => writeln!(out, ", claimed by node {by}")?,
-            PrimaryState::ClaimedBy(None) => writeln!(out, ", claim unconfirmed (not taken)")?,
-            PrimaryState::Taken => writeln!(out, ", claimed by this spare (booted as it)")?,
-            PrimaryState::NoSpareLeft => writeln!(out, ", dead: no spare left")?,
-            _ => writeln!(out)?,
-        }
+/// A watched primary on a spare's status screen: state, age of its last progress, and who
+/// claimed it.
+pub fn watched_primary<'t, 'o>(t: &'t mut Text<'o>, p: &WatchedPrimary, now: Instant) -> &'t mut Text<'o> {
+    t.s("primary ").n(p.node).s(": ").s(p.state.name());
+    match p.last_progress() {
+        Some(at) => t.s(", last progressed ").ms(now.saturating_since(at)).s(" ago"),
+        None => t.s(", never seen alive"),
+    };
+    match p.state {
+        PrimaryState::ClaimedBy(Some(by)) => t.s(", claimed by node ").n(by),
+        PrimaryState::ClaimedBy(None) => t.s(", claim unconfirmed (not taken)"),
+        PrimaryState::Taken => t.s(", claimed by this spare (booted as it)"),
+        PrimaryState::NoSpareLeft => t.s(", dead: no spare left"),
+        _ => t,
     }
-    Ok(())
 }
 
 /// After failed slot reads, the first one that works again.

@@ -42,16 +42,19 @@ impl Observation {
     }
 }
 
+/// The last record accepted from one sender on one medium, in 16 bytes: a spare of 31
+/// primaries keeps one per primary and medium in a controller's 8 KiB of RAM.
 #[derive(Clone, Copy, Debug)]
 pub struct FailureDetector {
+    sequence: u64,
+    epoch: u32,
     kind: MediumKind,
-    last: Option<(u32, u64)>,
-    last_progress: Option<Instant>,
+    seen: bool,
 }
 
 impl FailureDetector {
     pub const fn new(kind: MediumKind) -> Self {
-        FailureDetector { kind, last: None, last_progress: None }
+        FailureDetector { sequence: 0, epoch: 0, kind, seen: false }
     }
 
     pub fn kind(&self) -> MediumKind {
@@ -60,16 +63,13 @@ impl FailureDetector {
 
     /// Last (epoch, sequence) accepted.
     pub fn last(&self) -> Option<(u32, u64)> {
-        self.last
+        self.seen.then_some((self.epoch, self.sequence))
     }
 
-    /// When liveness was last observed.
-    pub fn last_progress(&self) -> Option<Instant> {
-        self.last_progress
-    }
-
-    pub fn observe(&mut self, hb: &Heartbeat, now: Instant) -> Result<Observation, Reject> {
-        let obs = match self.last {
+    /// What `hb` means after what was accepted before; an accepted record becomes the last.
+    /// When liveness was seen is the caller's to keep (once per sender, not per medium).
+    pub fn observe(&mut self, hb: &Heartbeat) -> Result<Observation, Reject> {
+        let obs = match self.last() {
             None => Observation::Baseline,
             Some((epoch, _)) if hb.boot_epoch > epoch => Observation::Restarted,
             Some((epoch, _)) if hb.boot_epoch < epoch => return Err(Reject::StaleEpoch),
@@ -77,19 +77,15 @@ impl FailureDetector {
             Some((_, seq)) if hb.sequence == seq && self.kind == MediumKind::Polled => Observation::Repeat,
             Some(_) => return Err(Reject::Replay),
         };
-        self.last = Some((hb.boot_epoch, hb.sequence));
-        if obs.is_liveness() {
-            self.last_progress = Some(now);
-        }
+        (self.epoch, self.sequence, self.seen) = (hb.boot_epoch, hb.sequence, true);
         Ok(obs)
     }
 }
 
-/// One medium's receive side: its failure detector and what it has accepted and rejected,
-/// by reason. The standby listener and the pair election both keep one per medium.
+/// What one medium received, by outcome: counted once per medium (a spare sums every
+/// primary's records on it).
 #[derive(Clone, Copy, Debug)]
-pub struct MediumStats {
-    pub detector: FailureDetector,
+pub struct RxCounts {
     /// When the last frame that passed every check arrived (liveness or not).
     pub last_valid: Option<Instant>,
     pub accepted: u32,
@@ -97,37 +93,55 @@ pub struct MediumStats {
     pub last_reject: Option<Reject>,
 }
 
-impl MediumStats {
-    pub const fn new(kind: MediumKind) -> Self {
-        MediumStats {
-            detector: FailureDetector::new(kind),
-            last_valid: None,
-            accepted: 0,
-            rejected: [0; Reject::COUNT],
-            last_reject: None,
-        }
+impl RxCounts {
+    pub const fn new() -> Self {
+        RxCounts { last_valid: None, accepted: 0, rejected: [0; Reject::COUNT], last_reject: None }
     }
 
     pub fn rejected_total(&self) -> u32 {
         self.rejected.iter().sum()
     }
 
-    /// Runs a frame that already passed decoding and the caller's checks through the
-    /// detector, and counts the outcome.
-    pub fn observe(&mut self, checked: Result<&Heartbeat, Reject>, now: Instant) -> Result<Observation, Reject> {
-        match checked.and_then(|hb| self.detector.observe(hb, now)) {
-            Ok(obs) => {
+    /// Counts one frame's outcome, and passes it on.
+    pub fn count(&mut self, outcome: Result<Observation, Reject>, now: Instant) -> Result<Observation, Reject> {
+        match outcome {
+            Ok(_) => {
                 self.accepted = self.accepted.saturating_add(1);
                 self.last_valid = Some(now);
-                Ok(obs)
             }
             Err(r) => {
                 let c = &mut self.rejected[r.index()];
                 *c = c.saturating_add(1);
                 self.last_reject = Some(r);
-                Err(r)
             }
         }
+        outcome
+    }
+}
+
+impl Default for RxCounts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One medium's receive side from one sender: its failure detector and what it has accepted
+/// and rejected, by reason (the pair election keeps one per medium).
+#[derive(Clone, Copy, Debug)]
+pub struct MediumStats {
+    pub detector: FailureDetector,
+    pub rx: RxCounts,
+}
+
+impl MediumStats {
+    pub const fn new(kind: MediumKind) -> Self {
+        MediumStats { detector: FailureDetector::new(kind), rx: RxCounts::new() }
+    }
+
+    /// Runs a frame that already passed decoding and the caller's checks through the
+    /// detector, and counts the outcome.
+    pub fn observe(&mut self, checked: Result<&Heartbeat, Reject>, now: Instant) -> Result<Observation, Reject> {
+        self.rx.count(checked.and_then(|hb| self.detector.observe(hb)), now)
     }
 }
 
@@ -137,47 +151,41 @@ mod tests {
     use crate::heartbeat::tests::sample;
     use proptest::prelude::*;
 
-    fn at(ms: u64) -> Instant {
-        Instant::from_millis(ms)
-    }
-
     #[test]
     fn first_record_is_only_a_baseline() {
         let mut d = FailureDetector::new(MediumKind::Polled);
-        assert_eq!(d.observe(&sample(5), at(0)), Ok(Observation::Baseline));
-        assert_eq!(d.last_progress(), None);
-        assert_eq!(d.observe(&sample(6), at(10)), Ok(Observation::Progress));
-        assert_eq!(d.last_progress(), Some(at(10)));
+        assert_eq!(d.observe(&sample(5)), Ok(Observation::Baseline));
+        assert_eq!(d.observe(&sample(6)), Ok(Observation::Progress));
+        assert_eq!(d.last(), Some((sample(6).boot_epoch, 6)));
     }
 
     #[test]
     fn a_stuck_record_is_not_liveness() {
         let mut d = FailureDetector::new(MediumKind::Polled);
-        d.observe(&sample(5), at(0)).unwrap();
-        d.observe(&sample(6), at(10)).unwrap();
-        for t in 2..100 {
-            assert_eq!(d.observe(&sample(6), at(t * 10)), Ok(Observation::Repeat));
+        d.observe(&sample(5)).unwrap();
+        d.observe(&sample(6)).unwrap();
+        for _ in 2..100 {
+            assert_eq!(d.observe(&sample(6)), Ok(Observation::Repeat));
         }
-        assert_eq!(d.last_progress(), Some(at(10)));
     }
 
     #[test]
     fn on_a_stream_a_repeat_is_a_replay() {
         let mut d = FailureDetector::new(MediumKind::Stream);
-        d.observe(&sample(5), at(0)).unwrap();
-        assert_eq!(d.observe(&sample(5), at(1)), Err(Reject::Replay));
-        assert_eq!(d.observe(&sample(4), at(2)), Err(Reject::Replay));
+        d.observe(&sample(5)).unwrap();
+        assert_eq!(d.observe(&sample(5)), Err(Reject::Replay));
+        assert_eq!(d.observe(&sample(4)), Err(Reject::Replay));
     }
 
     #[test]
     fn epochs_order_restarts_and_reject_stale_senders() {
         let mut d = FailureDetector::new(MediumKind::Polled);
-        d.observe(&sample(500), at(0)).unwrap();
+        d.observe(&sample(500)).unwrap();
         let mut restarted = sample(1);
         restarted.boot_epoch = 4;
-        assert_eq!(d.observe(&restarted, at(10)), Ok(Observation::Restarted));
+        assert_eq!(d.observe(&restarted), Ok(Observation::Restarted));
         // The old incarnation's record (epoch 3) is now stale whatever its sequence.
-        assert_eq!(d.observe(&sample(10_000), at(20)), Err(Reject::StaleEpoch));
+        assert_eq!(d.observe(&sample(10_000)), Err(Reject::StaleEpoch));
     }
 
     proptest! {
@@ -191,10 +199,10 @@ mod tests {
             let kind = if stream { MediumKind::Stream } else { MediumKind::Polled };
             let mut d = FailureDetector::new(kind);
             let mut best: Option<(u32, u64)> = None;
-            for (i, (e, s)) in recs.into_iter().enumerate() {
+            for (e, s) in recs {
                 let mut hb = sample(s);
                 hb.boot_epoch = e;
-                let r = d.observe(&hb, at(i as u64));
+                let r = d.observe(&hb);
                 if let Ok(o) = r {
                     if o.is_liveness() {
                         prop_assert!(best.is_none_or(|b| (e, s) > b));

@@ -303,7 +303,10 @@ impl Election {
     /// Whether `medium` showed the peer alive within the dead interval (tells "peer dead"
     /// from "one network partitioned").
     pub fn medium_alive(&self, medium: usize, now: Instant) -> bool {
-        self.media.get(medium).and_then(|m| m.last_valid).is_some_and(|t| now.saturating_since(t) < self.p.dead_after())
+        self.media
+            .get(medium)
+            .and_then(|m| m.rx.last_valid)
+            .is_some_and(|t| now.saturating_since(t) < self.p.dead_after())
     }
 
     /// Why a non-active node is not active (None when active).

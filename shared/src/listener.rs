@@ -56,16 +56,17 @@
 //! Every spare must use the same `settle` (the boards derive it from the disk header), and
 //! it must exceed one spare's poll period plus a disk read and write, or step 3 backs off
 //! every time (safe, but nobody takes over); the boards refuse to start otherwise. A
-//! listener built for one primary (`P = 1`, the 32 KiB controller) never arbitrates — the
-//! code is compiled out — so it must be its primary's only spare.
+//! listener built without the `arbitration` feature (the 32 KiB controller, see
+//! [`ARBITRATES`]) never arbitrates — the code is compiled out — so it must be the only spare
+//! of the primaries it watches.
 //!
 //! Every input is `(…, now)`; the listener never reads a clock or a disk.
 
-use crate::detector::{MediumKind, MediumStats, MAX_MEDIA};
+use crate::detector::{FailureDetector, MediumKind, RxCounts};
 use crate::disk::{MailboxError, MailboxMessage};
 use crate::heartbeat::Heartbeat;
 use crate::reject::Reject;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, Stamp};
 use serde::{Deserialize, Serialize};
 
 /// A set of node ids (bit i = node i), such as the primaries a spare watches.
@@ -257,15 +258,43 @@ pub enum Action {
 
 pub type Actions = heapless::Vec<Action, 4>;
 
-/// A watched primary: its state and, per medium, what was received from it.
-#[derive(Clone, Debug)]
+/// Whether this build can arbitrate with other spares (cargo feature `arbitration`, on by
+/// default). The 32 KiB controller builds without it, to have room for 31 primaries: it must
+/// be the only spare on its disk, and its boards refuse to start otherwise.
+pub const ARBITRATES: bool = cfg!(feature = "arbitration");
+
+/// Most media a listener reads (the shared disk and a serial link).
+pub const LISTENER_MEDIA: usize = 2;
+
+/// A watched primary: its state and, per medium, the last record accepted from it. Kept
+/// small (56 bytes): a controller spare of 31 primaries holds 31 of them in 8 KiB of RAM;
+/// what each medium received is counted once per medium ([`StandbyListener::media`]).
+#[derive(Clone, Copy, Debug)]
 pub struct WatchedPrimary {
     pub node: u8,
     pub state: PrimaryState,
-    pub last_progress: Option<Instant>,
+    last_progress: Stamp,
+    first_seen: Stamp,
+    detectors: [FailureDetector; LISTENER_MEDIA],
+}
+
+impl WatchedPrimary {
+    /// When it was last seen making progress (on any medium).
+    pub fn last_progress(&self) -> Option<Instant> {
+        self.last_progress.get()
+    }
     /// When a valid heartbeat from it was first read (perhaps a stale slot: no proof of life).
-    pub first_seen: Option<Instant>,
-    pub media: heapless::Vec<MediumStats, MAX_MEDIA>,
+    pub fn first_seen(&self) -> Option<Instant> {
+        self.first_seen.get()
+    }
+    /// Its latest boot epoch seen on any medium.
+    pub fn last_epoch(&self) -> Option<u32> {
+        self.detectors.iter().filter_map(|d| d.last()).map(|(e, _)| e).max()
+    }
+    /// The last (epoch, sequence) accepted from it on `medium`.
+    pub fn last_record(&self, medium: MediumId) -> Option<(u32, u64)> {
+        self.detectors.get(medium.0 as usize).and_then(|d| d.last())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,6 +333,7 @@ pub struct StandbyListener<const P: usize = 1> {
     powered_on: Instant,
     primaries: heapless::Vec<WatchedPrimary, P>,
     claim: Option<Claim>,
+    media: heapless::Vec<RxCounts, LISTENER_MEDIA>,
 }
 
 /// Handle for one medium, returned by [`StandbyListener::add_medium`].
@@ -318,25 +348,32 @@ impl<const P: usize> StandbyListener<P> {
             let p = WatchedPrimary {
                 node,
                 state: PrimaryState::Holding,
-                last_progress: None,
-                first_seen: None,
-                media: heapless::Vec::new(),
+                last_progress: Stamp::NEVER,
+                first_seen: Stamp::NEVER,
+                detectors: [FailureDetector::new(MediumKind::Polled); LISTENER_MEDIA],
             };
             if primaries.push(p).is_err() {
                 break;
             }
         }
-        StandbyListener { params, state: ListenerState::Holding, powered_on: now, primaries, claim: None }
+        StandbyListener {
+            params,
+            state: ListenerState::Holding,
+            powered_on: now,
+            primaries,
+            claim: None,
+            media: heapless::Vec::new(),
+        }
     }
 
-    /// Registers a heartbeat medium (for every watched primary). `None` past [`MAX_MEDIA`].
+    /// Registers a heartbeat medium (for every watched primary). `None` past [`LISTENER_MEDIA`].
     pub fn add_medium(&mut self, kind: MediumKind) -> Option<MediumId> {
-        let mut id = None;
+        let id = self.media.len();
+        self.media.push(RxCounts::new()).ok()?;
         for p in self.primaries.iter_mut() {
-            id = Some(MediumId(p.media.len() as u8));
-            p.media.push(MediumStats::new(kind)).ok()?;
+            p.detectors[id] = FailureDetector::new(kind);
         }
-        id
+        Some(MediumId(id as u8))
     }
 
     pub fn params(&self) -> &ListenerParams {
@@ -349,13 +386,13 @@ impl<const P: usize> StandbyListener<P> {
     pub fn primaries(&self) -> &[WatchedPrimary] {
         &self.primaries
     }
-    /// The first watched primary's media (the only one's, on a two-node pair).
-    pub fn media(&self) -> &[MediumStats] {
-        self.primaries.first().map_or(&[], |p| &p.media[..])
+    /// What each medium received, from every watched primary together.
+    pub fn media(&self) -> &[RxCounts] {
+        &self.media
     }
     /// The latest progress of any watched primary.
     pub fn last_progress(&self) -> Option<Instant> {
-        self.primaries.iter().filter_map(|p| p.last_progress).max()
+        self.primaries.iter().filter_map(|p| p.last_progress()).max()
     }
 
     fn tells_each_primary(&self) -> bool {
@@ -369,15 +406,18 @@ impl<const P: usize> StandbyListener<P> {
         let mut out = Actions::new();
         let tell = self.tells_each_primary();
         let Some(p) = self.primaries.iter_mut().find(|p| p.node == node) else { return out };
-        let Some(m) = p.media.get_mut(medium.0 as usize) else { return out };
+        let (Some(d), Some(rx)) = (p.detectors.get_mut(medium.0 as usize), self.media.get_mut(medium.0 as usize))
+        else {
+            return out;
+        };
         let checked =
             frame.and_then(|hb| if hb.node_id == node { Ok(hb) } else { Err(Reject::WrongNode { found: hb.node_id }) });
-        let obs = m.observe(checked.as_ref().map_err(|r| *r), now);
-        if obs.is_ok() && p.first_seen.is_none() {
-            p.first_seen = Some(now);
+        let obs = rx.count(checked.and_then(|hb| d.observe(&hb)), now);
+        if obs.is_ok() && p.first_seen == Stamp::NEVER {
+            p.first_seen = Stamp::at(now);
         }
         if matches!(obs, Ok(obs) if obs.is_liveness()) {
-            p.last_progress = Some(now);
+            p.last_progress = Stamp::at(now);
             // A claimed primary seen progressing again is a new incarnation (its mailbox was
             // cleared); one being claimed or taken stays so: the claim is what stops it.
             if matches!(p.state, PrimaryState::Holding | PrimaryState::ClaimedBy(_) | PrimaryState::NoSpareLeft) {
@@ -401,7 +441,7 @@ impl<const P: usize> StandbyListener<P> {
     /// Why `p` counts as dead at `now`: silent past the timeout since its last progress, or
     /// never seen alive and the policy says stop waiting.
     fn dead(&self, p: &WatchedPrimary, now: Instant) -> Option<ReleaseReason> {
-        if let Some(t) = p.last_progress {
+        if let Some(t) = p.last_progress() {
             let silent_for = now.saturating_since(t);
             return (silent_for >= self.params.timeout).then_some(ReleaseReason::HeartbeatTimeout { silent_for });
         }
@@ -410,7 +450,7 @@ impl<const P: usize> StandbyListener<P> {
         // A heartbeat read for the first time is no proof of progress (the slot may be
         // stale), but it may be a primary that has just started: it gets a whole timeout to
         // show progress (found by the model check).
-        let fresh = p.first_seen.is_some_and(|t| now.saturating_since(t) < self.params.timeout);
+        let fresh = p.first_seen().is_some_and(|t| now.saturating_since(t) < self.params.timeout);
         (waited >= d && !fresh).then_some(ReleaseReason::NeverSeen { waited })
     }
 
@@ -421,7 +461,7 @@ impl<const P: usize> StandbyListener<P> {
                 return None;
             }
             let reason = self.dead(p, now)?;
-            Some((p.node, reason, p.media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max()))
+            Some((p.node, reason, p.last_epoch()))
         })
     }
 
@@ -433,9 +473,8 @@ impl<const P: usize> StandbyListener<P> {
     /// reports primaries that die with no spare left.
     pub fn on_tick(&mut self, now: Instant) -> Actions {
         let mut out = Actions::new();
-        // `P > 1` guards what only a spare of several primaries does: a one-primary build
-        // (the 32 KiB controller) never arbitrates and has nothing left to report once its
-        // only primary is taken, and the compiler drops that code.
+        // `P > 1` guards what only a spare of several primaries does (a one-primary build has
+        // nothing left to report once its only primary is taken; the compiler drops the code).
         if let ListenerState::Released { .. } = self.state {
             if P > 1 {
                 // One a tick: others are reported at the next.
@@ -453,7 +492,7 @@ impl<const P: usize> StandbyListener<P> {
             return out;
         }
         let Some((node, reason, epoch)) = self.first_dead(now) else { return out };
-        match self.params.arbitration.filter(|_| P > 1) {
+        match self.params.arbitration.filter(|_| ARBITRATES) {
             None => {
                 if let Some(p) = self.primary_mut(node) {
                     p.state = PrimaryState::Claiming;
@@ -476,8 +515,8 @@ impl<const P: usize> StandbyListener<P> {
     }
 
     fn advance_claim(&mut self, now: Instant, out: &mut Actions) {
-        // Only arbitration's phases advance with time, and a one-primary build never runs them.
-        if P == 1 {
+        // Only arbitration's phases advance with time.
+        if !ARBITRATES {
             return;
         }
         let settle = self.params.arbitration.map_or(Duration::ZERO, |a| a.settle);
@@ -550,9 +589,9 @@ impl<const P: usize> StandbyListener<P> {
             // and backed off from.
             self.claim = None;
             if let Some(p) = self.primary_mut(node) {
-                p.state = if p.last_progress.is_some() { PrimaryState::Watching } else { PrimaryState::Holding };
+                p.state = if p.last_progress().is_some() { PrimaryState::Watching } else { PrimaryState::Holding };
             }
-        } else if self.params.arbitration.filter(|_| P > 1).is_none() {
+        } else if self.params.arbitration.filter(|_| ARBITRATES).is_none() {
             self.take(node, c.reason, c.epoch, now, &mut out);
         } else {
             self.claim = Some(Claim { phase: Phase::Written { read_at, at: now }, ..c });
@@ -581,7 +620,7 @@ impl<const P: usize> StandbyListener<P> {
         }
         let claimed = self.claim.map(|c| c.node);
         let Some(p) = self.primaries.iter().find(|p| claimed.is_none_or(|n| n == p.node)) else { return out };
-        let (node, epoch) = (p.node, p.media.iter().filter_map(|m| m.detector.last()).map(|(e, _)| e).max());
+        let (node, epoch) = (p.node, p.last_epoch());
         let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch });
         self.take(node, ReleaseReason::Manual, epoch, now, &mut out);
         out

@@ -299,8 +299,6 @@ pub fn run(
     let mut next = std::time::Instant::now();
     let mut last_reject = None;
     let (mut read_failures, mut last_failure_note) = (0u32, None);
-    // The console line being typed, to add the spare's primaries under `status`.
-    let mut typed = String::new();
     // Under systemd: READY once the disk was read and the state is known, STATUS on change,
     // WATCHDOG pings from this loop.
     let systemd = rearguard_host_agent::sys::SystemdNotify::from_env();
@@ -321,18 +319,11 @@ pub fn run(
         let mut events = Vec::new();
         app.poll_with(t, &mut |e| events.push(e));
         while let Some(b) = input.as_ref().and_then(|rx| rx.try_recv().ok()) {
-            if b != b'\n' && b != b'\r' {
-                typed.push(b as char);
-            }
             if !menu.feed(b, &mut NoEcho) {
                 continue;
             }
             let status = Status::of(Some(&app), [("bad-cobs", 0), ("overlong", 0)], t);
             let request = menu.run_line(&status, nv.as_mut(), &mut FmtOut(console));
-            if cfg.watch.is_some() && matches!(std::mem::take(&mut typed).trim(), "status" | "s") {
-                let _ = report::watched_primaries(&mut FmtOut(console), app.listener().primaries(), t);
-            }
-            typed.clear();
             match request {
                 Request::None => {}
                 Request::ReleaseNow => events.extend(app.release_now(t)),

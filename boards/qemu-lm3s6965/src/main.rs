@@ -4,7 +4,8 @@
 //! - shared disk: SD card on SSI0 (SPI mode), CS = PD0 ([`sd`])
 //! - heartbeat link: UART1, COBS frames ([`link`])
 //! - console: UART0 ([`uart::Console`])
-//! - boot gate: PF0 driven high, plus a console line starting `BOOT RELEASED`
+//! - boot gate: PF0 driven high, plus a console line starting `BOOT RELEASED`; the node the
+//!   secondary is to become on PB0–PB4 (set before PF0 rises)
 //! - time base: SysTick at 100 Hz (QEMU without icount drifts at 1 kHz)
 //!
 //! Everything else is the unchanged `rearguard-firmware` application.
@@ -92,21 +93,30 @@ impl FrameLink for UartLink {
     }
 }
 
-/// PF0 (the EVB's user LED): low holds the secondary at POST, high lets it boot.
+/// PF0 (the EVB's user LED): low holds the secondary at POST, high lets it boot. PB0–PB4
+/// say which node's boot configuration it takes (a spare of several primaries); they are set
+/// before PF0 rises, so whoever samples them on the rising edge reads the right node.
 struct GpioGate;
+
+/// The node-number pins on port B.
+const NODE_PINS: u8 = 0x1f;
 
 impl GpioGate {
     fn init() {
-        regs::RCGC2.set_bits(1 << 5);
-        regs::GPIO_F.dir().set_bits(1);
-        regs::GPIO_F.den().set_bits(1);
-        regs::GPIO_F.data(1).write(0);
+        regs::RCGC2.set_bits(1 << 5 | 1 << 1);
+        for (port, pins) in [(regs::GPIO_F, 1), (regs::GPIO_B, NODE_PINS)] {
+            port.dir().set_bits(pins as u32);
+            port.den().set_bits(pins as u32);
+            port.data(pins).write(0);
+        }
     }
 }
 
 impl BootGate for GpioGate {
     type Error = core::convert::Infallible;
-    fn release(&mut self, _: Option<&Takeover>) -> Result<(), Self::Error> {
+    fn release(&mut self, t: Option<&Takeover>) -> Result<(), Self::Error> {
+        // A primary passing through (no takeover) boots as itself: node pins stay 0.
+        regs::GPIO_B.data(NODE_PINS).write(t.map_or(0, |t| t.node as u32));
         regs::GPIO_F.data(1).write(1);
         Ok(())
     }

@@ -27,13 +27,14 @@ impl Reg {
 const SYSCTL: u32 = 0x400F_E000;
 /// Run-mode clock gating: UART0 (bit 0), UART1 (bit 1), SSI0 (bit 4).
 pub const RCGC1: Reg = Reg(SYSCTL + 0x104);
-/// Run-mode clock gating: GPIO ports A (bit 0), D (bit 3), F (bit 5).
+/// Run-mode clock gating: GPIO ports A (bit 0), B (bit 1), D (bit 3), F (bit 5).
 pub const RCGC2: Reg = Reg(SYSCTL + 0x108);
 
 /// A PL061 GPIO port (Stellaris variant with a digital-enable register).
 #[derive(Clone, Copy)]
 pub struct Gpio(u32);
 pub const GPIO_A: Gpio = Gpio(0x4000_4000);
+pub const GPIO_B: Gpio = Gpio(0x4000_5000);
 pub const GPIO_D: Gpio = Gpio(0x4000_7000);
 pub const GPIO_F: Gpio = Gpio(0x4002_5000);
 

@@ -230,12 +230,12 @@ impl Commands {
             let _ = config_error(&mut Text::new(out), e).s("; not saved").nl();
             return Request::None;
         }
-        // The running primary's budget (from its heartbeats) against the timeout this draft
-        // would run with: the disk's when longer, as at every start.
-        if let Some(b) = status.budget {
+        // The most demanding running primary's budget (from its heartbeats) against the
+        // timeout this draft would run with: the disk's when longer, as at every start.
+        if let Some((node, b)) = status.budget {
             if let Err(v) = b.check(self.draft.timeout.max(status.disk_timeout)) {
                 let t = &mut Text::new(out);
-                let _ = report::bound_broken(t.s("error: timeout: "), &v).s("; not saved").nl();
+                let _ = report::bound_broken(t.s("error: timeout: node ").n(node).s(": "), &v).s("; not saved").nl();
                 return Request::None;
             }
         }

@@ -162,7 +162,7 @@ mod tests {
     fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_names_the_numbers() {
         let (mut m, mut nv) = menu();
         let mut st = status();
-        st.budget = Some(crate::report::tests::budget());
+        st.budget = Some((0, crate::report::tests::budget()));
         let mut run = |m: &mut Menu, st: &Status, input: &[u8]| {
             let (mut out, mut req) = (String::new(), Request::None);
             for &b in input {
@@ -175,7 +175,7 @@ mod tests {
         let (out, req) = run(&mut m, &st, b"set timeout 800\rsave\r");
         assert!(
             out.contains(
-                "error: timeout: the secondary's timeout (800 ms) must be at least 2 × (interval 100 ms + \
+                "error: timeout: node 0: the secondary's timeout (800 ms) must be at least 2 × (interval 100 ms + \
                  write_deadline 300 ms + fence time 100 ms) = 1000 ms; set timeout 1000 or more, or lower the \
                  primary's interval, write_deadline or fence time; not saved"
             ),

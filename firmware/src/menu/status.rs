@@ -6,7 +6,7 @@ use crate::board::{BootGate, FrameLink, SharedDisk};
 use crate::report;
 use core::fmt::Write;
 use rearguard_shared::fencing::FencingBudget;
-use rearguard_shared::listener::ListenerState;
+use rearguard_shared::listener::{ListenerState, WatchedPrimary};
 use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
@@ -21,9 +21,10 @@ pub struct MediumView {
     pub rejected: [u32; Reject::COUNT],
 }
 
-/// A snapshot of the running listener for the status screen.
+/// A snapshot of the running listener for the status screen. A spare's primaries are
+/// borrowed, not copied: 31 of them would not fit a controller's stack twice.
 #[derive(Clone, Debug)]
-pub struct Status {
+pub struct Status<'a> {
     /// `None` when the listener could not start (the reason was printed at boot).
     pub state: Option<ListenerState>,
     pub timeout: Duration,
@@ -35,20 +36,26 @@ pub struct Status {
     /// Deepest stack use so far and the RAM left for the stack, in bytes, where the board
     /// measures them.
     pub stack_peak: Option<(u32, u32)>,
-    /// The watched primary's fencing budget, once a heartbeat carried one: `save` refuses a
-    /// timeout that breaks it.
-    pub budget: Option<FencingBudget>,
+    /// The most demanding fencing budget of the watched primaries (the node and its budget),
+    /// once a heartbeat carried one: `save` refuses a timeout that breaks it.
+    pub budget: Option<(u8, FencingBudget)>,
+    /// A spare's watched primaries and their budgets ([`FencingBudget::NONE`] until one is
+    /// seen), in the same order; empty for a listener of one primary.
+    pub primaries: &'a [WatchedPrimary],
+    pub budgets: &'a [FencingBudget],
+    /// When the snapshot was taken (the primaries' ages are counted to it).
+    pub now: Instant,
     /// The shared disk's timeout (zero without a disk): a saved timeout below it is raised
     /// to it, so it counts in the check.
     pub disk_timeout: Duration,
 }
 
-impl Status {
+impl<'a> Status<'a> {
     pub fn of<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize>(
-        app: Option<&App<D, L, G, P>>,
+        app: Option<&'a App<D, L, G, P>>,
         framing: [(&'static str, u32); 2],
         now: Instant,
-    ) -> Status {
+    ) -> Status<'a> {
         let mut s = Status {
             state: None,
             timeout: Duration::ZERO,
@@ -58,10 +65,22 @@ impl Status {
             gate_open: false,
             stack_peak: None,
             budget: None,
+            primaries: &[],
+            budgets: &[],
+            now,
             disk_timeout: Duration::ZERO,
         };
         let Some(app) = app else { return s };
-        s.budget = app.primary_budget(app.config().primary_node);
+        let (primaries, budgets) = (app.listener().primaries(), app.budgets());
+        s.budget = primaries
+            .iter()
+            .zip(budgets)
+            .filter(|(_, b)| !b.is_none())
+            .max_by_key(|(_, b)| b.min_timeout())
+            .map(|(p, b)| (p.node, *b));
+        if primaries.len() > 1 {
+            (s.primaries, s.budgets) = (primaries, budgets);
+        }
         s.disk_timeout = app.disk_header().map_or(Duration::ZERO, |h| h.timeout);
         let l = app.listener();
         s.state = Some(l.state());
@@ -96,16 +115,22 @@ impl Status {
         if let Some(ListenerState::Released { reason, .. }) = self.state {
             report::reason(t.s("\n  released: "), reason);
         }
-        match self.last_progress_age {
-            Some(a) => t.s("\n  primary last progressed ").ms(a).s(" ago"),
-            None => t.s("\n  primary not seen alive yet"),
-        };
-        if let Some(b) = self.budget.filter(|_| self.state.is_some()) {
-            report::budget_numbers(t.s("\n  fencing budget: "), &b).s(": bound ").ms(b.min_timeout());
-            match b.check(self.timeout) {
-                Ok(margin) => t.s(", margin ").ms(margin),
-                Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
+        if !self.primaries.is_empty() {
+            for (p, b) in self.primaries.iter().zip(self.budgets) {
+                report::watched_primary(t.s("\n  "), p, self.now);
+                if !b.is_none() {
+                    margin(t, b, self.timeout);
+                }
+            }
+        } else {
+            match self.last_progress_age {
+                Some(a) => t.s("\n  primary last progressed ").ms(a).s(" ago"),
+                None => t.s("\n  primary not seen alive yet"),
             };
+            if let Some((_, b)) = self.budget.filter(|_| self.state.is_some()) {
+                report::budget_numbers(t.s("\n  fencing budget: "), &b).s(": bound ").ms(b.min_timeout());
+                margin(t, &b, self.timeout);
+            }
         }
         for m in &self.media {
             // Names padded to the longest ("serial") so the columns line up.
@@ -133,13 +158,21 @@ impl Status {
     }
 }
 
+/// `, margin M` for a budget the timeout keeps, or why it breaks it.
+fn margin<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget, timeout: Duration) -> &'t mut Text<'o> {
+    match b.check(timeout) {
+        Ok(margin) => t.s(", margin ").ms(margin),
+        Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use std::string::String;
 
     /// A listener holding, nothing seen: the status the menu's tests run against.
-    pub(crate) fn status() -> Status {
+    pub(crate) fn status() -> Status<'static> {
         Status {
             state: Some(ListenerState::Holding),
             timeout: Duration::from_secs(10),
@@ -149,6 +182,9 @@ pub(crate) mod tests {
             gate_open: false,
             stack_peak: None,
             budget: None,
+            primaries: &[],
+            budgets: &[],
+            now: Instant::ZERO,
             disk_timeout: Duration::ZERO,
         }
     }

@@ -35,7 +35,7 @@ impl Driver {
             .iter()
             .enumerate()
             .map(|(i, link)| {
-                let m = &sm.media()[i];
+                let m = &sm.media()[i].rx;
                 let rejected: serde_json::Map<String, serde_json::Value> = Reject::NAMES
                     .iter()
                     .zip(m.rejected.iter())

@@ -546,9 +546,9 @@ fn forged_and_replayed_adverts_are_counted_and_change_nothing() {
     stranger.hb.node_id = 9;
     assert!(s.nodes[1].on_frame(0, Ok(stranger), s.now).is_empty());
     let m = &s.nodes[1].media()[0];
-    assert_eq!(m.rejected[Reject::Replay.index()], 5);
-    assert_eq!(m.rejected[Reject::BadMac.index()], 5);
-    assert_eq!(m.rejected[Reject::WrongNode { found: 9 }.index()], 1);
+    assert_eq!(m.rx.rejected[Reject::Replay.index()], 5);
+    assert_eq!(m.rx.rejected[Reject::BadMac.index()], 5);
+    assert_eq!(m.rx.rejected[Reject::WrongNode { found: 9 }.index()], 1);
     assert_eq!((s.states(), s.nodes[1].term()), before);
 }
 
