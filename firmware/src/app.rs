@@ -33,13 +33,8 @@ pub enum StartError<E> {
         node: u8,
         slots: u8,
     },
-}
-
-/// Why a spare of several primaries refused to start: what any listener checks, or the
-/// roles on the disk. (Its own type, so that a one-primary controller carries none of it.)
-#[derive(Debug)]
-pub enum SpareError<E> {
-    Start(StartError<E>),
+    /// A spare watches its primaries on the shared disk, and none was given.
+    SpareWithoutDisk,
     /// The watch set names a slot the disk gives another role.
     NotPrimary {
         node: u8,
@@ -52,31 +47,6 @@ pub enum SpareError<E> {
     TooManyWatched {
         max: usize,
     },
-}
-
-impl<E> From<StartError<E>> for SpareError<E> {
-    fn from(e: StartError<E>) -> Self {
-        SpareError::Start(e)
-    }
-}
-
-impl<E: core::fmt::Debug> core::fmt::Display for SpareError<E> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SpareError::Start(e) => e.fmt(f),
-            SpareError::NotPrimary { node } => write!(
-                f,
-                "node {node} is a spare's slot on the shared disk, not a primary's: watch only primaries (`rearguard disk dump` lists the roles)"
-            ),
-            SpareError::NotSpare { node } => write!(
-                f,
-                "this listener's node_id {node} is a primary's slot on the shared disk: give it a spare's slot (`rearguard disk dump` lists the roles)"
-            ),
-            SpareError::TooManyWatched { max } => {
-                write!(f, "this board watches at most {max} primaries: shorten the watch list")
-            }
-        }
-    }
 }
 
 impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
@@ -99,6 +69,20 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
                 .s(" has no slot on the shared disk (it has ")
                 .n(*slots)
                 .s("): fix the watched node, or re-run `rearguard disk init`"),
+            StartError::SpareWithoutDisk => {
+                t.s("a spare watches its primaries on the shared disk, and there is none: attach it, or watch one primary")
+            }
+            StartError::NotPrimary { node } => t
+                .s("node ")
+                .n(*node)
+                .s(" is a spare's slot on the shared disk, not a primary's: watch only primaries (`rearguard disk dump` lists the roles)"),
+            StartError::NotSpare { node } => t
+                .s("this listener's node_id ")
+                .n(*node)
+                .s(" is a primary's slot on the shared disk: give it a spare's slot (`rearguard disk dump` lists the roles)"),
+            StartError::TooManyWatched { max } => {
+                t.s("this board watches at most ").n(*max as u32).s(" primaries: shorten the watch list")
+            }
         }
         .end()
     }
@@ -202,6 +186,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     /// [`App::new`], built in `place` rather than returned: the application holds a 4 KiB
     /// block buffer, and a controller with 8 KiB of RAM cannot afford a second copy of it on
     /// the stack while the value is moved. On error `place` is left `None`.
+    ///
+    /// A config with a `watch` set makes a spare of those primaries: it reads them on the
+    /// disk (which must give them the primary role, and this listener's `node_id` a spare's)
+    /// and not on the link, which speaks for one primary.
     pub fn new_in(
         place: &mut Option<Self>,
         cfg: ListenerConfig,
@@ -210,51 +198,20 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         gate: G,
         now: Instant,
     ) -> Result<(), StartError<D::Error>> {
-        let watch = NodeSet::one(cfg.primary_node);
-        Self::start_in(place, cfg, watch, disk, link, gate, now)
-    }
-
-    /// A spare watching every primary in `watch` (the disk must give them the primary role,
-    /// and this listener's `node_id` a spare's).
-    pub fn new_spare(
-        cfg: ListenerConfig,
-        watch: NodeSet,
-        mut disk: D,
-        gate: G,
-        now: Instant,
-    ) -> Result<Self, SpareError<D::Error>> {
-        let mut block = [0u8; RECORD_SECTOR];
-        let header = Self::check_disk(&mut disk, &cfg, watch, &mut block)?;
-        if watch.len() > P {
-            return Err(SpareError::TooManyWatched { max: P });
-        }
-        if let Some(node) = watch.iter().find(|&n| header.role(n) != Some(SlotRole::Primary)) {
-            return Err(SpareError::NotPrimary { node });
-        }
-        if header.role(cfg.node_id) == Some(SlotRole::Primary) {
-            return Err(SpareError::NotSpare { node: cfg.node_id });
-        }
-        let mut place = None;
-        Self::start_in(&mut place, cfg, watch, Some(disk), None, gate, now)?;
-        Ok(place.expect("start_in fills the place on success"))
-    }
-
-    fn start_in(
-        place: &mut Option<Self>,
-        cfg: ListenerConfig,
-        watch: NodeSet,
-        disk: Option<D>,
-        link: Option<L>,
-        gate: G,
-        now: Instant,
-    ) -> Result<(), StartError<D::Error>> {
         *place = None;
         cfg.validate().map_err(StartError::Config)?;
+        let watch = cfg.watched();
+        if watch.len() > P {
+            return Err(StartError::TooManyWatched { max: P });
+        }
+        let link = if cfg.is_spare() { None } else { link };
+        if cfg.is_spare() && disk.is_none() {
+            return Err(StartError::SpareWithoutDisk);
+        }
         if disk.is_none() && link.is_none() {
             return Err(StartError::NoMedium);
         }
         let mut params = cfg.params();
-        params.watched = watch;
         *place = Some(App {
             listener: StandbyListener::new(params, now),
             cfg,
@@ -343,6 +300,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             .map_err(|_| StartError::ClusterMismatch { disk: header.cluster_id, config: cfg.cluster_id })?;
         if let Some(node) = watch.iter().find(|&n| n >= header.slot_count) {
             return Err(StartError::NoSlot { node, slots: header.slot_count });
+        }
+        if cfg.is_spare() {
+            if let Some(node) = watch.iter().find(|&n| header.role(n) != Some(SlotRole::Primary)) {
+                return Err(StartError::NotPrimary { node });
+            }
+            if header.role(cfg.node_id) == Some(SlotRole::Primary) {
+                return Err(StartError::NotSpare { node: cfg.node_id });
+            }
         }
         Ok(header)
     }
@@ -816,25 +781,63 @@ mod tests {
 
     type Spare = App<RamDisk, crate::board::NoLink, NodeGate, 4>;
 
+    /// A spare with node id `node_id` watching `watch` on `disk` (its lowest watched
+    /// primary is its `primary_node`, as the menu and the Linux board set it).
+    fn spare<const P: usize>(
+        node_id: u8,
+        watch: &str,
+        disk: RamDisk,
+    ) -> Result<App<RamDisk, crate::board::NoLink, NodeGate, P>, StartError<()>> {
+        let watch = NodeSet::parse(watch).unwrap();
+        let cfg = ListenerConfig { node_id, watch, primary_node: watch.iter().next().unwrap(), ..cfg() };
+        App::new(cfg, Some(disk), None, NodeGate(vec![]), Instant::ZERO)
+    }
+
     #[test]
     fn a_spare_checks_the_roles_on_the_disk() {
-        let spare = |node_id, watch: &str| {
-            let cfg = ListenerConfig { node_id, ..cfg() };
-            Spare::new_spare(cfg, NodeSet::parse(watch).unwrap(), n_plus_1(), NodeGate(vec![]), Instant::ZERO).err()
-        };
-        assert!(spare(3, "0-2").is_none());
-        assert!(matches!(spare(3, "0-3"), Some(SpareError::NotPrimary { node: 3 })));
-        assert!(matches!(spare(3, "0,7"), Some(SpareError::Start(StartError::NoSlot { node: 7, slots: 4 }))));
-        assert!(matches!(spare(1, "0"), Some(SpareError::NotSpare { node: 1 })));
-        let cfg = ListenerConfig { node_id: 3, ..cfg() };
-        let too_many = App::<RamDisk, crate::board::NoLink, NodeGate, 2>::new_spare(
-            cfg,
-            NodeSet::parse("0-2").unwrap(),
-            n_plus_1(),
-            NodeGate(vec![]),
-            Instant::ZERO,
-        );
-        assert!(matches!(too_many.err(), Some(SpareError::TooManyWatched { max: 2 })));
+        let err = |node_id, watch, disk| spare::<4>(node_id, watch, disk).err();
+        assert!(err(3, "0-2", n_plus_1()).is_none());
+        assert!(matches!(err(3, "0-2,4", n_plus_2()), Some(StartError::NotPrimary { node: 4 })));
+        assert!(matches!(err(3, "0,7", n_plus_1()), Some(StartError::NoSlot { node: 7, slots: 4 })));
+        assert!(matches!(err(1, "0", n_plus_1()), Some(StartError::NotSpare { node: 1 })));
+        assert!(matches!(err(3, "0-3", n_plus_1()), Some(StartError::Config(e)) if e.field == "watch"));
+        assert!(matches!(spare::<2>(3, "0-2", n_plus_1()).err(), Some(StartError::TooManyWatched { max: 2 })));
+        let mut no_disk = ListenerConfig { node_id: 3, watch: NodeSet(0b111), ..cfg() };
+        let r = Spare::new(no_disk.clone(), None, None, NodeGate(vec![]), Instant::ZERO);
+        assert!(matches!(r.err(), Some(StartError::SpareWithoutDisk)));
+        no_disk.primary_node = 5;
+        assert!(matches!(no_disk.validate(), Err(e) if e.field == "primary_node"));
+    }
+
+    /// The only spare of three primaries takes the first that dies, as that node, once its
+    /// claim is written; one that dies afterwards is reported and not taken.
+    #[test]
+    fn the_only_spare_takes_the_first_dead_primary_and_reports_the_next() {
+        let mut app = spare::<4>(3, "0-2", n_plus_1()).unwrap();
+        let mut lines = vec![];
+        for t in 0..60u64 {
+            let d = &mut app.disk.as_mut().unwrap().dev;
+            for node in 0..3 {
+                // Node 2 stops at 1 s, node 0 at 3 s.
+                if (node != 2 || t < 10) && (node != 0 || t < 30) {
+                    write_beat(d, node, 9, t + 1);
+                }
+            }
+            for e in app.poll(Instant::from_millis(t * 100)) {
+                match e {
+                    Event::Released { takeover, of_several: true } => lines.push((t, "released", takeover.node)),
+                    Event::Primary { node, state: PrimaryState::NoSpareLeft } => lines.push((t, "no-spare", node)),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(app.gate.0, vec![2]);
+        // Last progress read at 900 ms: dead at 1900, claimed and released in that poll.
+        assert_eq!(lines, vec![(19, "released", 2), (39, "no-spare", 0)]);
+        let mut b = [0u8; RECORD_SECTOR];
+        let off = app.disk_header().unwrap().mailbox_offset(2).unwrap();
+        app.disk.as_mut().unwrap().dev.read_record(off, &mut b).unwrap();
+        assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 3, primary_epoch: 9 }));
     }
 
     /// The controller's build (`--no-default-features`, as `scripts/test.sh` also runs it).
@@ -852,8 +855,7 @@ mod tests {
     #[cfg(feature = "arbitration")]
     fn a_spare_becomes_the_dead_primary_after_its_claim_settles() {
         let cfg = ListenerConfig { node_id: 3, ..cfg() };
-        let mut app =
-            Spare::new_spare(cfg, NodeSet::parse("0-2").unwrap(), n_plus_2(), NodeGate(vec![]), Instant::ZERO).unwrap();
+        let mut app = spare::<4>(cfg.node_id, "0-2", n_plus_2()).unwrap();
         let mut released_at = None;
         for t in 0..60u64 {
             let d = &mut app.disk.as_mut().unwrap().dev;

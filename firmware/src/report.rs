@@ -67,13 +67,12 @@ pub fn started(
     timeout: Duration,
     media: impl Display,
 ) -> core::fmt::Result {
-    Text::new(out)
-        .s("listening: role ")
-        .s(role_name(cfg.role))
+    let t = &mut Text::new(out);
+    t.s("listening: role ")
+        .s(if cfg.is_spare() { "spare" } else { role_name(cfg.role) })
         .s(", cluster ")
-        .hex(cfg.cluster_id)
-        .s(", watching node ")
-        .n(cfg.primary_node)
+        .hex(cfg.cluster_id);
+    nodes(t.s(if cfg.is_spare() { ", watching nodes " } else { ", watching node " }), cfg.watched())
         .s(", timeout ")
         .ms(timeout)
         .s(", poll ")
@@ -104,9 +103,7 @@ pub fn event<DE: Display, GE: Display>(
             .s(" to the disk's ")
             .ms(*disk)
             .s(" for the primary's fencing bound"),
-        // Only a board watching several primaries gets these; it prints them with
-        // [`primary`] (kept apart so that a one-primary controller carries none of the text).
-        Event::Primary { .. } => return Ok(()),
+        Event::Primary { node, state } => primary(t, *node, *state),
         Event::ClaimWritten { node, primary_epoch } => {
             let t = t.s("takeover claim written to node ").n(*node).s("'s mailbox (primary epoch ");
             match primary_epoch {
@@ -154,37 +151,46 @@ pub fn bound_broken<'t, 'o>(t: &'t mut Text<'o>, v: &FencingViolation) -> &'t mu
 }
 
 /// A watched primary's new state, on a spare of several primaries or several spares.
-pub fn primary(out: &mut impl Write, node: u8, state: PrimaryState) -> core::fmt::Result {
-    write!(out, "primary {node}: ")?;
+pub fn primary<'t, 'o>(t: &'t mut Text<'o>, node: u8, state: PrimaryState) -> &'t mut Text<'o> {
+    t.s("primary ").n(node).s(": ");
     match state {
-        PrimaryState::Holding => writeln!(out, "holding (not seen alive yet)"),
-        PrimaryState::Watching => writeln!(out, "watching (alive)"),
-        PrimaryState::Claiming => writeln!(out, "silent past the timeout; claiming its mailbox"),
-        PrimaryState::ClaimedBy(Some(by)) => {
-            writeln!(out, "claimed by node {by}; not taking it, watching the others")
-        }
+        PrimaryState::Holding => t.s("holding (not seen alive yet)"),
+        PrimaryState::Watching => t.s("watching (alive)"),
+        PrimaryState::Claiming => t.s("silent past the timeout; claiming its mailbox"),
+        PrimaryState::ClaimedBy(Some(by)) => t.s("claimed by node ").n(by).s("; not taking it, watching the others"),
         PrimaryState::ClaimedBy(None) => {
-            writeln!(out, "claim not confirmed (mailbox unreadable or changed); not taking it, watching the others")
+            t.s("claim not confirmed (mailbox unreadable or changed); not taking it, watching the others")
         }
-        PrimaryState::Taken => writeln!(out, "taken over by this spare"),
-        PrimaryState::NoSpareLeft => {
-            writeln!(out, "silent past the timeout: no spare left (this spare is consumed); NOT taken")
-        }
+        PrimaryState::Taken => t.s("taken over by this spare"),
+        PrimaryState::NoSpareLeft => t.s("silent past the timeout: no spare left (this spare is consumed); NOT taken"),
     }
 }
 
 /// A spare's start line, after [`started`]: what it watches and how it arbitrates.
 pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<Arbitration>) -> core::fmt::Result {
-    write!(out, "spare: watching primaries {watch}; ")?;
+    let t = &mut Text::new(out);
+    nodes(t.s("spare: watching primaries "), watch).s("; ");
     match arbitration {
-        Some(a) => writeln!(
-            out,
-            "other spares share the disk: claims settle {}, this spare waits {} first (lowest id wins a tie)",
-            Ms(a.settle),
-            Ms(a.stagger)
-        ),
-        None => writeln!(out, "the only spare on the disk: a dead primary is claimed and taken at once"),
+        Some(a) => t
+            .s("other spares share the disk: claims settle ")
+            .ms(a.settle)
+            .s(", this spare waits ")
+            .ms(a.stagger)
+            .s(" first (lowest id wins a tie)"),
+        None => t.s("the only spare on the disk: a dead primary is claimed and taken at once"),
     }
+    .nl()
+}
+
+/// A node set as `0,2,5`.
+pub fn nodes<'t, 'o>(t: &'t mut Text<'o>, set: NodeSet) -> &'t mut Text<'o> {
+    for (i, n) in set.iter().enumerate() {
+        if i > 0 {
+            t.s(",");
+        }
+        t.n(n);
+    }
+    t
 }
 
 /// A watched primary on a spare's status screen: state, age of its last progress, and who

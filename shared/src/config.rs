@@ -25,6 +25,13 @@ pub struct ListenerConfig {
     pub poll_period: Duration,
     pub never_seen: NeverSeenPolicy,
     pub key: Option<Key>,
+    /// The primaries a spare watches; empty means `primary_node` alone (the two-node case).
+    /// Stored after every other field, and only when non-empty, so that records saved before
+    /// it existed load unchanged and an empty set leaves the record and the digest as they
+    /// were. serde skips it: serde's layout is the record as postcard wrote it before, the
+    /// reference the codec tests compare against.
+    #[serde(skip)]
+    pub watch: NodeSet,
 }
 
 /// A refused configuration value: which field, what is wrong, how to fix it.
@@ -56,6 +63,7 @@ impl ListenerConfig {
             poll_period: Duration::from_millis(100),
             never_seen: NeverSeenPolicy::WaitForever,
             key: None,
+            watch: NodeSet(0),
         }
     }
 
@@ -76,6 +84,12 @@ impl ListenerConfig {
         if self.node_id >= crate::disk::MAX_SLOTS || self.primary_node >= crate::disk::MAX_SLOTS {
             return err("node_id", "node ids must be 0..=31");
         }
+        if self.watch.contains(self.node_id) {
+            return err("watch", "must not include node_id (a spare cannot watch its own slot)");
+        }
+        if !self.watch.is_empty() && !self.watch.contains(self.primary_node) {
+            return err("primary_node", "must be one of the watched primaries (a spare's is its lowest)");
+        }
         if let NeverSeenPolicy::ReleaseAfter(d) = self.never_seen {
             if d < self.timeout {
                 return err("never_seen", "the initial wait must be at least the timeout");
@@ -84,9 +98,23 @@ impl ListenerConfig {
         Ok(())
     }
 
+    /// The primaries watched: `watch`, or `primary_node` alone.
+    pub fn watched(&self) -> NodeSet {
+        if self.watch.is_empty() {
+            NodeSet::one(self.primary_node)
+        } else {
+            self.watch
+        }
+    }
+
+    /// Whether this is a spare of a set of primaries (`watch` set), not one primary's secondary.
+    pub fn is_spare(&self) -> bool {
+        !self.watch.is_empty()
+    }
+
     pub fn params(&self) -> ListenerParams {
         ListenerParams {
-            watched: NodeSet::one(self.primary_node),
+            watched: self.watched(),
             timeout: self.timeout,
             never_seen: self.never_seen,
             arbitration: None,
@@ -101,10 +129,8 @@ impl ListenerConfig {
     /// A digest of the whole config, carried in heartbeats and shown on status screens.
     pub fn digest(&self) -> u32 {
         let mut buf = [0u8; BODY_MAX];
-        match postcard::to_slice(self, &mut buf) {
-            Ok(b) => crc32c(b),
-            Err(_) => 0,
-        }
+        let n = encode_body(self, &mut buf);
+        crc32c(&buf[..n])
     }
 }
 
@@ -136,12 +162,29 @@ impl core::fmt::Display for RecordError {
     }
 }
 
+/// The record's body: the fields in order, then `watch` only when it is non-empty.
+fn encode_body(cfg: &ListenerConfig, out: &mut [u8; BODY_MAX]) -> usize {
+    let n = postcard::to_slice(cfg, &mut out[..]).expect("a listener config always fits in a record").len();
+    if cfg.watch == NodeSet(0) {
+        return n;
+    }
+    n + postcard::to_slice(&cfg.watch.0, &mut out[n..]).expect("a listener config always fits in a record").len()
+}
+
+/// A body that ends before `watch` (every record saved before it existed) has it empty.
+fn decode_body(body: &[u8]) -> Option<ListenerConfig> {
+    let (mut cfg, rest): (ListenerConfig, _) = postcard::take_from_bytes(body).ok()?;
+    if !rest.is_empty() {
+        cfg.watch = NodeSet(postcard::take_from_bytes::<u32>(rest).ok()?.0);
+    }
+    Some(cfg)
+}
+
 pub fn encode_record(cfg: &ListenerConfig, generation: u32, out: &mut [u8; RECORD_LEN]) {
     out.fill(0xFF); // erased-flash pattern for the unused tail
     out[..4].copy_from_slice(&RECORD_MAGIC);
     out[4..8].copy_from_slice(&generation.to_le_bytes());
-    let n =
-        postcard::to_slice(cfg, &mut out[10..10 + BODY_MAX]).expect("a listener config always fits in a record").len();
+    let n = encode_body(cfg, (&mut out[10..10 + BODY_MAX]).try_into().expect("BODY_MAX bytes"));
     out[8..10].copy_from_slice(&(n as u16).to_le_bytes());
     let crc = crc32c(&out[..10 + n]);
     out[10 + n..14 + n].copy_from_slice(&crc.to_le_bytes());
@@ -163,7 +206,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(u32, ListenerConfig), RecordError>
     if crc != crc32c(&bytes[..10 + n]) {
         return Err(RecordError::BadCrc);
     }
-    let cfg: ListenerConfig = postcard::from_bytes(&bytes[10..10 + n]).map_err(|_| RecordError::Malformed)?;
+    let cfg = decode_body(&bytes[10..10 + n]).ok_or(RecordError::Malformed)?;
     cfg.validate().map_err(RecordError::Invalid)?;
     Ok((generation, cfg))
 }

@@ -96,18 +96,22 @@ impl NodeSet {
         })
     }
 
-    /// Parses `"0-3"`, `"0,2,5"` or a mix (`"0-2,7"`); ids are 0..=31.
+    /// Parses `"0-3"`, `"0,2,5"` or a mix (`"0-2,7"`); ids are 0..=31, ASCII spaces allowed
+    /// around them. Byte by byte: `str`'s Unicode trimming and pattern search cost a 32 KiB
+    /// controller 0.8 KiB of flash.
     pub fn parse(text: &str) -> Result<NodeSet, &'static str> {
+        const FORM: &str = "expected node ids 0..=31 as a range (\"0-3\") or a list (\"0,2,3\")";
         let mut set = 0u32;
-        for part in text.split(',') {
-            let part = part.trim();
-            let (a, b) = match part.split_once('-') {
-                Some((a, b)) => (a.trim(), b.trim()),
-                None => (part, part),
+        for part in text.as_bytes().split(|&b| b == b',') {
+            let mut ends = part.split(|&b| b == b'-');
+            let a = ends.next().and_then(node_id).ok_or(FORM)?;
+            let b = match ends.next() {
+                None => a,
+                Some(b) => node_id(b).ok_or(FORM)?,
             };
-            let (Ok(a), Ok(b)) = (a.parse::<u8>(), b.parse::<u8>()) else {
-                return Err("expected node ids 0..=31 as a range (\"0-3\") or a list (\"0,2,3\")");
-            };
+            if ends.next().is_some() {
+                return Err(FORM);
+            }
             if a > b || b >= 32 {
                 return Err("a range must run from a lower to a higher id, both 0..=31");
             }
@@ -117,6 +121,16 @@ impl NodeSet {
         }
         Ok(NodeSet(set))
     }
+}
+
+/// One decimal node id (at most two digits, so that overflow cannot happen) between
+/// optional ASCII spaces.
+fn node_id(text: &[u8]) -> Option<u8> {
+    let digits = text.trim_ascii();
+    if digits.is_empty() || digits.len() > 2 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + (d - b'0')))
 }
 
 impl core::fmt::Display for NodeSet {

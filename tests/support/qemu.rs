@@ -94,14 +94,20 @@ pub struct Qemu {
     stdin: ChildStdin,
     /// UART1: the heartbeat link, a unix socket QEMU listens on.
     pub link: PathBuf,
+    /// QEMU's human monitor, a unix socket: reads the GPIO pins ([`Qemu::read_word`]).
+    monitor: PathBuf,
 }
 
 impl Qemu {
     pub fn start(dir: &Path, sd: &Path) -> Qemu {
         let link = dir.join("link.sock");
+        let monitor = dir.join("monitor.sock");
         let _ = std::fs::remove_file(&link);
+        let _ = std::fs::remove_file(&monitor);
         let mut cmd = Command::new(qemu());
-        cmd.args(["-machine", "lm3s6965evb", "-display", "none", "-monitor", "none", "-serial", "stdio"])
+        cmd.args(["-machine", "lm3s6965evb", "-display", "none", "-serial", "stdio"])
+            .arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .arg("-serial")
             .arg(format!("unix:{},server=on,wait=off", link.display()))
             .arg("-drive")
@@ -118,7 +124,26 @@ impl Qemu {
             assert!(Instant::now() < deadline, "QEMU did not create {} in 10 s", link.display());
             std::thread::sleep(Duration::from_millis(10));
         }
-        Qemu { process, stdin, link }
+        Qemu { process, stdin, link, monitor }
+    }
+
+    /// A 32-bit word of the emulated machine's physical memory (a device register: reading
+    /// it through the monitor goes to the device model, as the CPU's read would).
+    pub fn read_word(&self, addr: u32) -> u32 {
+        use std::io::{BufRead, BufReader};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor).expect("QEMU monitor socket");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        writeln!(s, "xp /1wx {addr:#x}").unwrap();
+        // The monitor greets, echoes the command, then answers `ADDR: 0xVALUE`.
+        for line in BufReader::new(s).lines() {
+            let line = line.expect("QEMU monitor answers");
+            if let Some((_, v)) = line.rsplit_once(": 0x") {
+                if line.trim_start().starts_with('0') && !line.contains("xp ") {
+                    return u32::from_str_radix(v.trim(), 16).unwrap_or_else(|e| panic!("{line}: {e}"));
+                }
+            }
+        }
+        panic!("QEMU monitor closed without answering xp {addr:#x}");
     }
 
     /// Everything the console printed so far.

@@ -215,11 +215,8 @@ fn build_app(cfg: &LinuxListenerConfig, listener: ListenerConfig, write: bool) -
     disk.replay = cfg.state_dir.as_deref().filter(|_| write).map(|dir| replay::ReplayGuard::open(dir, &listener));
     let gate = CommandGate { argv: cfg.gate_command.clone(), own_node: listener.node_id };
     let refused = |message: String| ListenerError::Start { device: cfg.device.display().to_string(), message };
-    let app = match cfg.watch {
-        Some(watch) => LinuxApp::new_spare(listener, watch, disk, gate, now()).map_err(|e| refused(e.to_string()))?,
-        None => LinuxApp::new(listener, Some(disk), None, gate, now())
-            .map_err(|e: StartError<DiskError>| refused(e.to_string()))?,
-    };
+    let app = LinuxApp::new(listener, Some(disk), None, gate, now())
+        .map_err(|e: StartError<DiskError>| refused(e.to_string()))?;
     // A spare whose poll is not shorter than the settle time would back off from every
     // claim it writes (see rearguard_shared::listener): nobody would take over.
     if let Some(a) = app.listener().params().arbitration {
@@ -252,8 +249,8 @@ fn start_app(
     let app = build_app(cfg, listener, true)?;
     let media = format_args!("disk {}", cfg.device.display());
     let _ = report::started(&mut FmtOut(console), app.config(), app.listener().params().timeout, media);
-    if let Some(watch) = cfg.watch {
-        let _ = report::spare_started(&mut FmtOut(console), watch, app.listener().params().arbitration);
+    if app.config().is_spare() {
+        let _ = report::spare_started(&mut FmtOut(console), app.config().watch, app.listener().params().arbitration);
     }
     Ok(app)
 }
@@ -361,9 +358,6 @@ pub fn run(
                 _ => {}
             }
             let _ = report::event(&mut out, &ev, read_failures);
-            if let Event::Primary { node, state } = ev {
-                let _ = report::primary(&mut out, node, state);
-            }
         }
         if let Some(m) = app.disk_medium().map(|id| app.listener().media()[id.0 as usize]) {
             if m.last_reject != last_reject {

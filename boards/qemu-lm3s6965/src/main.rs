@@ -14,6 +14,7 @@
 
 #[macro_use]
 mod log;
+mod mem;
 mod regs;
 mod sd;
 mod stack;
@@ -122,7 +123,9 @@ impl BootGate for GpioGate {
     }
 }
 
-type BoardApp<'c> = App<sd::SdDisk<'c>, UartLink, GpioGate>;
+/// A spare of up to 31 primaries (every other slot of a full disk); one primary's secondary
+/// is the same application watching one.
+type BoardApp<'c> = App<sd::SdDisk<'c>, UartLink, GpioGate, 31>;
 
 fn framing() -> [(&'static str, u32); 2] {
     [
@@ -282,8 +285,15 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
             c.poll_period.as_millis(),
             a.disk_medium().is_some()
         );
-        let media = if a.disk_medium().is_some() { "disk+serial" } else { "serial" };
+        let media = match (a.disk_medium(), a.link_medium()) {
+            (Some(_), Some(_)) => "disk+serial",
+            (Some(_), None) => "disk",
+            _ => "serial",
+        };
         let _ = report::started(con, c, a.listener().params().timeout, Plain(media));
+        if c.is_spare() {
+            let _ = report::spare_started(con, c.watch, None);
+        }
     }
 }
 

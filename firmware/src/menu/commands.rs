@@ -6,12 +6,12 @@
 use super::status::Status;
 use crate::board::NvStore;
 use crate::nv::Persist;
-use crate::report::{self, role_name};
+use crate::report::{self, nodes, role_name};
 use core::fmt::Write;
 use rearguard_shared::config::{ConfigError, ListenerConfig};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::integrity::Key;
-use rearguard_shared::listener::NeverSeenPolicy;
+use rearguard_shared::listener::{NeverSeenPolicy, NodeSet};
 use rearguard_shared::text::Text;
 use rearguard_shared::Duration;
 
@@ -123,9 +123,11 @@ impl Commands {
     fn show(&self, out: &mut impl Write) -> core::fmt::Result {
         let d = &self.draft;
         let t = &mut Text::new(out);
-        t.s("role       ")
-            .s(role_name(d.role))
-            .s("\ntimeout    ")
+        t.s("role       ").s(if d.is_spare() { "spare" } else { role_name(d.role) });
+        if d.is_spare() {
+            nodes(t.s("\nwatch      "), d.watch);
+        }
+        t.s("\ntimeout    ")
             .ms(d.timeout)
             .s("\npoll       ")
             .ms(d.poll_period)
@@ -155,13 +157,29 @@ impl Commands {
         let parsed: Result<(), &'static str> = if k("role") {
             if v.eq_ignore_ascii_case("secondary") {
                 next.role = Role::Secondary;
+                next.watch = NodeSet(0);
+                Ok(())
+            } else if v.eq_ignore_ascii_case("spare") {
+                next.role = Role::Secondary;
+                next.watch = next.watched();
                 Ok(())
             } else if v.eq_ignore_ascii_case("primary") {
                 next.role = Role::Primary;
+                next.watch = NodeSet(0);
                 Ok(())
             } else {
-                Err("role: use primary or secondary")
+                Err("role: use primary, secondary or spare")
             }
+        } else if k("watch") {
+            // A spare of these primaries; its `primary` is the lowest (what `release` takes
+            // when none is being claimed).
+            NodeSet::parse(v)
+                .ok()
+                .and_then(|w| Some((w, w.iter().next()?)))
+                .map(|(w, lowest)| {
+                    (next.role, next.watch, next.primary_node) = (Role::Secondary, w, lowest);
+                })
+                .ok_or("watch: node ids 0..=31, as a range (0-3) or a list (0,2,5)")
         } else if k("timeout") {
             parse_num(v)
                 .map(|n| next.timeout = Duration::from_millis(n))
@@ -183,7 +201,7 @@ impl Commands {
         } else if k("primary") {
             parse_num(v)
                 .and_then(|n| u8::try_from(n).ok())
-                .map(|n| next.primary_node = n)
+                .map(|n| (next.primary_node, next.watch) = (n, NodeSet(0)))
                 .ok_or("primary: the watched node's id, 0..=31")
         } else if k("key") {
             if v.eq_ignore_ascii_case("none") {
@@ -208,7 +226,7 @@ impl Commands {
                     .ok_or("never-seen: wait, or ms to wait for a primary never seen")
             }
         } else {
-            Err("unknown setting: role, timeout, poll, cluster, node, primary, key, never-seen")
+            Err("unknown setting: role, watch, timeout, poll, cluster, node, primary, key, never-seen")
         };
         if let Err(msg) = parsed {
             let _ = Text::new(out).s("error: ").s(msg).nl();
@@ -229,6 +247,23 @@ impl Commands {
         if let Err(e) = self.draft.validate() {
             let _ = config_error(&mut Text::new(out), e).s("; not saved").nl();
             return Request::None;
+        }
+        // A spare's slots against the roles on the disk it runs on: refused here, not at the
+        // next start, so that what is saved can run.
+        if let Some(primaries) = status.disk_primaries.filter(|_| self.draft.is_spare()) {
+            let d = &self.draft;
+            let wrong = d.watch.iter().find(|&n| !primaries.contains(n));
+            if wrong.is_some() || primaries.contains(d.node_id) {
+                let t = &mut Text::new(out);
+                t.s("error: ");
+                match wrong {
+                    Some(n) => t.s("watch: node ").n(n).s(" is not"),
+                    None => t.s("node: ").n(d.node_id).s(" is"),
+                };
+                let _ =
+                    nodes(t.s(" a primary's slot on the shared disk (primaries: "), primaries).s("); not saved").nl();
+                return Request::None;
+            }
         }
         // The most demanding running primary's budget (from its heartbeats) against the
         // timeout this draft would run with: the disk's when longer, as at every start.
@@ -300,7 +335,7 @@ fn parse_num(s: &str) -> Option<u64> {
 
 const HELP: &str = "\
 status | show | save | revert | factory | release
-set role primary|secondary    set timeout <ms>    set poll <ms>
-set cluster <id>              set node <n>        set primary <n>
-set key <hex>|none            set never-seen wait|<ms>
+set role primary|secondary|spare   set watch <0-3|0,2,5>   set primary <n>
+set timeout <ms>    set poll <ms>    set cluster <id>    set node <n>
+set key <hex>|none    set never-seen wait|<ms>
 ";

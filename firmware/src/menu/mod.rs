@@ -78,6 +78,8 @@ impl Menu {
 mod tests {
     use super::*;
     use crate::nv::tests::RamNv;
+    use rearguard_shared::heartbeat::Role;
+    use rearguard_shared::listener::NodeSet;
     use rearguard_shared::Duration;
     use status::tests::status;
     use std::string::String;
@@ -109,6 +111,80 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(5000));
         let (c, _, _) = crate::nv::load(&mut nv);
         assert_eq!(c.timeout, Duration::from_millis(5000));
+    }
+
+    /// `set watch` makes a spare of those primaries (its `primary` the lowest); a save that
+    /// names a slot the disk does not give a primary, or the spare's own, is refused with
+    /// the disk's primaries named, and nothing is written.
+    #[test]
+    fn a_spare_is_set_with_its_watch_list_and_saved_only_against_the_disks_roles() {
+        let (mut m, mut nv) = menu();
+        let (out, _) = type_in(
+            &mut m,
+            &mut nv,
+            b"set node 3
+set watch 0-2
+show
+",
+        );
+        assert!(out.contains("role       spare\nwatch      0,1,2\n"), "{out}");
+        assert!(out.contains("primary    0\n"), "{out}");
+        let (out, _) = type_in(
+            &mut m,
+            &mut nv,
+            b"set watch 2-5
+",
+        );
+        assert!(out.contains("error: watch: must not include node_id"), "{out}");
+        let (out, _) = type_in(
+            &mut m,
+            &mut nv,
+            b"set watch 5-2
+",
+        );
+        assert!(out.contains("error: watch: node ids 0..=31"), "{out}");
+        let mut st = status();
+        st.disk_primaries = Some(NodeSet(0b11));
+        let mut run = |m: &mut Menu, input: &[u8]| {
+            let mut out = String::new();
+            let mut req = Request::None;
+            for &b in input {
+                if m.feed(b, &mut out) {
+                    req = m.run_line(&st, Some(&mut nv), &mut out);
+                }
+            }
+            (out, req)
+        };
+        let (out, req) = run(
+            &mut m, b"save
+",
+        );
+        assert!(
+            out.contains("error: watch: node 2 is not a primary's slot on the shared disk (primaries: 0,1); not saved"),
+            "{out}"
+        );
+        assert!(matches!(req, Request::None));
+        let (out, req) = run(
+            &mut m,
+            b"set watch 0,1
+set node 1
+set node 4
+save
+",
+        );
+        assert!(out.contains("error: watch: must not include node_id"), "{out}");
+        assert!(out.contains("saved to copy A"), "{out}");
+        let Request::Apply(c) = req else { panic!("{out}") };
+        assert_eq!((c.watch, c.primary_node, c.node_id, c.role), (NodeSet(0b11), 0, 4, Role::Secondary));
+        // One primary again: `set primary` (or `set role secondary`) clears the list.
+        let (out, _) = run(
+            &mut m,
+            b"set primary 1
+show
+",
+        );
+        assert!(out.contains("role       secondary\ntimeout"), "{out}");
+        assert!(crate::nv::load(&mut nv).0.is_spare());
     }
 
     #[test]

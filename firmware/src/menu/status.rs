@@ -5,8 +5,9 @@ use crate::app::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use crate::report;
 use core::fmt::Write;
+use rearguard_shared::disk::SlotRole;
 use rearguard_shared::fencing::FencingBudget;
-use rearguard_shared::listener::{ListenerState, WatchedPrimary};
+use rearguard_shared::listener::{ListenerState, NodeSet, WatchedPrimary};
 use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
@@ -45,6 +46,9 @@ pub struct Status<'a> {
     pub budgets: &'a [FencingBudget],
     /// When the snapshot was taken (the primaries' ages are counted to it).
     pub now: Instant,
+    /// The slots the shared disk gives the primary role (`None` without a disk): `save`
+    /// refuses a spare watching anything else.
+    pub disk_primaries: Option<NodeSet>,
     /// The shared disk's timeout (zero without a disk): a saved timeout below it is raised
     /// to it, so it counts in the check.
     pub disk_timeout: Duration,
@@ -68,6 +72,7 @@ impl<'a> Status<'a> {
             primaries: &[],
             budgets: &[],
             now,
+            disk_primaries: None,
             disk_timeout: Duration::ZERO,
         };
         let Some(app) = app else { return s };
@@ -82,6 +87,9 @@ impl<'a> Status<'a> {
             (s.primaries, s.budgets) = (primaries, budgets);
         }
         s.disk_timeout = app.disk_header().map_or(Duration::ZERO, |h| h.timeout);
+        s.disk_primaries = app.disk_header().map(|h| {
+            NodeSet((0..h.slot_count).filter(|&n| h.role(n) == Some(SlotRole::Primary)).fold(0, |set, n| set | 1 << n))
+        });
         let l = app.listener();
         s.state = Some(l.state());
         s.timeout = l.params().timeout;
@@ -185,6 +193,7 @@ pub(crate) mod tests {
             primaries: &[],
             budgets: &[],
             now: Instant::ZERO,
+            disk_primaries: None,
             disk_timeout: Duration::ZERO,
         }
     }
