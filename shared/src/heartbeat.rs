@@ -36,6 +36,9 @@ pub enum NodeState {
     Fenced,
 }
 
+crate::wire::wire_enum!(Role { Primary, Secondary });
+crate::wire::wire_enum!(NodeState { Starting, Active, Standby, Leaving, Fenced });
+
 /// Health flags a node reports about itself; bit set = problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HealthFlags(pub u16);
@@ -77,6 +80,8 @@ pub struct Heartbeat {
     /// Sequence of the last test message acknowledged (0: none yet).
     pub last_test: u32,
 }
+
+crate::wire::wire_struct!(HealthFlags { 0 });
 
 /// What a receiver checks a frame against.
 #[derive(Clone, Copy, Debug)]

@@ -202,6 +202,7 @@ impl LinuxListenerConfig {
             poll_period: Duration::from_millis(l.poll_ms),
             never_seen,
             key: parse_key(src, f.cluster.key.as_deref())?,
+            watch: NodeSet(0),
         };
         // The shared record names its own fields; say them as the file's keys, with the fix.
         listener.validate().map_err(|e| {
