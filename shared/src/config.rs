@@ -10,6 +10,7 @@ use crate::integrity::{crc32c, Key};
 use crate::listener::{ListenerParams, NeverSeenPolicy, NodeSet};
 use crate::text::Text;
 use crate::time::Duration;
+use crate::wire::{self, Full, Malformed, Reader, Wire, Writer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,58 @@ pub struct ListenerConfig {
     /// reference the codec tests compare against.
     #[serde(skip)]
     pub watch: NodeSet,
+}
+
+// postcard's layout of the fields before `watch` (serde's derive order), then `watch` only
+// when it is non-empty; a body that ends before it (every record saved before it existed)
+// has it empty.
+impl Wire for ListenerConfig {
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), Full> {
+        self.role.put(w)?;
+        self.cluster_id.put(w)?;
+        self.node_id.put(w)?;
+        self.primary_node.put(w)?;
+        self.timeout.put(w)?;
+        self.poll_period.put(w)?;
+        self.never_seen.put(w)?;
+        self.key.put(w)?;
+        if self.watch != NodeSet(0) {
+            self.watch.0.put(w)?;
+        }
+        Ok(())
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, Malformed> {
+        Ok(ListenerConfig {
+            role: Wire::get(r)?,
+            cluster_id: Wire::get(r)?,
+            node_id: Wire::get(r)?,
+            primary_node: Wire::get(r)?,
+            timeout: Wire::get(r)?,
+            poll_period: Wire::get(r)?,
+            never_seen: Wire::get(r)?,
+            key: Wire::get(r)?,
+            watch: NodeSet(if r.is_empty() { 0 } else { Wire::get(r)? }),
+        })
+    }
+}
+
+impl Wire for NeverSeenPolicy {
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), Full> {
+        match self {
+            NeverSeenPolicy::WaitForever => w.varint(0),
+            NeverSeenPolicy::ReleaseAfter(d) => {
+                w.varint(1)?;
+                d.put(w)
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, Malformed> {
+        match r.variant()? {
+            0 => Ok(NeverSeenPolicy::WaitForever),
+            1 => Ok(NeverSeenPolicy::ReleaseAfter(Wire::get(r)?)),
+            _ => Err(Malformed),
+        }
+    }
 }
 
 /// A refused configuration value: which field, what is wrong, how to fix it.
@@ -129,8 +182,10 @@ impl ListenerConfig {
     /// A digest of the whole config, carried in heartbeats and shown on status screens.
     pub fn digest(&self) -> u32 {
         let mut buf = [0u8; BODY_MAX];
-        let n = encode_body(self, &mut buf);
-        crc32c(&buf[..n])
+        match wire::to_slice(self, &mut buf) {
+            Ok(n) => crc32c(&buf[..n]),
+            Err(_) => 0,
+        }
     }
 }
 
@@ -162,29 +217,11 @@ impl core::fmt::Display for RecordError {
     }
 }
 
-/// The record's body: the fields in order, then `watch` only when it is non-empty.
-fn encode_body(cfg: &ListenerConfig, out: &mut [u8; BODY_MAX]) -> usize {
-    let n = postcard::to_slice(cfg, &mut out[..]).expect("a listener config always fits in a record").len();
-    if cfg.watch == NodeSet(0) {
-        return n;
-    }
-    n + postcard::to_slice(&cfg.watch.0, &mut out[n..]).expect("a listener config always fits in a record").len()
-}
-
-/// A body that ends before `watch` (every record saved before it existed) has it empty.
-fn decode_body(body: &[u8]) -> Option<ListenerConfig> {
-    let (mut cfg, rest): (ListenerConfig, _) = postcard::take_from_bytes(body).ok()?;
-    if !rest.is_empty() {
-        cfg.watch = NodeSet(postcard::take_from_bytes::<u32>(rest).ok()?.0);
-    }
-    Some(cfg)
-}
-
 pub fn encode_record(cfg: &ListenerConfig, generation: u32, out: &mut [u8; RECORD_LEN]) {
     out.fill(0xFF); // erased-flash pattern for the unused tail
     out[..4].copy_from_slice(&RECORD_MAGIC);
     out[4..8].copy_from_slice(&generation.to_le_bytes());
-    let n = encode_body(cfg, (&mut out[10..10 + BODY_MAX]).try_into().expect("BODY_MAX bytes"));
+    let n = wire::to_slice(cfg, &mut out[10..10 + BODY_MAX]).expect("a listener config always fits in a record");
     out[8..10].copy_from_slice(&(n as u16).to_le_bytes());
     let crc = crc32c(&out[..10 + n]);
     out[10 + n..14 + n].copy_from_slice(&crc.to_le_bytes());
@@ -206,7 +243,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(u32, ListenerConfig), RecordError>
     if crc != crc32c(&bytes[..10 + n]) {
         return Err(RecordError::BadCrc);
     }
-    let cfg = decode_body(&bytes[10..10 + n]).ok_or(RecordError::Malformed)?;
+    let cfg: ListenerConfig = wire::from_bytes(&bytes[10..10 + n]).map_err(|_| RecordError::Malformed)?;
     cfg.validate().map_err(RecordError::Invalid)?;
     Ok((generation, cfg))
 }
@@ -312,6 +349,56 @@ mod tests {
         c.primary_node = c.node_id;
         assert_eq!(c.validate().unwrap_err().field, "primary_node");
         assert!(ListenerConfig::factory().validate().is_ok());
+    }
+
+    /// Copy A as `encode_record` wrote it before `watch` existed (generation 7; cluster
+    /// 0xC0FFEE, node 2 watching 5, timeout 3 s, poll 100 ms, release after 600 s, a 20-byte key).
+    const OLD_RECORD: &str = "5247434607000000240001eeff83060205b8176401c0cf2401145a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a452b7e6e";
+
+    fn old_config() -> ListenerConfig {
+        ListenerConfig {
+            cluster_id: 0xC0FFEE,
+            node_id: 2,
+            primary_node: 5,
+            timeout: Duration::from_millis(3000),
+            poll_period: Duration::from_millis(100),
+            key: Some(Key::new(&[0x5A; 20]).unwrap()),
+            never_seen: NeverSeenPolicy::ReleaseAfter(Duration::from_secs(600)),
+            ..ListenerConfig::factory()
+        }
+    }
+
+    fn unhex(s: &str) -> std::vec::Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_record_saved_before_watch_existed_loads_with_watch_empty_and_re_encodes_identically() {
+        let old = unhex(OLD_RECORD);
+        let (generation, c) = decode_record(&old).unwrap();
+        assert_eq!((generation, &c), (7, &old_config()));
+        assert_eq!(c.watch, NodeSet(0));
+        let mut again = [0u8; RECORD_LEN];
+        encode_record(&c, 7, &mut again);
+        assert_eq!(&again[..old.len()], &old[..], "an empty watch must leave the stored bytes as they were");
+        // The digest in heartbeats, as the build before `watch` computed it.
+        assert_eq!(c.digest(), 0xfdcd_778b);
+    }
+
+    #[test]
+    fn a_config_with_a_watch_set_round_trips_and_changes_the_digest() {
+        for watch in [NodeSet(0b10_0000), NodeSet(0b1010_0000), NodeSet(u32::MAX)] {
+            let c = ListenerConfig { watch, ..old_config() };
+            let mut rec = [0u8; RECORD_LEN];
+            encode_record(&c, 9, &mut rec);
+            assert_eq!(decode_record(&rec), Ok((9, c.clone())));
+            assert_ne!(c.digest(), old_config().digest());
+        }
+        let wide = ListenerConfig { watch: NodeSet(u32::MAX), ..old_config() };
+        let mut rec = [0u8; RECORD_LEN];
+        encode_record(&wide, 1, &mut rec);
+        // The old record's body plus the 5-byte varint of u32::MAX.
+        assert_eq!(u16::from_le_bytes([rec[8], rec[9]]), 0x24 + 5);
     }
 
     proptest! {

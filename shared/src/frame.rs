@@ -6,7 +6,7 @@
 //! | 1 | protocol version |
 //! | 1 | flags (bit 0: a MAC tag follows the body) |
 //! | 1 | body length *n* |
-//! | *n* | postcard-encoded record |
+//! | *n* | the record in postcard's format ([`crate::wire`]) |
 //! | 16 | truncated HMAC-SHA256 over everything before it (only if flagged) |
 //! | 4 | CRC-32C over everything before it |
 //!
@@ -16,7 +16,7 @@
 use crate::integrity::{crc32c, Key, TAG_LEN};
 use crate::reject::Reject;
 use crate::PROTOCOL_VERSION;
-use serde::{Deserialize, Serialize};
+use crate::wire::{self, Wire};
 
 pub const HEADER_LEN: usize = 5;
 const FLAG_MAC: u8 = 0x01;
@@ -31,14 +31,13 @@ pub const fn max_frame(max_body: usize) -> usize {
 /// # Panics
 /// If `buf` is shorter than `max_frame(max_body)`, or the value does not fit `max_body`
 /// (both are fixed by the record type, so a panic is a bug in this crate, not bad input).
-pub fn seal<T: Serialize>(magic: [u8; 2], max_body: usize, value: &T, key: Option<&Key>, buf: &mut [u8]) -> usize {
+pub fn seal<T: Wire>(magic: [u8; 2], max_body: usize, value: &T, key: Option<&Key>, buf: &mut [u8]) -> usize {
     assert!(max_body <= u8::MAX as usize && buf.len() >= max_frame(max_body), "frame buffer too small");
     buf[0..2].copy_from_slice(&magic);
     buf[2] = PROTOCOL_VERSION;
     buf[3] = if key.is_some() { FLAG_MAC } else { 0 };
-    let body_len = postcard::to_slice(value, &mut buf[HEADER_LEN..HEADER_LEN + max_body])
-        .expect("record fits its declared maximum body")
-        .len();
+    let body_len =
+        wire::to_slice(value, &mut buf[HEADER_LEN..HEADER_LEN + max_body]).expect("record fits its declared maximum body");
     buf[4] = body_len as u8;
     let mut end = HEADER_LEN + body_len;
     if let Some(key) = key {
@@ -54,12 +53,7 @@ pub fn seal<T: Serialize>(magic: [u8; 2], max_body: usize, value: &T, key: Optio
 /// Opens a frame sealed with `magic`: checks integrity, version and (when `key` is set)
 /// authenticity, then decodes the body. Trailing bytes after the frame are ignored (a disk
 /// slot is a whole block with the frame at its start).
-pub fn open<'a, T: Deserialize<'a>>(
-    magic: [u8; 2],
-    max_body: usize,
-    bytes: &'a [u8],
-    key: Option<&Key>,
-) -> Result<T, Reject> {
+pub fn open<T: Wire>(magic: [u8; 2], max_body: usize, bytes: &[u8], key: Option<&Key>) -> Result<T, Reject> {
     if bytes.iter().take(max_frame(max_body)).all(|&b| b == 0) {
         return Err(Reject::NeverWritten);
     }
@@ -95,7 +89,7 @@ pub fn open<'a, T: Deserialize<'a>>(
         // No key configured: a tag, if present, cannot be checked and is ignored.
         _ => {}
     }
-    postcard::from_bytes(&bytes[HEADER_LEN..signed_end]).map_err(|_| Reject::Malformed)
+    wire::from_bytes(&bytes[HEADER_LEN..signed_end]).map_err(|_| Reject::Malformed)
 }
 
 /// Whether a frame carries a MAC tag (for status displays; says nothing about validity).

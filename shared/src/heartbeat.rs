@@ -6,10 +6,11 @@ use crate::frame;
 use crate::integrity::Key;
 use crate::reject::Reject;
 use crate::time::Duration;
+use crate::wire::Wire;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 2] = *b"RG";
-/// Largest postcard body (the record's varints at their widest fit in 100 bytes).
+/// Largest body (the record's varints at their widest fit in 100 bytes).
 pub const MAX_BODY: usize = 104;
 /// Largest frame on any medium.
 pub const MAX_FRAME: usize = frame::max_frame(MAX_BODY);
@@ -35,6 +36,9 @@ pub enum NodeState {
     /// Fenced itself and will not serve again without an operator.
     Fenced,
 }
+
+crate::wire::wire_enum!(Role { Primary, Secondary });
+crate::wire::wire_enum!(NodeState { Starting, Active, Standby, Leaving, Fenced });
 
 /// Health flags a node reports about itself; bit set = problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,6 +82,23 @@ pub struct Heartbeat {
     pub last_test: u32,
 }
 
+crate::wire::wire_struct!(HealthFlags { 0 });
+crate::wire::wire_struct!(Heartbeat {
+    cluster_id,
+    node_id,
+    role,
+    boot_epoch,
+    sequence,
+    uptime,
+    state,
+    health,
+    config_digest,
+    build_stamp,
+    budget,
+    test_acks,
+    last_test,
+});
+
 /// What a receiver checks a frame against.
 #[derive(Clone, Copy, Debug)]
 pub struct Verifier<'a> {
@@ -90,11 +111,11 @@ impl Verifier<'_> {
     /// Opens a frame of any record kind (see [`crate::frame`] for the checks and their
     /// order), then refuses a record from another cluster. `heartbeat` finds the record's
     /// heartbeat, which every record carries and which names its cluster.
-    pub fn open<'a, T: Deserialize<'a>>(
+    pub fn open<T: Wire>(
         &self,
         magic: [u8; 2],
         max_body: usize,
-        bytes: &'a [u8],
+        bytes: &[u8],
         heartbeat: fn(&T) -> &Heartbeat,
     ) -> Result<T, Reject> {
         let record: T = frame::open(magic, max_body, bytes, self.key)?;

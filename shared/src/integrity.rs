@@ -35,6 +35,24 @@ impl core::fmt::Debug for Key {
     }
 }
 
+// A sequence of raw bytes, as postcard encodes serde's `heapless::Vec<u8, 32>`. Like serde's
+// derive, this takes 0..=32 bytes without `Key::new`'s minimum: the codec accepts exactly what
+// postcard accepted (a stored record cannot hold a short key; only a hand-made one could).
+impl crate::wire::Wire for Key {
+    fn put(&self, w: &mut crate::wire::Writer<'_>) -> Result<(), crate::wire::Full> {
+        w.varint(self.bytes.len() as u64)?;
+        self.bytes.iter().try_for_each(|&b| w.byte(b))
+    }
+    fn get(r: &mut crate::wire::Reader<'_>) -> Result<Self, crate::wire::Malformed> {
+        let n = r.len()?;
+        if n > MAX_KEY_LEN as u64 {
+            return Err(crate::wire::Malformed);
+        }
+        let bytes = heapless::Vec::from_slice(r.take(n as usize)?).map_err(|_| crate::wire::Malformed)?;
+        Ok(Key { bytes })
+    }
+}
+
 /// Why a key was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyError {

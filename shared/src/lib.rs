@@ -25,6 +25,7 @@ pub mod listener;
 pub mod reject;
 pub mod text;
 pub mod time;
+pub mod wire;
 
 /// Version of the heartbeat wire format. A peer speaking another version is rejected.
 /// 2: heartbeats carry the sender's fencing budget and test-message acknowledgements.

@@ -7,10 +7,10 @@ use crate::reject::Reject;
 use serde::{Deserialize, Serialize};
 
 /// Magic of a pair advert frame ("Rearguard Pair"), in the common envelope
-/// ([`crate::frame`]): magic, version, flags, body length, postcard body, optional
+/// ([`crate::frame`]): magic, version, flags, body length, body, optional
 /// truncated HMAC-SHA256, CRC-32C.
 pub const ADVERT_MAGIC: [u8; 2] = *b"RP";
-/// Largest postcard body of an [`Advert`] (heartbeat ≤ 100, priority 1, term ≤ 5, flags 1,
+/// Largest body of an [`Advert`] (heartbeat ≤ 100, priority 1, term ≤ 5, flags 1,
 /// ack ≤ 15).
 pub const MAX_ADVERT_BODY: usize = 136;
 /// Largest advert frame.
@@ -33,6 +33,8 @@ pub struct Advert {
     pub ack_epoch: u32,
     pub ack_seq: u64,
 }
+
+crate::wire::wire_struct!(Advert { hb, priority, term, flags, ack_epoch, ack_seq });
 
 impl Advert {
     /// "Hand the VIPs to me": preempt after its delay, or a switchover issued on the standby.
