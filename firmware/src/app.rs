@@ -14,6 +14,9 @@ use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
+/// Where a refused spare's slots are explained.
+const ROLES: &str = " (`rearguard disk dump` lists the slots' roles)";
+
 /// Most frames taken from the link in one poll, so a flooded link cannot starve the disk.
 const MAX_FRAMES_PER_POLL: usize = 16;
 
@@ -69,17 +72,13 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
                 .s(" has no slot on the shared disk (it has ")
                 .n(*slots)
                 .s("): fix the watched node, or re-run `rearguard disk init`"),
-            StartError::SpareWithoutDisk => {
-                t.s("a spare watches its primaries on the shared disk, and there is none: attach it, or watch one primary")
+            StartError::SpareWithoutDisk => t.s("a spare needs the shared disk: attach it, or watch one primary"),
+            StartError::NotPrimary { node } => {
+                t.s("node ").n(*node).s(crate::report::NOT_PRIMARY).s(": watch only primaries").s(ROLES)
             }
-            StartError::NotPrimary { node } => t
-                .s("node ")
-                .n(*node)
-                .s(" is a spare's slot on the shared disk, not a primary's: watch only primaries (`rearguard disk dump` lists the roles)"),
-            StartError::NotSpare { node } => t
-                .s("this listener's node_id ")
-                .n(*node)
-                .s(" is a primary's slot on the shared disk: give it a spare's slot (`rearguard disk dump` lists the roles)"),
+            StartError::NotSpare { node } => {
+                t.s("node_id ").n(*node).s(" is a primary's slot on the shared disk: give this spare its own").s(ROLES)
+            }
             StartError::TooManyWatched { max } => {
                 t.s("this board watches at most ").n(*max as u32).s(" primaries: shorten the watch list")
             }
@@ -420,14 +419,11 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         });
     }
 
-    /// Operator's "release now" (console or CLI). Idempotent.
-    pub fn release_now(&mut self, now: Instant) -> Events<D::Error, G::Error> {
-        let mut out = Events::new();
+    /// Operator's "release now" (console or CLI), its events handed to `ev` as in
+    /// [`App::poll_with`]. Idempotent.
+    pub fn release_now(&mut self, now: Instant, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
         let acts = self.listener.release_now(now);
-        self.run(acts, now, &mut |e| {
-            let _ = out.push(e);
-        });
-        out
+        self.run(acts, now, ev);
     }
 
     fn run(
@@ -617,7 +613,9 @@ mod tests {
         }
         assert_eq!(released_at, Some(1900));
         assert_eq!(app.gate.0, 1);
-        assert!(app.release_now(Instant::from_millis(20_000)).is_empty());
+        let mut events = vec![];
+        app.release_now(Instant::from_millis(20_000), &mut |e| events.push(e));
+        assert!(events.is_empty());
         assert_eq!(app.gate.0, 1);
         let mut b = [0u8; RECORD_SECTOR];
         app.disk.as_mut().unwrap().dev.read_record(3 * BLOCK as u64, &mut b).unwrap();
@@ -693,7 +691,9 @@ mod tests {
         for t in 31..39u64 {
             assert!(!released(&app.poll(Instant::from_millis(t * 100))));
         }
-        assert!(released(&app.release_now(Instant::from_millis(3900))));
+        let mut events = Events::new();
+        app.release_now(Instant::from_millis(3900), &mut |e| events.push(e).unwrap());
+        assert!(released(&events));
         assert_eq!(app.gate.0, 1);
     }
 

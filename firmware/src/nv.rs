@@ -83,8 +83,14 @@ impl<E: core::fmt::Debug> core::fmt::Display for SaveError<E> {
         let t = &mut Text::new(f);
         match self {
             SaveError::Write(e) => t.s("write failed (").d(&Dbg(e)).s(")"),
-            SaveError::Verify(Some(e)) => t.s("read-back check failed (").d(e).s(")"),
-            SaveError::Verify(None) => t.s("read-back check failed (different record)"),
+            SaveError::Verify(e) => {
+                t.s("read-back check failed (");
+                match e {
+                    Some(e) => t.d(e),
+                    None => t.s("different record"),
+                }
+                .s(")")
+            }
         }
         .end()
     }

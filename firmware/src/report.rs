@@ -16,6 +16,9 @@ use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
+/// A spare's watched slot that the disk gives another role (start and `save` say it alike).
+pub const NOT_PRIMARY: &str = " is not a primary's slot on the shared disk";
+
 /// What every release line starts with; the boot gate is open once it is printed.
 pub const RELEASED: &str = "BOOT RELEASED: ";
 
@@ -156,13 +159,19 @@ pub fn primary<'t, 'o>(t: &'t mut Text<'o>, node: u8, state: PrimaryState) -> &'
     match state {
         PrimaryState::Holding => t.s("holding (not seen alive yet)"),
         PrimaryState::Watching => t.s("watching (alive)"),
+        #[cfg(feature = "arbitration")]
         PrimaryState::Claiming => t.s("silent past the timeout; claiming its mailbox"),
+        #[cfg(feature = "arbitration")]
         PrimaryState::ClaimedBy(Some(by)) => t.s("claimed by node ").n(by).s("; not taking it, watching the others"),
+        #[cfg(feature = "arbitration")]
         PrimaryState::ClaimedBy(None) => {
             t.s("claim not confirmed (mailbox unreadable or changed); not taking it, watching the others")
         }
+        // Only spares that arbitrate claim and back off; the text is compiled out with them.
+        #[cfg(not(feature = "arbitration"))]
+        PrimaryState::Claiming | PrimaryState::ClaimedBy(_) => t.s(state.name()),
         PrimaryState::Taken => t.s("taken over by this spare"),
-        PrimaryState::NoSpareLeft => t.s("silent past the timeout: no spare left (this spare is consumed); NOT taken"),
+        PrimaryState::NoSpareLeft => t.s("silent past the timeout: no spare left, NOT taken"),
     }
 }
 
@@ -202,7 +211,9 @@ pub fn watched_primary<'t, 'o>(t: &'t mut Text<'o>, p: &WatchedPrimary, now: Ins
         None => t.s(", never seen alive"),
     };
     match p.state {
+        #[cfg(feature = "arbitration")]
         PrimaryState::ClaimedBy(Some(by)) => t.s(", claimed by node ").n(by),
+        #[cfg(feature = "arbitration")]
         PrimaryState::ClaimedBy(None) => t.s(", claim unconfirmed (not taken)"),
         PrimaryState::Taken => t.s(", claimed by this spare (booted as it)"),
         PrimaryState::NoSpareLeft => t.s(", dead: no spare left"),
@@ -308,11 +319,15 @@ pub(crate) mod tests {
             line(Ev::Released { takeover: t, of_several: true }),
             "BOOT RELEASED as node 2: released by operator\n"
         );
-        let mut s = String::new();
-        primary(&mut s, 3, PrimaryState::ClaimedBy(Some(5))).unwrap();
-        primary(&mut s, 0, PrimaryState::NoSpareLeft).unwrap();
-        assert_eq!(s.lines().next(), Some("primary 3: claimed by node 5; not taking it, watching the others"));
-        assert!(s.contains("primary 0: silent past the timeout: no spare left"), "{s}");
+        #[cfg(feature = "arbitration")]
+        assert_eq!(
+            line(Ev::Primary { node: 3, state: PrimaryState::ClaimedBy(Some(5)) }),
+            "primary 3: claimed by node 5; not taking it, watching the others\n"
+        );
+        assert_eq!(
+            line(Ev::Primary { node: 0, state: PrimaryState::NoSpareLeft }),
+            "primary 0: silent past the timeout: no spare left, NOT taken\n"
+        );
     }
 
     #[test]

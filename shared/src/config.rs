@@ -100,6 +100,9 @@ impl core::fmt::Display for ConfigError {
     }
 }
 
+/// Both ways of naming the listener's own node as watched are refused in the same words.
+const SELF_WATCH: &str = "must not be node_id (a listener cannot watch its own slot)";
+
 pub const MIN_POLL: Duration = Duration::from_millis(1);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -132,16 +135,16 @@ impl ListenerConfig {
             return err("timeout", "must be at least twice poll_period, or one late poll would release the boot");
         }
         if self.node_id == self.primary_node {
-            return err("primary_node", "must differ from node_id (the listener cannot watch itself)");
+            return err("primary_node", SELF_WATCH);
         }
         if self.node_id >= crate::disk::MAX_SLOTS || self.primary_node >= crate::disk::MAX_SLOTS {
             return err("node_id", "node ids must be 0..=31");
         }
         if self.watch.contains(self.node_id) {
-            return err("watch", "must not include node_id (a spare cannot watch its own slot)");
+            return err("watch", SELF_WATCH);
         }
         if !self.watch.is_empty() && !self.watch.contains(self.primary_node) {
-            return err("primary_node", "must be one of the watched primaries (a spare's is its lowest)");
+            return err("primary_node", "must be one of the watched primaries");
         }
         if let NeverSeenPolicy::ReleaseAfter(d) = self.never_seen {
             if d < self.timeout {
@@ -353,7 +356,8 @@ mod tests {
 
     /// Copy A as `encode_record` wrote it before `watch` existed (generation 7; cluster
     /// 0xC0FFEE, node 2 watching 5, timeout 3 s, poll 100 ms, release after 600 s, a 20-byte key).
-    const OLD_RECORD: &str = "5247434607000000240001eeff83060205b8176401c0cf2401145a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a452b7e6e";
+    const OLD_RECORD: &str =
+        "5247434607000000240001eeff83060205b8176401c0cf2401145a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a452b7e6e";
 
     fn old_config() -> ListenerConfig {
         ListenerConfig {

@@ -15,8 +15,8 @@
 
 use crate::integrity::{crc32c, Key, TAG_LEN};
 use crate::reject::Reject;
-use crate::PROTOCOL_VERSION;
 use crate::wire::{self, Wire};
+use crate::PROTOCOL_VERSION;
 
 pub const HEADER_LEN: usize = 5;
 const FLAG_MAC: u8 = 0x01;
@@ -36,8 +36,8 @@ pub fn seal<T: Wire>(magic: [u8; 2], max_body: usize, value: &T, key: Option<&Ke
     buf[0..2].copy_from_slice(&magic);
     buf[2] = PROTOCOL_VERSION;
     buf[3] = if key.is_some() { FLAG_MAC } else { 0 };
-    let body_len =
-        wire::to_slice(value, &mut buf[HEADER_LEN..HEADER_LEN + max_body]).expect("record fits its declared maximum body");
+    let body_len = wire::to_slice(value, &mut buf[HEADER_LEN..HEADER_LEN + max_body])
+        .expect("record fits its declared maximum body");
     buf[4] = body_len as u8;
     let mut end = HEADER_LEN + body_len;
     if let Some(key) = key {

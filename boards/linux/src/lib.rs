@@ -323,7 +323,7 @@ pub fn run(
             let request = menu.run_line(&status, nv.as_mut(), &mut FmtOut(console));
             match request {
                 Request::None => {}
-                Request::ReleaseNow => events.extend(app.release_now(t)),
+                Request::ReleaseNow => app.release_now(t, &mut |e| events.push(e)),
                 Request::Apply(new) if !app.gate_opened() => {
                     app = start_app(cfg, new, console)?;
                     last_reject = None;

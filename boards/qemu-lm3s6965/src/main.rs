@@ -195,9 +195,7 @@ fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &m
 
 #[inline(never)]
 fn release_now(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
-    for ev in app.release_now(t) {
-        report(con, &ev, read_failures);
-    }
+    app.release_now(t, &mut |ev| report(con, &ev, read_failures));
 }
 
 /// Reads the config copies from the SD card and says which one is used.
@@ -290,10 +288,8 @@ fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option
             (Some(_), None) => "disk",
             _ => "serial",
         };
+        // A spare's line names its primaries; this build is always its disk's only spare.
         let _ = report::started(con, c, a.listener().params().timeout, Plain(media));
-        if c.is_spare() {
-            let _ = report::spare_started(con, c.watch, None);
-        }
     }
 }
 

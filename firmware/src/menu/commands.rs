@@ -226,7 +226,7 @@ impl Commands {
                     .ok_or("never-seen: wait, or ms to wait for a primary never seen")
             }
         } else {
-            Err("unknown setting: role, watch, timeout, poll, cluster, node, primary, key, never-seen")
+            Err("unknown setting; type help for the list")
         };
         if let Err(msg) = parsed {
             let _ = Text::new(out).s("error: ").s(msg).nl();
@@ -335,7 +335,7 @@ fn parse_num(s: &str) -> Option<u64> {
 
 const HELP: &str = "\
 status | show | save | revert | factory | release
-set role primary|secondary|spare   set watch <0-3|0,2,5>   set primary <n>
-set timeout <ms>    set poll <ms>    set cluster <id>    set node <n>
-set key <hex>|none    set never-seen wait|<ms>
+set role primary|secondary|spare  set watch 0-3|0,2,5  set primary <n>
+set timeout <ms>  set poll <ms>  set cluster <id>  set node <n>
+set key <hex>|none  set never-seen wait|<ms>
 ";

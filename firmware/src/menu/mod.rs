@@ -135,7 +135,7 @@ show
             b"set watch 2-5
 ",
         );
-        assert!(out.contains("error: watch: must not include node_id"), "{out}");
+        assert!(out.contains("error: watch: must not be node_id"), "{out}");
         let (out, _) = type_in(
             &mut m,
             &mut nv,
@@ -172,7 +172,7 @@ set node 4
 save
 ",
         );
-        assert!(out.contains("error: watch: must not include node_id"), "{out}");
+        assert!(out.contains("error: watch: must not be node_id"), "{out}");
         assert!(out.contains("saved to copy A"), "{out}");
         let Request::Apply(c) = req else { panic!("{out}") };
         assert_eq!((c.watch, c.primary_node, c.node_id, c.role), (NodeSet(0b11), 0, 4, Role::Secondary));
@@ -196,7 +196,7 @@ show
             (b"set cluster 0x1FFFFFFFF\r", "error: cluster"),
             (b"set key 12zz\r", "error: key"),
             (b"set role boss\r", "error: role"),
-            (b"set primary 1\r", "error: primary: must differ"),
+            (b"set primary 1\r", "error: primary: must not be node_id"),
             (b"set never-seen 500\r", "error: never-seen: the initial wait must be at least the timeout"),
             (b"set colour blue\r", "unknown setting"),
             (b"set timeout\r", "usage: set"),
