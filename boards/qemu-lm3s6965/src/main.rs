@@ -51,6 +51,22 @@ fn now() -> Instant {
     Instant::from_millis(TICKS.load(Ordering::Relaxed) as u64 * TICK_MS)
 }
 
+/// Core cycles since reset (wrapping every 5.7 minutes): finer than [`now`], for timing a poll.
+fn cycles() -> u32 {
+    const RELOAD: u32 = SYSCLK_HZ / TICK_HZ;
+    loop {
+        let ticks = TICKS.load(Ordering::Relaxed);
+        let left = cortex_m::peripheral::SYST::get_current();
+        // A tick between the two reads would pair the new count with the old ticks.
+        if TICKS.load(Ordering::Relaxed) == ticks {
+            return ticks.wrapping_mul(RELOAD).wrapping_add(RELOAD - 1 - left);
+        }
+    }
+}
+
+/// The last and the longest poll, in microseconds (the status screen shows them).
+static POLL_US: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+
 #[exception]
 fn SysTick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
@@ -190,7 +206,12 @@ fn main() -> ! {
 /// One poll of every medium (out of `main` so its frame is not under every console line).
 #[inline(never)]
 fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
+    let start = cycles();
     app.poll_with(t, &mut |ev| report(con, &ev, read_failures));
+    // 12.5 cycles a microsecond (see SYSCLK_HZ), to 2 µs.
+    let us = cycles().wrapping_sub(start) / 25 * 2;
+    POLL_US[0].store(us, Ordering::Relaxed);
+    POLL_US[1].fetch_max(us, Ordering::Relaxed);
 }
 
 #[inline(never)]
@@ -240,6 +261,7 @@ fn console_line<'c>(
     let t = now();
     let mut status = Status::of(place.as_ref(), framing(), t);
     status.stack_peak = Some((stack::peak(), stack::room()));
+    status.poll_us = Some((POLL_US[0].load(Ordering::Relaxed), POLL_US[1].load(Ordering::Relaxed)));
     let mut restarted = false;
     match menu.run_line(&status, nv.as_mut(), con) {
         Request::None => {}

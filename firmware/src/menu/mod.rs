@@ -238,7 +238,13 @@ show
     fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_names_the_numbers() {
         let (mut m, mut nv) = menu();
         let mut st = status();
-        st.budget = Some((0, crate::report::tests::budget()));
+        let listener = rearguard_shared::listener::StandbyListener::<1>::new(
+            ListenerConfig::factory().params(),
+            rearguard_shared::Instant::ZERO,
+        );
+        let budgets = [crate::report::tests::budget()];
+        (st.primaries, st.budgets) = (listener.primaries(), &budgets);
+        st.budget = Some((0, budgets[0]));
         let mut run = |m: &mut Menu, st: &Status, input: &[u8]| {
             let (mut out, mut req) = (String::new(), Request::None);
             for &b in input {
@@ -266,7 +272,7 @@ show
         st.disk_timeout = Duration::ZERO;
         let (out, _) = run(&mut m, &st, b"set timeout 1000\rsave\rstatus\r");
         assert!(out.contains("saved to copy B"), "{out}");
-        assert!(out.contains("fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, margin 9000 ms"), "{out}");
+        assert!(out.contains("  primary 0: holding, never seen alive\n    fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, margin 9000 ms"), "{out}");
         assert!(nv.a.is_some() && nv.b.is_some());
     }
 

@@ -29,7 +29,6 @@ pub struct Status<'a> {
     /// `None` when the listener could not start (the reason was printed at boot).
     pub state: Option<ListenerState>,
     pub timeout: Duration,
-    pub last_progress_age: Option<Duration>,
     pub media: heapless::Vec<MediumView, 2>,
     /// Link chunks that were not frames: (name, count).
     pub framing: [(&'static str, u32); 2],
@@ -37,11 +36,14 @@ pub struct Status<'a> {
     /// Deepest stack use so far and the RAM left for the stack, in bytes, where the board
     /// measures them.
     pub stack_peak: Option<(u32, u32)>,
+    /// The last and the longest poll of every medium, in microseconds, where the board
+    /// measures them.
+    pub poll_us: Option<(u32, u32)>,
     /// The most demanding fencing budget of the watched primaries (the node and its budget),
     /// once a heartbeat carried one: `save` refuses a timeout that breaks it.
     pub budget: Option<(u8, FencingBudget)>,
-    /// A spare's watched primaries and their budgets ([`FencingBudget::NONE`] until one is
-    /// seen), in the same order; empty for a listener of one primary.
+    /// The watched primaries and their budgets ([`FencingBudget::NONE`] until one is
+    /// seen), in the same order (none when the listener is not running).
     pub primaries: &'a [WatchedPrimary],
     pub budgets: &'a [FencingBudget],
     /// When the snapshot was taken (the primaries' ages are counted to it).
@@ -63,11 +65,11 @@ impl<'a> Status<'a> {
         let mut s = Status {
             state: None,
             timeout: Duration::ZERO,
-            last_progress_age: None,
             media: heapless::Vec::new(),
             framing,
             gate_open: false,
             stack_peak: None,
+            poll_us: None,
             budget: None,
             primaries: &[],
             budgets: &[],
@@ -83,9 +85,7 @@ impl<'a> Status<'a> {
             .filter(|(_, b)| !b.is_none())
             .max_by_key(|(_, b)| b.min_timeout())
             .map(|(p, b)| (p.node, *b));
-        if primaries.len() > 1 {
-            (s.primaries, s.budgets) = (primaries, budgets);
-        }
+        (s.primaries, s.budgets) = (primaries, budgets);
         s.disk_timeout = app.disk_header().map_or(Duration::ZERO, |h| h.timeout);
         s.disk_primaries = app.disk_header().map(|h| {
             NodeSet((0..h.slot_count).filter(|&n| h.role(n) == Some(SlotRole::Primary)).fold(0, |set, n| set | 1 << n))
@@ -93,7 +93,6 @@ impl<'a> Status<'a> {
         let l = app.listener();
         s.state = Some(l.state());
         s.timeout = l.params().timeout;
-        s.last_progress_age = l.last_progress().map(|t| now.saturating_since(t));
         s.gate_open = app.gate_opened();
         for (name, id) in [("disk", app.disk_medium()), ("serial", app.link_medium())] {
             if let Some(m) = id.and_then(|id| l.media().get(id.0 as usize)) {
@@ -123,21 +122,14 @@ impl<'a> Status<'a> {
         if let Some(ListenerState::Released { reason, .. }) = self.state {
             report::reason(t.s("\n  released: "), reason);
         }
-        if !self.primaries.is_empty() {
-            for (p, b) in self.primaries.iter().zip(self.budgets) {
-                report::watched_primary(t.s("\n  "), p, self.now);
-                if !b.is_none() {
-                    margin(t, b, self.timeout);
-                }
-            }
-        } else {
-            match self.last_progress_age {
-                Some(a) => t.s("\n  primary last progressed ").ms(a).s(" ago"),
-                None => t.s("\n  primary not seen alive yet"),
-            };
-            if let Some((_, b)) = self.budget.filter(|_| self.state.is_some()) {
-                report::budget_numbers(t.s("\n  fencing budget: "), &b).s(": bound ").ms(b.min_timeout());
-                margin(t, &b, self.timeout);
+        for (p, b) in self.primaries.iter().zip(self.budgets) {
+            report::watched_primary(t.s("\n  "), p, self.now);
+            if !b.is_none() {
+                report::budget_numbers(t.s("\n    fencing budget: "), b).s(": bound ").ms(b.min_timeout());
+                match b.check(self.timeout) {
+                    Ok(margin) => t.s(", margin ").ms(margin),
+                    Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
+                };
             }
         }
         for m in &self.media {
@@ -159,18 +151,13 @@ impl<'a> Status<'a> {
         for (name, n) in self.framing {
             t.s(" ").s(name).s("=").n(n);
         }
+        if let Some((last, max)) = self.poll_us {
+            t.s("\n  poll took ").n(last).s(" us, longest ").n(max).s(" us");
+        }
         if let Some((n, room)) = self.stack_peak {
             t.s("\n  stack peak ").n(n).s(" of ").n(room).s(" bytes");
         }
         t.nl()
-    }
-}
-
-/// `, margin M` for a budget the timeout keeps, or why it breaks it.
-fn margin<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget, timeout: Duration) -> &'t mut Text<'o> {
-    match b.check(timeout) {
-        Ok(margin) => t.s(", margin ").ms(margin),
-        Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
     }
 }
 
@@ -184,11 +171,11 @@ pub(crate) mod tests {
         Status {
             state: Some(ListenerState::Holding),
             timeout: Duration::from_secs(10),
-            last_progress_age: None,
             media: heapless::Vec::new(),
             framing: [("bad-cobs", 0), ("overlong", 0)],
             gate_open: false,
             stack_peak: None,
+            poll_us: None,
             budget: None,
             primaries: &[],
             budgets: &[],
