@@ -156,6 +156,7 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     disk: Option<DiskMedium<D>>,
     link: Option<(L, MediumId)>,
     gate: G,
+    running: bool,
     gate_opened: bool,
     /// The last takeover claim write failed: the release is held (see the listener's docs).
     claim_failing: bool,
@@ -177,27 +178,44 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         gate: G,
         now: Instant,
     ) -> Result<Self, StartError<D::Error>> {
-        let mut place = None;
-        Self::new_in(&mut place, cfg, disk, link, gate, now)?;
-        Ok(place.expect("new_in fills the place on success"))
+        let mut app = Self::blank(gate);
+        app.start(cfg, disk, link, now)?;
+        Ok(app)
     }
 
-    /// [`App::new`], built in `place` rather than returned: the application holds a 4 KiB
-    /// block buffer, and a controller with 8 KiB of RAM cannot afford a second copy of it on
-    /// the stack while the value is moved. On error `place` is left `None`.
+    /// An application that is not running, as a constant: a controller keeps one in a static
+    /// and [`App::start`]s it in place. A spare of 31 primaries is 3.5 KiB, and a controller
+    /// with 8 KiB of RAM has no room for a second copy on its stack while a value is moved.
+    pub const fn blank(gate: G) -> Self {
+        App {
+            cfg: ListenerConfig::factory(),
+            listener: StandbyListener::blank(),
+            disk: None,
+            link: None,
+            gate,
+            running: false,
+            gate_opened: false,
+            claim_failing: false,
+            pending_start: None,
+            budgets: [FencingBudget::NONE; P],
+            block: [0u8; RECORD_SECTOR],
+        }
+    }
+
+    /// (Re)starts the listener with `cfg`, in place: everything it saw is forgotten. On error
+    /// it is left not running (the gate keeps its state: a released boot stays released).
     ///
     /// A config with a `watch` set makes a spare of those primaries: it reads them on the
     /// disk (which must give them the primary role, and this listener's `node_id` a spare's)
     /// and not on the link, which speaks for one primary.
-    pub fn new_in(
-        place: &mut Option<Self>,
+    pub fn start(
+        &mut self,
         cfg: ListenerConfig,
         disk: Option<D>,
         link: Option<L>,
-        gate: G,
         now: Instant,
     ) -> Result<(), StartError<D::Error>> {
-        *place = None;
+        (self.running, self.disk, self.link, self.pending_start, self.claim_failing) = (false, None, None, None, false);
         cfg.validate().map_err(StartError::Config)?;
         let watch = cfg.watched();
         if watch.len() > P {
@@ -211,29 +229,12 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             return Err(StartError::NoMedium);
         }
         let mut params = cfg.params();
-        *place = Some(App {
-            listener: StandbyListener::new(params, now),
-            cfg,
-            disk: None,
-            link: None,
-            gate,
-            gate_opened: false,
-            claim_failing: false,
-            pending_start: None,
-            budgets: [FencingBudget::NONE; P],
-            block: [0u8; RECORD_SECTOR],
-        });
-        let Some(app) = place.as_mut() else { unreachable!() };
+        self.cfg = cfg;
+        self.budgets = [FencingBudget::NONE; P];
         if let Some(mut dev) = disk {
-            let header = match Self::check_disk(&mut dev, &app.cfg, watch, &mut app.block) {
-                Ok(h) => h,
-                Err(e) => {
-                    *place = None;
-                    return Err(e);
-                }
-            };
+            let header = Self::check_disk(&mut dev, &self.cfg, watch, &mut self.block)?;
             if header.timeout > params.timeout {
-                app.pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
+                self.pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
                 params.timeout = header.timeout;
             }
             // Several spares share the disk: they arbitrate, all with the same settle time
@@ -241,28 +242,35 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             // arbitration (the 32 KiB controller) must not share the disk with other spares:
             // it would take a primary another spare may be taking too.
             if !ARBITRATES && header.spare_count() > 1 {
-                *place = None;
                 return Err(StartError::Header(HeaderError::Invalid(
                     "other spares share this disk: this build cannot arbitrate",
                 )));
             }
             if ARBITRATES && header.spare_count() > 1 {
                 let settle = header.interval.saturating_mul(2);
-                let rank = header.spare_rank(app.cfg.node_id) as u64;
+                let rank = header.spare_rank(self.cfg.node_id) as u64;
                 params.arbitration =
-                    Some(Arbitration { spare_id: app.cfg.node_id, settle, stagger: settle.saturating_mul(rank) });
+                    Some(Arbitration { spare_id: self.cfg.node_id, settle, stagger: settle.saturating_mul(rank) });
             }
-            app.listener = StandbyListener::new(params, now);
-            let id = app.listener.add_medium(MediumKind::Polled).expect("first medium");
-            app.disk = Some(DiskMedium { dev, header, id });
-            if app.cfg.role != Role::Primary {
-                app.resume_earlier_takeover(now);
+            self.listener.reset(params, now);
+            let id = self.listener.add_medium(MediumKind::Polled).expect("first medium");
+            self.disk = Some(DiskMedium { dev, header, id });
+            if self.cfg.role != Role::Primary {
+                self.resume_earlier_takeover(now);
             }
+        } else {
+            self.listener.reset(params, now);
         }
         if let Some(l) = link {
-            app.link = Some((l, app.listener.add_medium(MediumKind::Stream).expect("second medium")));
+            self.link = Some((l, self.listener.add_medium(MediumKind::Stream).expect("second medium")));
         }
+        self.running = true;
         Ok(())
+    }
+
+    /// Whether the last [`App::start`] succeeded: only a running application polls.
+    pub fn is_running(&self) -> bool {
+        self.running
     }
 
     /// A spare that took a primary before it restarted finds its own claim in that primary's
@@ -352,6 +360,9 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     /// many primaries report in one poll (`poll`'s list holds 8), and no list sits on the
     /// stack.
     pub fn poll_with(&mut self, now: Instant, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
+        if !self.running {
+            return;
+        }
         if let Some(e) = self.pending_start.take() {
             ev(e);
         }

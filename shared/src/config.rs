@@ -109,7 +109,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 impl ListenerConfig {
     /// What a fresh (or factory-reset) controller runs with: a secondary that waits forever
     /// for a primary on cluster 0 and will not release until configured and seen.
-    pub fn factory() -> Self {
+    pub const fn factory() -> Self {
         ListenerConfig {
             role: Role::Secondary,
             cluster_id: 0,

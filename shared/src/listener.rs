@@ -357,7 +357,34 @@ pub struct MediumId(pub u8);
 impl<const P: usize> StandbyListener<P> {
     /// Watches the first `P` nodes of `params.watched` (the caller checks the set's size).
     pub fn new(params: ListenerParams, now: Instant) -> Self {
-        let mut primaries = heapless::Vec::new();
+        let mut l = Self::blank();
+        l.reset(params, now);
+        l
+    }
+
+    /// A listener watching nothing, as a constant: a board that cannot afford a second copy
+    /// of a large listener on its stack keeps one in a static and [`Self::reset`]s it.
+    pub const fn blank() -> Self {
+        StandbyListener {
+            params: ListenerParams {
+                watched: NodeSet(0),
+                timeout: Duration::ZERO,
+                never_seen: NeverSeenPolicy::WaitForever,
+                arbitration: None,
+            },
+            state: ListenerState::Holding,
+            powered_on: Instant::ZERO,
+            primaries: heapless::Vec::new(),
+            claim: None,
+            media: heapless::Vec::new(),
+        }
+    }
+
+    /// [`Self::new`] in place: everything seen so far is forgotten.
+    pub fn reset(&mut self, params: ListenerParams, now: Instant) {
+        (self.params, self.state, self.powered_on, self.claim) = (params, ListenerState::Holding, now, None);
+        self.media.clear();
+        self.primaries.clear();
         for node in params.watched.iter() {
             let p = WatchedPrimary {
                 node,
@@ -366,17 +393,9 @@ impl<const P: usize> StandbyListener<P> {
                 first_seen: Stamp::NEVER,
                 detectors: [FailureDetector::new(MediumKind::Polled); LISTENER_MEDIA],
             };
-            if primaries.push(p).is_err() {
+            if self.primaries.push(p).is_err() {
                 break;
             }
-        }
-        StandbyListener {
-            params,
-            state: ListenerState::Holding,
-            powered_on: now,
-            primaries,
-            claim: None,
-            media: heapless::Vec::new(),
         }
     }
 

@@ -20,6 +20,8 @@ mod sd;
 mod stack;
 mod uart;
 
+use core::cell::RefCell;
+use core::mem::MaybeUninit;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
@@ -143,6 +145,11 @@ impl BootGate for GpioGate {
 /// is the same application watching one.
 type BoardApp<'c> = App<sd::SdDisk<'c>, UartLink, GpioGate, 31>;
 
+/// The application, built by a constant and (re)started in place ([`App::blank`]): a spare of
+/// 31 primaries is 3.5 KiB, and 8 KiB of RAM has no room for it twice, in a static and in a
+/// temporary on the stack.
+static mut APP: MaybeUninit<BoardApp<'static>> = MaybeUninit::uninit();
+
 fn framing() -> [(&'static str, u32); 2] {
     [
         (FramingError::BadCobs.name(), FRAMING_ERRORS[FramingError::BadCobs as usize].load(Ordering::Relaxed)),
@@ -171,13 +178,16 @@ fn main() -> ! {
     let _ = con.write_str(concat!("\nrearguard listener firmware ", env!("CARGO_PKG_VERSION"), " (lm3s6965evb)\n"));
     info!("boot: rearguard listener firmware {=str}", env!("CARGO_PKG_VERSION"));
 
-    let card = sd::Card::init(sd::Spi::init()).map(core::cell::RefCell::new);
+    let card: &'static Result<RefCell<sd::Card>, sd::CardError> =
+        cortex_m::singleton!(: Result<RefCell<sd::Card>, sd::CardError> = sd::Card::init(sd::Spi::init()).map(RefCell::new))
+            .expect("main runs once");
     // A fresh handle on the card whenever one is needed (disk medium, config store).
     let handle = || card.as_ref().ok().map(|c| sd::SdDisk { card: c, sectors: c.borrow().sectors });
     let (cfg, persist) = boot_config(handle(), &mut con);
-    // Built in place: the application must not be copied on the stack.
-    let mut place: Option<BoardApp> = None;
-    start(&mut place, cfg.clone(), handle(), &mut con);
+    // SAFETY: `main` runs once and never returns, and no interrupt handler touches APP: this
+    // is the only reference to it, ever.
+    let app: &'static mut BoardApp<'static> = unsafe { (*core::ptr::addr_of_mut!(APP)).write(App::blank(GpioGate)) };
+    start(app, cfg.clone(), handle(), &mut con);
     let mut menu = Menu::new(cfg, persist);
     let _ = con.write_str("type help for the configuration menu\n");
     let _ = con.write_str(menu::PROMPT);
@@ -186,15 +196,13 @@ fn main() -> ! {
     let mut read_failures = 0u32;
     loop {
         let t = now();
-        if let Some(a) = place.as_mut() {
-            if t >= next_poll {
-                next_poll = t + a.config().poll_period;
-                poll(a, t, &mut con, &mut read_failures);
-            }
+        if app.is_running() && t >= next_poll {
+            next_poll = t + app.config().poll_period;
+            poll(app, t, &mut con, &mut read_failures);
         }
         while let Some(b) = uart::CONSOLE.pop(&uart::CONSOLE_RX) {
             if menu.feed(b, &mut con)
-                && console_line(&mut menu, &mut place, handle(), handle(), &mut con, &mut read_failures)
+                && console_line(&mut menu, app, handle(), handle(), &mut con, &mut read_failures)
             {
                 next_poll = now();
             }
@@ -252,32 +260,30 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
 #[inline(never)]
 fn console_line<'c>(
     menu: &mut Menu,
-    place: &mut Option<BoardApp<'c>>,
+    app: &mut BoardApp<'c>,
     mut nv: Option<sd::SdDisk<'c>>,
     disk: Option<sd::SdDisk<'c>>,
     con: &mut Console,
     read_failures: &mut u32,
 ) -> bool {
     let t = now();
-    let mut status = Status::of(place.as_ref(), framing(), t);
+    let mut status = Status::of(app.is_running().then_some(&*app), framing(), t);
     status.stack_peak = Some((stack::peak(), stack::room()));
     status.poll_us = Some((POLL_US[0].load(Ordering::Relaxed), POLL_US[1].load(Ordering::Relaxed)));
     let mut restarted = false;
     match menu.run_line(&status, nv.as_mut(), con) {
         Request::None => {}
-        Request::ReleaseNow => match place.as_mut() {
-            Some(a) => release_now(a, t, con, read_failures),
-            None => {
-                let _ = GpioGate.release(None);
-                let _ = report::released_without_listener(con);
-            }
-        },
+        Request::ReleaseNow if app.is_running() => release_now(app, t, con, read_failures),
+        Request::ReleaseNow => {
+            let _ = GpioGate.release(None);
+            let _ = report::released_without_listener(con);
+        }
         Request::Apply(cfg) => {
             info!("console: settings saved");
-            if place.as_ref().is_some_and(|a| a.gate_opened()) {
+            if app.gate_opened() {
                 let _ = report::saved_after_release(con);
             } else {
-                start(place, cfg, disk, con);
+                start(app, cfg, disk, con);
                 restarted = true;
             }
         }
@@ -289,15 +295,15 @@ fn console_line<'c>(
 /// (Re)starts the listener with `cfg`; on a refused config it stays stopped (holding) and says
 /// why, and the menu can fix it.
 #[inline(never)]
-fn start<'c>(place: &mut Option<BoardApp<'c>>, cfg: ListenerConfig, disk: Option<sd::SdDisk<'c>>, con: &mut Console) {
+fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<'c>>, con: &mut Console) {
     let disk = disk.and_then(|mut d| disk_has_area(&mut d, con).then_some(d));
     let link = UartLink { reader: FrameReader::new() };
-    if let Err(e) = App::new_in(place, cfg, disk, Some(link), GpioGate, now()) {
+    if let Err(e) = a.start(cfg, disk, Some(link), now()) {
         warn!("listener refused to start");
         let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s("\nholding the boot until this is fixed (type help)").nl();
         return;
     }
-    if let Some(a) = place.as_ref() {
+    {
         let c = a.config();
         info!(
             "listener started: timeout {=u64} ms, poll {=u64} ms, disk medium {=bool}",

@@ -1,83 +1,91 @@
-//! Byte-at-a-time `memcpy`/`memset` in place of compiler-builtins' word-unrolled ones: 1.7 KiB
-//! of flash back in a 32 KiB image, for copies of at most a 512-byte sector at a few polls a
-//! second, where speed does not matter. The ARM EABI entry points the compiler calls all end
-//! here. Volatile accesses keep LLVM from turning the loops back into calls to `memcpy`.
+//! Byte-at-a-time `memcpy`, `memmove` and `memset`, in place of compiler-builtins' word-unrolled
+//! ones: 1.7 KiB of flash back in a 32 KiB image, for copies of at most a 512-byte sector at a
+//! few polls a second, where speed does not matter. The ARM EABI entry points the compiler
+//! calls all end here.
+//!
+//! Written in assembly, not Rust: LLVM knows what a function named `memset` does, and
+//! compiled a Rust byte loop (even a volatile one) into a call to itself.
 
-use core::ptr::{read_volatile, write_volatile};
-
-#[no_mangle]
-pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    for i in 0..n {
-        write_volatile(dst.add(i), read_volatile(src.add(i)));
-    }
-    dst
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize) <= (src as usize) {
-        return memcpy(dst, src, n);
-    }
-    for i in (0..n).rev() {
-        write_volatile(dst.add(i), read_volatile(src.add(i)));
-    }
-    dst
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    for i in 0..n {
-        write_volatile(dst.add(i), c as u8);
-    }
-    dst
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memcpy(dst: *mut u8, src: *const u8, n: usize) {
-    memcpy(dst, src, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memcpy4(dst: *mut u8, src: *const u8, n: usize) {
-    memcpy(dst, src, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memcpy8(dst: *mut u8, src: *const u8, n: usize) {
-    memcpy(dst, src, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memmove(dst: *mut u8, src: *const u8, n: usize) {
-    memmove(dst, src, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memmove4(dst: *mut u8, src: *const u8, n: usize) {
-    memmove(dst, src, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memmove8(dst: *mut u8, src: *const u8, n: usize) {
-    memmove(dst, src, n);
-}
-/// The EABI's memset takes its arguments in another order.
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memset(dst: *mut u8, n: usize, c: i32) {
-    memset(dst, c, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memset4(dst: *mut u8, n: usize, c: i32) {
-    memset(dst, c, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memset8(dst: *mut u8, n: usize, c: i32) {
-    memset(dst, c, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memclr(dst: *mut u8, n: usize) {
-    memset(dst, 0, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memclr4(dst: *mut u8, n: usize) {
-    memset(dst, 0, n);
-}
-#[no_mangle]
-pub unsafe extern "C" fn __aeabi_memclr8(dst: *mut u8, n: usize) {
-    memset(dst, 0, n);
-}
+core::arch::global_asm!(
+    ".syntax unified",
+    ".thumb",
+    ".section .text.rearguard_mem,\"ax\",%progbits",
+    // memcpy(dst r0, src r1, n r2) -> dst; the EABI forms return nothing.
+    ".global memcpy",
+    ".global __aeabi_memcpy",
+    ".global __aeabi_memcpy4",
+    ".global __aeabi_memcpy8",
+    ".thumb_func",
+    "memcpy:",
+    ".thumb_func",
+    "__aeabi_memcpy:",
+    ".thumb_func",
+    "__aeabi_memcpy4:",
+    ".thumb_func",
+    "__aeabi_memcpy8:",
+    "    mov r3, r0",
+    "1:  cbz r2, 2f",
+    "    ldrb r12, [r1], #1",
+    "    strb r12, [r3], #1",
+    "    subs r2, r2, #1",
+    "    b 1b",
+    "2:  bx lr",
+    // memmove(dst r0, src r1, n r2) -> dst: forwards unless dst lies above src.
+    ".global memmove",
+    ".global __aeabi_memmove",
+    ".global __aeabi_memmove4",
+    ".global __aeabi_memmove8",
+    ".thumb_func",
+    "memmove:",
+    ".thumb_func",
+    "__aeabi_memmove:",
+    ".thumb_func",
+    "__aeabi_memmove4:",
+    ".thumb_func",
+    "__aeabi_memmove8:",
+    "    cmp r0, r1",
+    "    bls memcpy",
+    "3:  cbz r2, 4f",
+    "    subs r2, r2, #1",
+    "    ldrb r12, [r1, r2]",
+    "    strb r12, [r0, r2]",
+    "    b 3b",
+    "4:  bx lr",
+    // memset(dst r0, c r1, n r2) -> dst.
+    ".global memset",
+    ".thumb_func",
+    "memset:",
+    "    mov r3, r0",
+    "5:  cbz r2, 6f",
+    "    strb r1, [r3], #1",
+    "    subs r2, r2, #1",
+    "    b 5b",
+    "6:  bx lr",
+    // __aeabi_memset(dst r0, n r1, c r2): the EABI's argument order.
+    ".global __aeabi_memset",
+    ".global __aeabi_memset4",
+    ".global __aeabi_memset8",
+    ".thumb_func",
+    "__aeabi_memset:",
+    ".thumb_func",
+    "__aeabi_memset4:",
+    ".thumb_func",
+    "__aeabi_memset8:",
+    "    mov r3, r1",
+    "    mov r1, r2",
+    "    mov r2, r3",
+    "    b memset",
+    // __aeabi_memclr(dst r0, n r1).
+    ".global __aeabi_memclr",
+    ".global __aeabi_memclr4",
+    ".global __aeabi_memclr8",
+    ".thumb_func",
+    "__aeabi_memclr:",
+    ".thumb_func",
+    "__aeabi_memclr4:",
+    ".thumb_func",
+    "__aeabi_memclr8:",
+    "    mov r2, r1",
+    "    movs r1, #0",
+    "    b memset",
+);
