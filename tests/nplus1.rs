@@ -176,8 +176,16 @@ fn bad_spare_configs_are_refused_and_the_disk_is_untouched() {
             "[listener] watch = \"0-3\": names this spare's own slot (node_id = 3)",
         ),
         (3, "role = \"spare\"\nwatch = [0, 7]", "node 7 has no slot on the shared disk (it has 5)"),
-        (3, "role = \"spare\"\nwatch = \"0,4\"", "node 4 is not a primary's slot on the shared disk: watch only primaries"),
-        (1, "role = \"spare\"\nwatch = \"0\"", "node_id 1 is a primary's slot on the shared disk: give this spare its own"),
+        (
+            3,
+            "role = \"spare\"\nwatch = \"0,4\"",
+            "node 4 is not a primary's slot on the shared disk: watch only primaries",
+        ),
+        (
+            1,
+            "role = \"spare\"\nwatch = \"0\"",
+            "node_id 1 is a primary's slot on the shared disk: give this spare its own",
+        ),
         (3, "role = \"spare\"", "[listener] role = \"spare\": a spare needs watch"),
     ] {
         let cfg = c.spare_config(node, extra);
