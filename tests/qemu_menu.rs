@@ -83,14 +83,15 @@ fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_status_shows_the_m
     let out = q.command("save");
     assert!(
         out.contains(
-            "error: timeout: the secondary's timeout (700 ms) must be at least 2 × (interval 100 ms + \
+            "error: timeout: node 0: the secondary's timeout (700 ms) must be at least 2 × (interval 100 ms + \
              write_deadline 200 ms + fence time 100 ms) = 800 ms; set timeout 800 or more, or lower the primary's \
              interval, write_deadline or fence time; not saved"
         ),
         "{out}"
     );
     let out = q.command("status");
-    assert!(out.contains("  fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms: bound 800 ms, margin 700 ms"), "{out}");
+    assert!(out.contains("  primary 0: watching, last progressed "), "{out}");
+    assert!(out.contains("    fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms: bound 800 ms, margin 700 ms"), "{out}");
     let out = q.command("save");
     assert!(out.contains("error: timeout:"), "still refused: {out}");
     assert!(q.command("set timeout 800").contains("ok (draft"));
