@@ -90,8 +90,8 @@ fn save_refuses_a_timeout_that_breaks_the_primarys_budget_and_status_shows_the_m
         "{out}"
     );
     let out = q.command("status");
-    assert!(out.contains("  primary 0: watching, last progressed "), "{out}");
-    assert!(out.contains("    fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms: bound 800 ms, margin 700 ms"), "{out}");
+    assert!(out.contains("  primary 0: "), "{out}");
+    assert!(out.contains("\n    fencing budget: interval 100 ms + write_deadline 200 ms + fence time 100 ms: bound 800 ms, margin 700 ms"), "{out}");
     let out = q.command("save");
     assert!(out.contains("error: timeout:"), "still refused: {out}");
     assert!(q.command("set timeout 800").contains("ok (draft"));
