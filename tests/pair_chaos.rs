@@ -277,7 +277,13 @@ fn pair_run(seed: u64) -> String {
             p.logs()
         );
     }
-    let moved = if first_holder == holder { "" } else { " (moved after the heal: a takeover decided before it)" };
+    let moved = if first_holder == holder {
+        ""
+    } else {
+        // Allowed, but rare (1 in 200 schedules): the logs show which takeover it was.
+        eprintln!("  the VIP moved from {first_holder:?} to {holder:?} after the heal\n{}", p.logs());
+        " (the VIP moved once more after the heal)"
+    };
     format!(
         "{} steps, one holder {} ms after the heal{moved} (bound {} ms), {} samples, longest dual holding in contact {} ms",
         schedule.len(),
