@@ -5,7 +5,8 @@
 //! and dwell. While it runs: never two VIP holders (kernel view, `ip -n NS addr`) for longer
 //! than the dead time while both nodes receive each other's adverts (their `accepted` counters
 //! in `rearguard status --json` both advance). After the faults heal: exactly one holder
-//! within 3 × the dead time, and it stays.
+//! within 3 × the dead time, and from one dead time after the heal it stays (a takeover
+//! decided on silence from before the heal may still land until then).
 //!
 //! Cold standby (fault-injecting FUSE disk, tests/support/faultfs.rs): kill, restart, hung
 //! writes, EIO on writes, latency. Never a released spare while its primary still serves
@@ -241,32 +242,50 @@ fn pair_run(seed: u64) -> String {
     // Timed by when the sample that saw one holder started: that state arose before the
     // sample ended, and a sample (four process runs) takes hundreds of ms on a loaded 2-core
     // machine, which is the sampler's delay, not the pair's. Lenient by one sample's length.
-    let one_after = loop {
+    // A takeover decided on silence that began before the heal (the heal runs node by node,
+    // a process at a time) can still land just after it and move the VIP once: seed 1001 saw
+    // A alone, then B took over on 200 ms of pre-heal silence and A resigned to B's higher
+    // term. It lands within an advert interval of the heal, so well within one dead time;
+    // from then on the single holder must stay (a later takeover needs silence after it).
+    let settle = healed + dead;
+    let mut first: Option<(Duration, Vec<usize>)> = None;
+    let holder = loop {
         let at = w.observe(&p, dead, &steps);
-        if w.last.as_ref().unwrap().holders.len() == 1 {
-            break at.saturating_duration_since(healed);
+        let holders = &w.last.as_ref().unwrap().holders;
+        if holders.len() == 1 {
+            first.get_or_insert_with(|| (at.saturating_duration_since(healed), holders.clone()));
+            if at >= settle {
+                break holders.clone();
+            }
+        } else {
+            assert!(
+                at.saturating_duration_since(healed) <= bound,
+                "no single holder within {} ms of the heal (holders {holders:?})\nsteps: {steps}\n{}",
+                bound.as_millis(),
+                p.logs()
+            );
         }
-        assert!(
-            at.saturating_duration_since(healed) <= bound,
-            "no single holder within {} ms of the heal (holders {:?})\nsteps: {steps}\n{}",
-            bound.as_millis(),
-            p.holders(),
-            p.logs()
-        );
     };
-    let holder = p.holders();
+    let (one_after, first_holder) = first.unwrap();
     let stable_until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < stable_until {
         w.observe(&p, dead, &steps);
         assert_eq!(
             w.last.as_ref().unwrap().holders,
             holder,
-            "the holder changed after the heal\nsteps: {steps}\n{}",
+            "the holder changed more than one dead time after the heal\nsteps: {steps}\n{}",
             p.logs()
         );
     }
+    let moved = if first_holder == holder {
+        ""
+    } else {
+        // Allowed, but rare (1 in 200 schedules): the logs show which takeover it was.
+        eprintln!("  the VIP moved from {first_holder:?} to {holder:?} after the heal\n{}", p.logs());
+        " (the VIP moved once more after the heal)"
+    };
     format!(
-        "{} steps, one holder {} ms after the heal (bound {} ms), {} samples, longest dual holding in contact {} ms",
+        "{} steps, one holder {} ms after the heal{moved} (bound {} ms), {} samples, longest dual holding in contact {} ms",
         schedule.len(),
         one_after.as_millis(),
         bound.as_millis(),
