@@ -280,7 +280,7 @@ fn pair_run(seed: u64) -> String {
     let moved = if first_holder == holder {
         ""
     } else {
-        // Allowed, but rare (1 in 200 schedules): the logs show which takeover it was.
+        // Allowed, but rare (once in 600 schedules): the logs show which takeover it was.
         eprintln!("  the VIP moved from {first_holder:?} to {holder:?} after the heal\n{}", p.logs());
         " (the VIP moved once more after the heal)"
     };
