@@ -150,8 +150,10 @@ type BoardApp<'c> = App<sd::SdDisk<'c>, UartLink, GpioGate, 31>;
 /// temporary on the stack.
 static mut APP: MaybeUninit<BoardApp<'static>> = MaybeUninit::uninit();
 
-/// Builds [`APP`] in place. Not inlined, so that the compiler writes the fields straight
-/// into the static (checked in the disassembly: no 3.6 KiB copy on the stack).
+/// Builds [`APP`] in place. Not inlined, so that the compiler writes the application
+/// straight into the static: the disassembly shows 1.5 KiB of stack for the smaller parts,
+/// at boot only, and no 3.6 KiB copy (written in `main`, the copy stayed in its frame under
+/// every poll).
 #[inline(never)]
 fn init_app() -> &'static mut BoardApp<'static> {
     // SAFETY: called once, from `main`, which never returns; no interrupt handler touches
