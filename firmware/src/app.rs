@@ -2,9 +2,9 @@
 //! carries out its actions (takeover claim, then boot gate — exactly once).
 
 use crate::board::{BootGate, FrameLink, SharedDisk};
-use rearguard_shared::config::{ConfigError, ListenerConfig};
+use rearguard_shared::config::{ConfigError, ListenerConfig, SlotMisfit};
 use rearguard_shared::detector::MediumKind;
-use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, SlotRole, RECORD_SECTOR};
+use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
 use rearguard_shared::fencing::{FencingBudget, FencingViolation};
 use rearguard_shared::heartbeat::{self, Heartbeat, Role, MAX_FRAME};
 use rearguard_shared::listener::{
@@ -308,14 +308,10 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         if let Some(node) = watch.iter().find(|&n| n >= header.slot_count) {
             return Err(StartError::NoSlot { node, slots: header.slot_count });
         }
-        if cfg.is_spare() {
-            if let Some(node) = watch.iter().find(|&n| header.role(n) != Some(SlotRole::Primary)) {
-                return Err(StartError::NotPrimary { node });
-            }
-            if header.role(cfg.node_id) == Some(SlotRole::Primary) {
-                return Err(StartError::NotSpare { node: cfg.node_id });
-            }
-        }
+        cfg.check_slots(NodeSet(header.primaries)).map_err(|m| match m {
+            SlotMisfit::NotPrimary(node) => StartError::NotPrimary { node },
+            SlotMisfit::NotSpare(node) => StartError::NotSpare { node },
+        })?;
         Ok(header)
     }
 

@@ -75,7 +75,8 @@ pub fn started(
         .s(if cfg.is_spare() { "spare" } else { role_name(cfg.role) })
         .s(", cluster ")
         .hex(cfg.cluster_id);
-    nodes(t.s(if cfg.is_spare() { ", watching nodes " } else { ", watching node " }), cfg.watched())
+    cfg.watched()
+        .text(t.s(if cfg.is_spare() { ", watching nodes " } else { ", watching node " }))
         .s(", timeout ")
         .ms(timeout)
         .s(", poll ")
@@ -178,7 +179,7 @@ pub fn primary<'t, 'o>(t: &'t mut Text<'o>, node: u8, state: PrimaryState) -> &'
 /// A spare's start line, after [`started`]: what it watches and how it arbitrates.
 pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<Arbitration>) -> core::fmt::Result {
     let t = &mut Text::new(out);
-    nodes(t.s("spare: watching primaries "), watch).s("; ");
+    watch.text(t.s("spare: watching primaries ")).s("; ");
     match arbitration {
         Some(a) => t
             .s("other spares share the disk: claims settle ")
@@ -189,17 +190,6 @@ pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<A
         None => t.s("the only spare on the disk: a dead primary is claimed and taken at once"),
     }
     .nl()
-}
-
-/// A node set as `0,2,5`.
-pub fn nodes<'t, 'o>(t: &'t mut Text<'o>, set: NodeSet) -> &'t mut Text<'o> {
-    for (i, n) in set.iter().enumerate() {
-        if i > 0 {
-            t.s(",");
-        }
-        t.n(n);
-    }
-    t
 }
 
 /// A watched primary on a spare's status screen: state, age of its last progress, and who

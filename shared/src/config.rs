@@ -87,6 +87,15 @@ impl Wire for NeverSeenPolicy {
     }
 }
 
+/// A spare's slot that its disk gives another role ([`ListenerConfig::check_slots`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotMisfit {
+    /// A watched node is not a primary's slot.
+    NotPrimary(u8),
+    /// The spare's own node is a primary's slot.
+    NotSpare(u8),
+}
+
 /// A refused configuration value: which field, what is wrong, how to fix it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -161,6 +170,22 @@ impl ListenerConfig {
         } else {
             self.watch
         }
+    }
+
+    /// A spare's slots against the roles on its disk (`primaries`: the slots the disk gives
+    /// the primary role), at every start and at a console `save`. A listener of one primary
+    /// is not checked: two-node areas predate roles.
+    pub fn check_slots(&self, primaries: NodeSet) -> Result<(), SlotMisfit> {
+        if !self.is_spare() {
+            return Ok(());
+        }
+        if let Some(node) = self.watch.iter().find(|&n| !primaries.contains(n)) {
+            return Err(SlotMisfit::NotPrimary(node));
+        }
+        if primaries.contains(self.node_id) {
+            return Err(SlotMisfit::NotSpare(self.node_id));
+        }
+        Ok(())
     }
 
     /// Whether this is a spare of a set of primaries (`watch` set), not one primary's secondary.
@@ -392,7 +417,7 @@ mod tests {
     #[test]
     fn a_config_with_a_watch_set_round_trips_and_changes_the_digest() {
         // Valid spares of old_config (node 2, primary 5): the list holds 5 and not 2.
-        let all_but_node_2 = NodeSet(u32::MAX & !(1 << 2));
+        let all_but_node_2 = NodeSet(!(1 << 2));
         for watch in [NodeSet(0b10_0000), NodeSet(0b1010_0000), all_but_node_2] {
             let c = ListenerConfig { watch, ..old_config() };
             let mut rec = [0u8; RECORD_LEN];

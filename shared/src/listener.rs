@@ -66,6 +66,7 @@ use crate::detector::{FailureDetector, MediumKind, RxCounts};
 use crate::disk::{MailboxError, MailboxMessage};
 use crate::heartbeat::Heartbeat;
 use crate::reject::Reject;
+use crate::text::Text;
 use crate::time::{Duration, Instant, Stamp};
 use serde::{Deserialize, Serialize};
 
@@ -133,15 +134,22 @@ fn node_id(text: &[u8]) -> Option<u8> {
     Some(digits.iter().fold(0, |n, d| n * 10 + (d - b'0')))
 }
 
-impl core::fmt::Display for NodeSet {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl NodeSet {
+    /// The members as `0,2,5`, onto a line being written.
+    pub fn text<'t, 'o>(self, t: &'t mut Text<'o>) -> &'t mut Text<'o> {
         for (i, n) in self.iter().enumerate() {
             if i > 0 {
-                f.write_str(",")?;
+                t.s(",");
             }
-            write!(f, "{n}")?;
+            t.n(n);
         }
-        Ok(())
+        t
+    }
+}
+
+impl core::fmt::Display for NodeSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.text(&mut Text::new(f)).end()
     }
 }
 

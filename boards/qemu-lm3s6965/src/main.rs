@@ -317,22 +317,20 @@ fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<
         let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s("\nholding the boot until this is fixed (type help)").nl();
         return;
     }
-    {
-        let c = a.config();
-        info!(
-            "listener started: timeout {=u64} ms, poll {=u64} ms, disk medium {=bool}",
-            a.listener().params().timeout.as_millis(),
-            c.poll_period.as_millis(),
-            a.disk_medium().is_some()
-        );
-        let media = match (a.disk_medium(), a.link_medium()) {
-            (Some(_), Some(_)) => "disk+serial",
-            (Some(_), None) => "disk",
-            _ => "serial",
-        };
-        // A spare's line names its primaries; this build is always its disk's only spare.
-        let _ = report::started(con, c, a.listener().params().timeout, Plain(media));
-    }
+    let c = a.config();
+    info!(
+        "listener started: timeout {=u64} ms, poll {=u64} ms, disk medium {=bool}",
+        a.listener().params().timeout.as_millis(),
+        c.poll_period.as_millis(),
+        a.disk_medium().is_some()
+    );
+    let media = match (a.disk_medium(), a.link_medium()) {
+        (Some(_), Some(_)) => "disk+serial",
+        (Some(_), None) => "disk",
+        _ => "serial",
+    };
+    // A spare's line names its primaries; this build is always its disk's only spare.
+    let _ = report::started(con, c, a.listener().params().timeout, Plain(media));
 }
 
 /// Logs an event and prints its line. Only the first failed slot read is shown: the console

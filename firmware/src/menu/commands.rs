@@ -6,9 +6,9 @@
 use super::status::Status;
 use crate::board::NvStore;
 use crate::nv::Persist;
-use crate::report::{self, nodes, role_name};
+use crate::report::{self, role_name};
 use core::fmt::Write;
-use rearguard_shared::config::{ConfigError, ListenerConfig};
+use rearguard_shared::config::{ConfigError, ListenerConfig, SlotMisfit};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::integrity::Key;
 use rearguard_shared::listener::{NeverSeenPolicy, NodeSet};
@@ -125,7 +125,7 @@ impl Commands {
         let t = &mut Text::new(out);
         t.s("role       ").s(if d.is_spare() { "spare" } else { role_name(d.role) });
         if d.is_spare() {
-            nodes(t.s("\nwatch      "), d.watch);
+            d.watch.text(t.s("\nwatch      "));
         }
         t.s("\ntimeout    ")
             .ms(d.timeout)
@@ -250,24 +250,20 @@ impl Commands {
         }
         // A spare's slots against the roles on the disk it runs on: refused here, not at the
         // next start, so that what is saved can run.
-        if let Some(primaries) = status.disk_primaries.filter(|_| self.draft.is_spare()) {
-            let d = &self.draft;
-            let wrong = d.watch.iter().find(|&n| !primaries.contains(n));
-            if wrong.is_some() || primaries.contains(d.node_id) {
+        if let Some(primaries) = status.disk_primaries {
+            if let Err(m) = self.draft.check_slots(primaries) {
                 let t = &mut Text::new(out);
-                t.s("error: ");
-                match wrong {
-                    Some(n) => t.s("watch: node ").n(n).s(" is not"),
-                    None => t.s("node: ").n(d.node_id).s(" is"),
+                match m {
+                    SlotMisfit::NotPrimary(n) => t.s("error: watch: node ").n(n).s(report::NOT_PRIMARY),
+                    SlotMisfit::NotSpare(n) => t.s("error: node: ").n(n).s(" is a primary's slot on the shared disk"),
                 };
-                let _ =
-                    nodes(t.s(" a primary's slot on the shared disk (primaries: "), primaries).s("); not saved").nl();
+                let _ = primaries.text(t.s(" (primaries: ")).s("); not saved").nl();
                 return Request::None;
             }
         }
         // The most demanding running primary's budget (from its heartbeats) against the
         // timeout this draft would run with: the disk's when longer, as at every start.
-        if let Some((node, b)) = status.budget {
+        if let Some((node, b)) = status.budget() {
             if let Err(v) = b.check(self.draft.timeout.max(status.disk_timeout)) {
                 let t = &mut Text::new(out);
                 let _ = report::bound_broken(t.s("error: timeout: node ").n(node).s(": "), &v).s("; not saved").nl();

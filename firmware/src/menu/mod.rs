@@ -244,7 +244,6 @@ show
         );
         let budgets = [crate::report::tests::budget()];
         (st.primaries, st.budgets) = (listener.primaries(), &budgets);
-        st.budget = Some((0, budgets[0]));
         let mut run = |m: &mut Menu, st: &Status, input: &[u8]| {
             let (mut out, mut req) = (String::new(), Request::None);
             for &b in input {

@@ -5,7 +5,6 @@ use crate::app::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use crate::report;
 use core::fmt::Write;
-use rearguard_shared::disk::SlotRole;
 use rearguard_shared::fencing::FencingBudget;
 use rearguard_shared::listener::{ListenerState, NodeSet, WatchedPrimary};
 use rearguard_shared::reject::Reject;
@@ -39,9 +38,6 @@ pub struct Status<'a> {
     /// The last and the longest poll of every medium, in microseconds, where the board
     /// measures them.
     pub poll_us: Option<(u32, u32)>,
-    /// The most demanding fencing budget of the watched primaries (the node and its budget),
-    /// once a heartbeat carried one: `save` refuses a timeout that breaks it.
-    pub budget: Option<(u8, FencingBudget)>,
     /// The watched primaries and their budgets ([`FencingBudget::NONE`] until one is
     /// seen), in the same order (none when the listener is not running).
     pub primaries: &'a [WatchedPrimary],
@@ -70,7 +66,6 @@ impl<'a> Status<'a> {
             gate_open: false,
             stack_peak: None,
             poll_us: None,
-            budget: None,
             primaries: &[],
             budgets: &[],
             now,
@@ -78,18 +73,9 @@ impl<'a> Status<'a> {
             disk_timeout: Duration::ZERO,
         };
         let Some(app) = app else { return s };
-        let (primaries, budgets) = (app.listener().primaries(), app.budgets());
-        s.budget = primaries
-            .iter()
-            .zip(budgets)
-            .filter(|(_, b)| !b.is_none())
-            .max_by_key(|(_, b)| b.min_timeout())
-            .map(|(p, b)| (p.node, *b));
-        (s.primaries, s.budgets) = (primaries, budgets);
+        (s.primaries, s.budgets) = (app.listener().primaries(), app.budgets());
         s.disk_timeout = app.disk_header().map_or(Duration::ZERO, |h| h.timeout);
-        s.disk_primaries = app.disk_header().map(|h| {
-            NodeSet((0..h.slot_count).filter(|&n| h.role(n) == Some(SlotRole::Primary)).fold(0, |set, n| set | 1 << n))
-        });
+        s.disk_primaries = app.disk_header().map(|h| NodeSet(h.primaries));
         let l = app.listener();
         s.state = Some(l.state());
         s.timeout = l.params().timeout;
@@ -105,6 +91,17 @@ impl<'a> Status<'a> {
             }
         }
         s
+    }
+
+    /// The most demanding fencing budget of the watched primaries (the node and its budget),
+    /// once a heartbeat carried one: `save` refuses a timeout that breaks it.
+    pub fn budget(&self) -> Option<(u8, FencingBudget)> {
+        self.primaries
+            .iter()
+            .zip(self.budgets)
+            .filter(|(_, b)| !b.is_none())
+            .max_by_key(|(_, b)| b.min_timeout())
+            .map(|(p, b)| (p.node, *b))
     }
 
     pub fn print(&self, out: &mut impl Write) -> core::fmt::Result {
@@ -176,7 +173,6 @@ pub(crate) mod tests {
             gate_open: false,
             stack_peak: None,
             poll_us: None,
-            budget: None,
             primaries: &[],
             budgets: &[],
             now: Instant::ZERO,
