@@ -14,6 +14,8 @@ use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
+mod drill;
+
 /// Where a refused spare's slots are explained.
 const ROLES: &str = " (`rearguard disk dump` lists the slots' roles)";
 
@@ -167,6 +169,8 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     /// its latest heartbeat that carried one; [`FencingBudget::NONE`] until then (no
     /// `Option`: 8 bytes less per primary).
     budgets: [FencingBudget; P],
+    /// The operator's readiness drill, while one runs ([`App::drill_start`]).
+    drill: drill::Drill<P>,
     block: [u8; RECORD_SECTOR],
 }
 
@@ -198,6 +202,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             claim_failing: false,
             pending_start: None,
             budgets: [FencingBudget::NONE; P],
+            drill: drill::Drill::blank(),
             block: [0u8; RECORD_SECTOR],
         }
     }
@@ -215,6 +220,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         link: Option<L>,
         now: Instant,
     ) -> Result<(), StartError<D::Error>> {
+        self.drill_cancel();
         (self.running, self.disk, self.link, self.pending_start, self.claim_failing) = (false, None, None, None, false);
         cfg.validate().map_err(StartError::Config)?;
         let watch = cfg.watched();
@@ -377,7 +383,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             match d.dev.read_record(slot, &mut self.block) {
                 Ok(()) => {
                     let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
-                    self.see_budget(node, &frame, ev);
+                    self.see_heartbeat(node, &frame, now, ev);
                     let acts = self.listener.on_frame(id, node, frame, now);
                     self.run(acts, now, ev);
                 }
@@ -393,7 +399,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let id = *id;
             let Some(n) = link.next_frame(&mut buf) else { break };
             let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
-            self.see_budget(self.cfg.primary_node, &frame, ev);
+            self.see_heartbeat(self.cfg.primary_node, &frame, now, ev);
             let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
             self.run(acts, now, ev);
         }
@@ -406,17 +412,23 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
     }
 
-    /// Checks the timeout in force against a budget watched primary `node` has not sent before
-    /// (its first heartbeat, or a restarted agent with new numbers).
-    fn see_budget(
+    /// Hands a drill the test watched primary `node` acknowledged, and checks the timeout in
+    /// force against a budget it has not sent before (its first heartbeat, or a restarted
+    /// agent with new numbers).
+    fn see_heartbeat(
         &mut self,
         node: u8,
         frame: &Result<Heartbeat, Reject>,
+        now: Instant,
         ev: &mut dyn FnMut(Event<D::Error, G::Error>),
     ) {
         let Ok(hb) = frame else { return };
         let Some(i) = self.listener.primaries().iter().position(|p| p.node == node) else { return };
-        if hb.node_id != node || hb.budget.is_none() || self.budgets[i] == hb.budget {
+        if hb.node_id != node {
+            return;
+        }
+        self.drill.see(i, hb.last_test, now);
+        if hb.budget.is_none() || self.budgets[i] == hb.budget {
             return;
         }
         self.budgets[i] = hb.budget;
@@ -549,6 +561,9 @@ mod tests {
     struct CountingGate(u32);
     impl BootGate for CountingGate {
         type Error = ();
+        fn check(&mut self) -> Result<&'static str, &'static str> {
+            Ok("counted")
+        }
         fn release(&mut self, _: Option<&Takeover>) -> Result<(), ()> {
             self.0 += 1;
             Ok(())
@@ -561,6 +576,9 @@ mod tests {
     struct NodeGate(Vec<u8>);
     impl BootGate for NodeGate {
         type Error = ();
+        fn check(&mut self) -> Result<&'static str, &'static str> {
+            Ok("recorded")
+        }
         fn release(&mut self, t: Option<&Takeover>) -> Result<(), ()> {
             self.0.push(t.map_or(u8::MAX, |t| t.node));
             Ok(())

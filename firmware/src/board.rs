@@ -30,6 +30,9 @@ pub trait BootGate {
     /// Opens the gate so the spare boots as `takeover.node` (its boot configuration);
     /// `None`: pass-through (role primary), the host boots as itself.
     fn release(&mut self, takeover: Option<&Takeover>) -> Result<(), Self::Error>;
+    /// For the drill: whether the gate could be opened now. Opens nothing. `Ok` says what was
+    /// seen, `Err` what is wrong and how to fix it.
+    fn check(&mut self) -> Result<&'static str, &'static str>;
 }
 
 /// Non-volatile storage for the two config copies (see `rearguard_shared::config`). Each

@@ -122,12 +122,9 @@ pub fn event<DE: Display, GE: Display>(
             reason(t.s("BOOT RELEASED as node ").n(r.node).s(": "), r.reason)
         }
         Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through)"),
-        Event::Budget { node, budget, margin } => {
-            budget_numbers(t.s("node ").n(*node).s("'s fencing budget: "), budget)
-                .s(": bound ")
-                .ms(budget.min_timeout())
-                .s(", margin ")
-                .ms(*margin)
+        // The timeout in force is the bound plus the margin.
+        Event::Budget { node, budget: b, margin } => {
+            budget(t.s("node ").n(*node).s("'s fencing budget"), b, b.min_timeout() + *margin)
         }
         Event::BoundBroken { node, violation } => {
             bound_broken(t.s("WARNING: fencing bound broken for node ").n(*node).s(": "), violation)
@@ -144,6 +141,19 @@ pub fn event<DE: Display, GE: Display>(
 /// `interval A + write_deadline B + fence time C`.
 pub fn budget_numbers<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget) -> &'t mut Text<'o> {
     t.s("interval ").ms(b.interval).s(" + write_deadline ").ms(b.write_deadline).s(" + fence time ").ms(b.fence_time)
+}
+
+/// A primary's fencing budget against the timeout in force: `: <numbers>: bound B, margin M`,
+/// or with `BOUND BROKEN` the numbers and what to change.
+pub fn budget<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget, timeout: Duration) -> &'t mut Text<'o> {
+    if b.is_none() {
+        return t.s(": no fencing budget seen yet");
+    }
+    budget_numbers(t.s(": "), b).s(": bound ").ms(b.min_timeout());
+    match b.check(timeout) {
+        Ok(margin) => t.s(", margin ").ms(margin),
+        Err(v) => bound_broken(t.s("; BOUND BROKEN: "), &v),
+    }
 }
 
 /// A timeout that breaks a primary's fencing bound: the numbers, and which to change.

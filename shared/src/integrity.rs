@@ -92,7 +92,7 @@ impl Key {
 
     /// Parses a key written as hex digits (the form used in configs and on the console).
     pub fn from_hex(hex: &str) -> Result<Key, KeyError> {
-        let hex = hex.trim().as_bytes();
+        let hex = hex.trim_ascii().as_bytes();
         if !hex.len().is_multiple_of(2) {
             return Err(KeyError::NotHex);
         }

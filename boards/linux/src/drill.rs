@@ -273,7 +273,7 @@ fn gate(cfg: &LinuxListenerConfig, r: &mut Report) {
 }
 
 /// Where `argv0` resolves (a path, or a name on `PATH`), if it is an executable file.
-fn executable(argv0: &str) -> Result<PathBuf, String> {
+pub(crate) fn executable(argv0: &str) -> Result<PathBuf, String> {
     let is_exec = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if argv0.contains('/') {
         let p = PathBuf::from(argv0);

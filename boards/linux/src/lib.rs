@@ -96,6 +96,12 @@ impl BootGate for CommandGate {
             Err(GateError::Failed(status))
         }
     }
+    fn check(&mut self) -> Result<&'static str, &'static str> {
+        match drill::executable(&self.argv[0]) {
+            Ok(_) => Ok("the gate command is executable (not run)"),
+            Err(_) => Err("the gate command does not exist or is not executable: fix [gate] command"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,7 +330,9 @@ pub fn run(
             match request {
                 Request::None => {}
                 Request::ReleaseNow => app.release_now(t, &mut |e| events.push(e)),
+                Request::Drill => app.drill_start(t, &mut FmtOut(console)),
                 Request::Apply(new) if !app.gate_opened() => {
+                    app.drill_cancel();
                     app = start_app(cfg, new, console)?;
                     last_reject = None;
                 }
@@ -359,6 +367,7 @@ pub fn run(
             }
             let _ = report::event(&mut out, &ev, read_failures);
         }
+        app.drill_poll(t, &mut out);
         if let Some(m) = app.disk_medium().map(|id| app.listener().media()[id.0 as usize]) {
             if m.last_reject != last_reject {
                 if let Some(r) = m.last_reject {

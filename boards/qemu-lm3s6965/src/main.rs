@@ -139,6 +139,14 @@ impl BootGate for GpioGate {
         regs::GPIO_F.data(1).write(1);
         Ok(())
     }
+    fn check(&mut self) -> Result<&'static str, &'static str> {
+        let outputs = regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
+        match (outputs, regs::GPIO_F.data(1).read()) {
+            (true, 0) => Ok("PF0 holds the secondary at POST, the node pins PB0-PB4 are outputs"),
+            (true, _) => Err("PF0 is high: the secondary is not held"),
+            (false, _) => Err("PF0 or PB0-PB4 is not an output: the gate cannot be driven"),
+        }
+    }
 }
 
 /// A spare of up to 31 primaries (every other slot of a full disk); one primary's secondary
@@ -230,6 +238,7 @@ fn main() -> ! {
 fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
     let start = cycles();
     app.poll_with(t, &mut |ev| report(con, &ev, read_failures));
+    app.drill_poll(t, con);
     // 12.5 cycles a microsecond (see SYSCLK_HZ), to 2 µs.
     let us = cycles().wrapping_sub(start) / 25 * 2;
     POLL_US[0].store(us, Ordering::Relaxed);
@@ -292,6 +301,7 @@ fn console_line<'c>(
             let _ = GpioGate.release(None);
             let _ = report::released_without_listener(con);
         }
+        Request::Drill => app.drill_start(t, con),
         Request::Apply(cfg) => {
             info!("console: settings saved");
             if app.gate_opened() {

@@ -24,6 +24,9 @@ pub enum Request {
     ReleaseNow,
     /// A config was saved: restart the listener with it.
     Apply(ListenerConfig),
+    /// The operator's `drill`: the board starts it ([`crate::App::drill_start`]) and gives
+    /// its verdicts after the polls that follow ([`crate::App::drill_poll`]).
+    Drill,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +109,8 @@ impl Commands {
         } else if is("factory") {
             self.confirm = Some(Confirm::Factory);
             let _ = out.write_str("reset to factory settings and save? type yes to confirm\n");
+        } else if is("drill") {
+            return Request::Drill;
         } else if is("release") {
             if status.gate_open {
                 let _ = out.write_str("the boot is already released\n");
@@ -330,7 +335,7 @@ fn parse_num(s: &str) -> Option<u64> {
 }
 
 const HELP: &str = "\
-status | show | save | revert | factory | release
+status | show | save | revert | factory | release | drill
 set role primary|secondary|spare  set watch 0-3|0,2,5  set primary <n>
 set timeout <ms>  set poll <ms>  set cluster <id>  set node <n>
 set key <hex>|none  set never-seen wait|<ms>

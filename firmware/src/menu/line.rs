@@ -40,7 +40,8 @@ enum Esc {
 }
 
 pub struct LineEditor {
-    line: heapless::Vec<u8, MAX_LINE>,
+    /// Only printable ASCII is stored (a `String`, so no UTF-8 check is linked to read it).
+    line: heapless::String<MAX_LINE>,
     overlong: bool,
     bad_byte: bool,
     last_cr: bool,
@@ -49,7 +50,7 @@ pub struct LineEditor {
 
 impl LineEditor {
     pub fn new() -> LineEditor {
-        LineEditor { line: heapless::Vec::new(), overlong: false, bad_byte: false, last_cr: false, esc: Esc::None }
+        LineEditor { line: heapless::String::new(), overlong: false, bad_byte: false, last_cr: false, esc: Esc::None }
     }
 
     /// Feeds one console byte and echoes it.
@@ -110,7 +111,7 @@ impl LineEditor {
     }
 
     fn push(&mut self, b: u8, out: &mut impl Write) -> Edit {
-        if self.line.push(b).is_err() {
+        if self.line.push(b as char).is_err() {
             if !self.overlong {
                 let _ = out.write_char('\x07');
             }
@@ -128,8 +129,7 @@ impl LineEditor {
         } else if self.bad_byte {
             Complete::BadByte
         } else {
-            // Only printable ASCII was stored, so this cannot fail.
-            Complete::Line(core::str::from_utf8(&self.line).unwrap_or(""))
+            Complete::Line(&self.line)
         }
     }
 

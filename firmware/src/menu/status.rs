@@ -122,11 +122,7 @@ impl<'a> Status<'a> {
         for (p, b) in self.primaries.iter().zip(self.budgets) {
             report::watched_primary(t.s("\n  "), p, self.now);
             if !b.is_none() {
-                report::budget_numbers(t.s("\n    fencing budget: "), b).s(": bound ").ms(b.min_timeout());
-                match b.check(self.timeout) {
-                    Ok(margin) => t.s(", margin ").ms(margin),
-                    Err(v) => report::bound_broken(t.s("; BOUND BROKEN: "), &v),
-                };
+                report::budget(t.s("\n    fencing budget"), b, self.timeout);
             }
         }
         for m in &self.media {
