@@ -56,6 +56,9 @@ pub struct Persist {
     in_use: Option<(NvCopy, u32)>,
 }
 
+// Not inlined: in its caller the compiler splits the config into scalars and moves each field
+// through every branch (464 bytes of a controller's flash).
+#[inline(never)]
 pub fn load<S: NvStore>(nv: &mut S) -> (ListenerConfig, Persist, LoadReport<S::Error>) {
     let mut a = [0u8; RECORD_LEN];
     let mut b = [0u8; RECORD_LEN];
