@@ -328,10 +328,11 @@ fn parse_num(s: &str) -> Option<u64> {
         Some(h) => (h, 16),
         None => (s, 10),
     };
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if digits.is_empty() {
         return None;
     }
-    u64::from_str_radix(digits, radix).ok()
+    // Not `u64::from_str_radix`: its sign handling and generic checks cost more flash.
+    digits.bytes().try_fold(0u64, |n, c| n.checked_mul(radix.into())?.checked_add((c as char).to_digit(radix)?.into()))
 }
 
 const HELP: &str = "\
@@ -340,3 +341,19 @@ set role primary|secondary|spare  set watch 0-3|0,2,5  set primary <n>
 set timeout <ms>  set poll <ms>  set cluster <id>  set node <n>
 set key <hex>|none  set never-seen wait|<ms>
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::parse_num;
+
+    #[test]
+    fn numbers_are_decimal_or_0x_hex_and_nothing_else() {
+        assert_eq!(parse_num("10000"), Some(10_000));
+        assert_eq!(parse_num("0xC0ffee"), Some(0xc0_ffee));
+        assert_eq!(parse_num("0X1f"), Some(0x1f));
+        assert_eq!(parse_num("18446744073709551615"), Some(u64::MAX));
+        for bad in ["", "0x", "+5", "-5", "12ab", "0x1g", " 5", "18446744073709551616", "0x10000000000000000"] {
+            assert_eq!(parse_num(bad), None, "{bad:?}");
+        }
+    }
+}
