@@ -316,8 +316,13 @@ impl Writer<'_> {
     }
 }
 
+/// A little-endian u32 at the start of `b` (callers check the length first; a short `b`
+/// reads as 0 rather than panicking: one length check, not four bounds checks).
 fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    match b {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
 }
 
 impl core::error::Error for HeaderError {}
