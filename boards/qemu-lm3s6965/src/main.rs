@@ -35,6 +35,7 @@ use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::{DiskHeader, HeaderError};
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::listener::Takeover;
+use rearguard_shared::packed;
 use rearguard_shared::text::{Plain, Text};
 use rearguard_shared::Instant;
 use uart::Console;
@@ -272,7 +273,7 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
         }
         None => {
             warn!("sd: no card");
-            let _ = con.write_str("sd: no card: serial link only, factory settings, no saving\n");
+            let _ = Text::new(&mut *con).s(packed!("sd: no card: serial link only, factory settings, no saving\n")).end();
             (ListenerConfig::factory(), nv::Persist::NONE)
         }
     }
