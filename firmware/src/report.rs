@@ -18,7 +18,7 @@ use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// A spare's watched slot that the disk gives another role (start and `save` say it alike).
-pub const NOT_PRIMARY: &str = " is not a primary's slot on the shared disk";
+pub const NOT_PRIMARY: &str = packed!(" is not a primary's slot on the shared disk");
 
 /// What every release line starts with; the boot gate is open once it is printed.
 pub const RELEASED: &str = "BOOT RELEASED: ";

@@ -212,7 +212,7 @@ fn main() -> ! {
     let app = init_app();
     start(app, cfg.clone(), handle(), &mut con);
     let mut menu = Menu::new(cfg, persist);
-    let _ = con.write_str("type help for the configuration menu\n");
+    let _ = Text::new(&mut con).s(packed!("type help for the configuration menu\n")).end();
     let _ = con.write_str(menu::PROMPT);
 
     let mut next_poll = now();
@@ -325,7 +325,7 @@ fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = a.start(cfg, disk, Some(link), now()) {
         warn!("listener refused to start");
-        let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s("\nholding the boot until this is fixed (type help)").nl();
+        let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
         return;
     }
     let c = a.config();
@@ -380,7 +380,7 @@ fn disk_has_area(d: &mut sd::SdDisk<'_>, con: &mut Console) -> bool {
     }
     match DiskHeader::decode(&sector) {
         Err(HeaderError::NotInitialised) => {
-            let _ = con.write_str("shared disk: no heartbeat area (blank): serial link only\n");
+            let _ = Text::new(con).s(packed!("shared disk: no heartbeat area (blank): serial link only\n")).end();
             false
         }
         _ => true,
