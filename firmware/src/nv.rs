@@ -27,18 +27,15 @@ impl<E: core::fmt::Debug> core::fmt::Display for LoadReport<E> {
             LoadReport::Loaded { from, generation, other } => {
                 let t = t.s(packed!("config: copy ")).s(from.name()).s(packed!(" (generation ")).n(*generation).s(")");
                 match other {
-                    Some(p) => t
-                        .s(packed!("; copy "))
-                        .s(from.other().name())
-                        .s(packed!(" unusable ("))
-                        .d(p)
+                    Some(p) => p
+                        .text(t.s(packed!("; copy ")).s(from.other().name()).s(packed!(" unusable (")))
                         .s(packed!("), using copy "))
                         .s(from.name()),
                     None => t,
                 }
             }
             LoadReport::Factory { a, b } => {
-                t.s(packed!("config: no valid copy (A: ")).d(a).s("; B: ").d(b).s(packed!("); factory settings"))
+                b.text(a.text(t.s(packed!("config: no valid copy (A: "))).s("; B: ")).s(packed!("); factory settings"))
             }
             LoadReport::Unreadable(e) => {
                 t.s(packed!("config: store unreadable (")).d(&Dbg(e)).s(packed!("); factory settings"))
@@ -96,7 +93,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for SaveError<E> {
             SaveError::Verify(e) => {
                 t.s(packed!("read-back check failed ("));
                 match e {
-                    Some(e) => t.d(e),
+                    Some(e) => e.text(t),
                     None => t.s(packed!("different record")),
                 }
                 .s(")")

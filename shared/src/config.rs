@@ -235,7 +235,14 @@ pub enum RecordError {
 
 impl core::fmt::Display for RecordError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
+        self.text(&mut Text::new(f)).end()
+    }
+}
+
+impl RecordError {
+    /// What [`Display`](core::fmt::Display) says, onto a line being written (without a
+    /// round trip through `core::fmt`).
+    pub fn text<'t, 'o>(&self, t: &'t mut Text<'o>) -> &'t mut Text<'o> {
         match self {
             RecordError::Blank => t.s(packed!("blank (never saved)")),
             RecordError::BadMagic => t.s(packed!("not a config record")),
@@ -244,7 +251,6 @@ impl core::fmt::Display for RecordError {
             RecordError::Malformed => t.s(packed!("body does not decode")),
             RecordError::Invalid(e) => t.s(packed!("stored value refused: ")).s(e.field).s(": ").s(e.problem),
         }
-        .end()
     }
 }
 
