@@ -304,16 +304,15 @@ mod tests {
         const P: &str = crate::packed!("the secondary's timeout; release the shared disk, or not: never");
         assert!(P.len() < "the secondary's timeout; release the shared disk, or not: never".len());
         assert_eq!(text(|t| _ = t.s(P)), "the secondary's timeout; release the shared disk, or not: never");
-        // Every word alone, doubled, and between plain bytes.
-        for w in WORDS {
-            let mut s = String::new();
-            for &tok in &TOKENS {
-                if word(tok) == Some(w) {
-                    s = std::format!("x{}{}y", tok as char, tok as char);
-                }
-            }
+        // Every token alone, doubled, and between plain bytes; any other byte is itself.
+        for (&tok, w) in TOKENS.iter().zip(WORDS) {
+            let s = std::format!("x{}{}y", tok as char, tok as char);
             assert_eq!(text(|t| _ = t.s(&s)), std::format!("x{w}{w}y"));
         }
+        for b in (0u8..0x80).filter(|b| !TOKENS.contains(b)) {
+            assert_eq!(word(b), None, "{b:#x}");
+        }
+        assert_eq!(text(|t| _ = t.s("\t\r\x08\x1b[A")), "\t\r\x08\x1b[A");
         // Text with no tokens, or only newlines, is untouched.
         assert_eq!(text(|t| _ = t.s("plain\nline\n").s("")), "plain\nline\n");
     }
