@@ -532,6 +532,8 @@ mod tests {
     use rearguard_shared::disk::BLOCK;
     use rearguard_shared::heartbeat::{encode, HealthFlags, Heartbeat, NodeState, MAX_FRAME};
     use std::vec;
+    use std::format;
+    use std::string::String;
     use std::vec::Vec;
 
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
@@ -782,6 +784,10 @@ mod tests {
     }
 
     fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
+        write_heartbeat(d, node, boot_epoch, seq, FencingBudget::NONE, 0);
+    }
+
+    fn write_heartbeat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64, budget: FencingBudget, last_test: u32) {
         let hb = Heartbeat {
             cluster_id: 5,
             node_id: node,
@@ -793,9 +799,9 @@ mod tests {
             health: HealthFlags::OK,
             config_digest: 0,
             build_stamp: 0,
-            budget: rearguard_shared::fencing::FencingBudget::NONE,
+            budget,
             test_acks: 0,
-            last_test: 0,
+            last_test,
         };
         let mut f = [0u8; MAX_FRAME];
         let n = encode(&hb, None, &mut f);
@@ -903,5 +909,122 @@ mod tests {
         let mut b = [0u8; RECORD_SECTOR];
         app.disk.as_mut().unwrap().dev.read_record(7 * BLOCK as u64, &mut b).unwrap();
         assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 3, primary_epoch: 9 }));
+    }
+
+    /// Primaries on a [`RamDisk`] as their agents behave: each writes a new heartbeat every
+    /// call and acknowledges a test message found in its mailbox, unless it is `silent`.
+    fn beat_and_answer(d: &mut RamDisk, seq: u64, silent: &[u8], budgets: &[FencingBudget; 3]) {
+        for node in (0..3u8).filter(|n| !silent.contains(n)) {
+            let mut b = [0u8; RECORD_SECTOR];
+            d.read_record((5 + node as u64) * BLOCK as u64, &mut b).unwrap();
+            let last_test = match MailboxMessage::decode(&b) {
+                Ok(MailboxMessage::Test { seq, .. }) => seq,
+                _ => 0,
+            };
+            write_heartbeat(d, node, 1, seq, budgets[node as usize], last_test);
+        }
+    }
+
+    /// The header and the mailboxes of a 4-slot area: what a drill must leave as it was.
+    fn header_and_mailboxes(d: &RamDisk) -> Vec<u8> {
+        let b = BLOCK;
+        [&d.0[..b], &d.0[5 * b..]].concat()
+    }
+
+    /// Runs a drill on a spare of 0..=2 whose primaries behave as `silent` and `budgets`
+    /// say, from a watching start to its verdicts; returns the printed lines.
+    fn drill(silent: &[u8], budgets: [FencingBudget; 3], mailbox_1: MailboxMessage) -> (String, Spare) {
+        let mut app = spare::<4>(3, "0-2", n_plus_1()).unwrap();
+        let mut b = [0u8; RECORD_SECTOR];
+        mailbox_1.encode(&mut b);
+        app.disk.as_mut().unwrap().dev.write_record(6 * BLOCK as u64, &b).unwrap();
+        let mut t = 0;
+        for seq in 1..=5 {
+            beat_and_answer(&mut app.disk.as_mut().unwrap().dev, seq, &[], &budgets);
+            app.poll(Instant::from_millis(t));
+            t += 10;
+        }
+        let before = header_and_mailboxes(&app.disk.as_ref().unwrap().dev);
+        let mut out = String::new();
+        app.drill_start(Instant::from_millis(t), &mut out);
+        assert!(app.drilling());
+        for seq in 6..40 {
+            t += 10;
+            beat_and_answer(&mut app.disk.as_mut().unwrap().dev, seq, silent, &budgets);
+            app.poll(Instant::from_millis(t));
+            app.drill_poll(Instant::from_millis(t), &mut out);
+        }
+        assert!(!app.drilling(), "{out}");
+        assert_eq!(header_and_mailboxes(&app.disk.as_ref().unwrap().dev), before, "the drill changed the disk: {out}");
+        assert!(app.gate.0.is_empty(), "the drill opened the gate");
+        (out, app)
+    }
+
+    fn budget(fence_ms: u64) -> FencingBudget {
+        let ms = Duration::from_millis;
+        FencingBudget { interval: ms(100), write_deadline: ms(100), fence_time: ms(fence_ms) }
+    }
+
+    #[test]
+    fn a_drill_is_ready_when_every_primary_answers_and_changes_nothing() {
+        let (out, _) = drill(&[], [budget(100); 3], MailboxMessage::Empty);
+        assert!(out.starts_with("ready     disk reads: cluster 0x5, 4 slots\n"), "{out}");
+        for node in 0..3 {
+            assert!(out.contains(&format!("ready     heartbeat progressing: primary {node}: watching, last progressed ")), "{out}");
+            assert!(out.contains(&format!("ready     timing bound: node {node}: interval 100 ms + write_deadline 100 ms + fence time 100 ms: bound 600 ms, margin 400 ms\n")), "{out}");
+            assert!(out.contains(&format!("ready     mailbox write path: node {node}: test #1 acknowledged in ")), "{out}");
+        }
+        assert!(out.contains("; mailbox restored\n"), "{out}");
+        assert!(out.contains("ready     gate path: recorded\n"), "{out}");
+        assert!(out.ends_with("drill: READY (11 checks passed; nothing was changed)\n"), "{out}");
+    }
+
+    /// A silent primary fails its progress and mailbox checks, a budget the timeout breaks
+    /// fails the bound, a mailbox holding a claim is not touched; the rest stay ready.
+    #[test]
+    fn a_drill_names_each_check_that_fails_and_still_changes_nothing() {
+        let claim = MailboxMessage::TakeoverClaim { by: 7, primary_epoch: 2 };
+        let (out, _) = drill(&[0], [budget(100), budget(100), budget(400)], claim);
+        assert!(out.contains("NOT READY heartbeat progressing: primary 0: watching, last progressed "), "{out}");
+        assert!(out.contains("NOT READY mailbox write path: node 0: test #1 not acknowledged in 210 ms: is its agent running?; mailbox restored\n"), "{out}");
+        assert!(out.contains("NOT READY mailbox write path: node 1: the mailbox holds more than a test message"), "{out}");
+        assert!(out.contains("NOT READY timing bound: node 2: interval 100 ms + write_deadline 100 ms + fence time 400 ms: bound 1200 ms; BOUND BROKEN: "), "{out}");
+        assert!(out.contains("ready     mailbox write path: node 2: test #1 acknowledged in "), "{out}");
+        assert!(out.ends_with("drill: NOT READY (4 of 11 checks failed; nothing was changed)\n"), "{out}");
+    }
+
+    /// A test message already in a mailbox is put back after the drill's own (numbered after
+    /// it); a drill cancelled (or a listener restarted) mid-way puts the mailboxes back too.
+    #[test]
+    fn a_drill_puts_back_a_test_message_and_a_restart_ends_it() {
+        let found = MailboxMessage::Test { by: 9, seq: 41 };
+        let (out, mut app) = drill(&[], [budget(100); 3], found);
+        assert!(out.contains("ready     mailbox write path: node 1: test #42 acknowledged in "), "{out}");
+        let before = header_and_mailboxes(&app.disk.as_ref().unwrap().dev);
+        let mut out = String::new();
+        app.drill_start(Instant::from_millis(10_000), &mut out);
+        assert_ne!(header_and_mailboxes(&app.disk.as_ref().unwrap().dev), before, "no test message was written");
+        app.drill_cancel();
+        assert_eq!(header_and_mailboxes(&app.disk.as_ref().unwrap().dev), before, "cancelled, not put back");
+        // A restart (settings saved mid-drill) ends the drill the same way.
+        app.drill_start(Instant::from_millis(10_100), &mut out);
+        let d = &app.disk.as_ref().unwrap().dev;
+        let copy = RamDisk(d.0.clone(), false, false);
+        app.start(app.cfg.clone(), Some(copy), None, Instant::from_millis(10_110)).unwrap();
+        assert!(!app.drilling());
+    }
+
+    #[test]
+    fn a_drill_without_a_running_listener_says_so() {
+        let mut app = watching_then_silent();
+        app.running = false;
+        let mut out = String::new();
+        app.drill_start(Instant::from_millis(5000), &mut out);
+        assert_eq!(
+            out,
+            "NOT READY listener: not running: fix the settings and save (see status)\n\
+             drill: NOT READY (1 of 1 checks failed; nothing was changed)\n"
+        );
+        assert!(!app.drilling());
     }
 }
