@@ -20,6 +20,12 @@
 //! message, or bytes a rewrite would not restore exactly, is not touched at all.
 //!
 //! Per primary the drill keeps one [`Probe`] (16 bytes): 31 primaries cost 0.5 KiB of RAM.
+//!
+//! Limit, shared with `rearguard drill`: putting a mailbox back is a read, then a write. On a
+//! disk with several spares (Linux listeners that arbitrate; this controller build refuses
+//! to share its disk), another spare's claim landing between the two would be overwritten,
+//! and that spare would back off from the dead primary at its re-read. A drill is for a
+//! healthy cluster: run it when no primary is failing.
 
 use super::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
@@ -263,5 +269,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
         .nl()
         .ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What a drill costs a controller per watched primary (the module docs say 16 bytes).
+    #[test]
+    fn a_probe_is_16_bytes() {
+        assert_eq!(core::mem::size_of::<super::Probe>(), 16);
     }
 }
