@@ -237,8 +237,12 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let mut params = cfg.params();
         self.cfg = cfg;
         self.budgets = [FencingBudget::NONE; P];
-        if let Some(mut dev) = disk {
-            let header = Self::check_disk(&mut dev, &self.cfg, watch, &mut self.block)?;
+        let mut disk = disk;
+        let header = match disk.as_mut() {
+            Some(dev) => Some(Self::check_disk(dev, &self.cfg, watch, &mut self.block)?),
+            None => None,
+        };
+        if let Some(header) = &header {
             if header.timeout > params.timeout {
                 self.pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
                 params.timeout = header.timeout;
@@ -258,14 +262,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                 params.arbitration =
                     Some(Arbitration { spare_id: self.cfg.node_id, settle, stagger: settle.saturating_mul(rank) });
             }
-            self.listener.reset(params, now);
+        }
+        self.listener.reset(params, now);
+        if let (Some(dev), Some(header)) = (disk, header) {
             let id = self.listener.add_medium(MediumKind::Polled).expect("first medium");
             self.disk = Some(DiskMedium { dev, header, id });
             if self.cfg.role != Role::Primary {
                 self.resume_earlier_takeover(now);
             }
-        } else {
-            self.listener.reset(params, now);
         }
         if let Some(l) = link {
             self.link = Some((l, self.listener.add_medium(MediumKind::Stream).expect("second medium")));
@@ -381,27 +385,18 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let Some(d) = self.disk.as_mut() else { break };
             let (id, slot) = (d.id, d.header.slot_offset(node).unwrap_or(0));
             match d.dev.read_record(slot, &mut self.block) {
-                Ok(()) => {
-                    let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
-                    self.see_heartbeat(node, &frame, now, ev);
-                    let acts = self.listener.on_frame(id, node, frame, now);
-                    self.run(acts, now, ev);
-                }
+                Ok(()) => self.judge(id, node, RECORD_SECTOR, now, ev),
                 Err(e) => {
                     disk_unreadable = true;
                     ev(Event::DiskReadFailed(e));
                 }
             }
         }
-        let mut buf = [0u8; MAX_FRAME];
         for _ in 0..MAX_FRAMES_PER_POLL {
             let Some((link, id)) = self.link.as_mut() else { break };
             let id = *id;
-            let Some(n) = link.next_frame(&mut buf) else { break };
-            let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
-            self.see_heartbeat(self.cfg.primary_node, &frame, now, ev);
-            let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
-            self.run(acts, now, ev);
+            let Some(n) = link.next_frame(&mut self.block[..MAX_FRAME]) else { break };
+            self.judge(id, self.cfg.primary_node, n.min(MAX_FRAME), now, ev);
         }
         // The secondary boots from the shared disk: while it cannot read it, it cannot judge
         // the primary's slot nor boot from the disk, so the timeout is not judged (no release);
@@ -410,6 +405,16 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let acts = self.listener.on_tick(now);
             self.run(acts, now, ev);
         }
+    }
+
+    /// Judges the first `len` bytes of the scratch block, read from medium `id` for `node`
+    /// (a slot's record, or a frame from the link). Not inlined: one copy serves both.
+    #[inline(never)]
+    fn judge(&mut self, id: MediumId, node: u8, len: usize, now: Instant, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
+        let frame = heartbeat::decode(&self.block[..len], &self.cfg.verifier());
+        self.see_heartbeat(node, &frame, now, ev);
+        let acts = self.listener.on_frame(id, node, frame, now);
+        self.run(acts, now, ev);
     }
 
     /// Hands a drill the test watched primary `node` acknowledged, and checks the timeout in
