@@ -216,7 +216,8 @@ fn the_drill_proves_the_spare_ready_and_changes_nothing() {
     let killed = agents[1].kill();
     let at = q.mark();
     q.send("drill\r");
-    let (_, end) = q.wait_for("drill: NOT READY (2 of 11 checks failed; nothing was changed)", at, Duration::from_secs(5));
+    let (_, end) =
+        q.wait_for("drill: NOT READY (2 of 11 checks failed; nothing was changed)", at, Duration::from_secs(5));
     let text = q.text()[at..end].to_string();
     assert!(text.contains("NOT READY heartbeat progressing: primary 1: watching, last progressed "), "{text}");
     assert!(text.contains("NOT READY mailbox write path: node 1: test #"), "{text}");

@@ -283,9 +283,13 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         self.running
     }
 
-    /// A spare that took a primary before it restarted finds its own claim in that primary's
-    /// mailbox and stays consumed (an unreadable mailbox is skipped: a spare that cannot read
-    /// the disk holds its release anyway, see [`App::poll`]).
+    /// A spare that took a primary before it restarted finds its own settled claim in that
+    /// primary's mailbox and stays consumed (an unreadable mailbox is skipped: a spare that
+    /// cannot read the disk holds its release anyway, see [`App::poll`]). Its own *pending*
+    /// claim means it crashed while arbitrating, before it released: it is not consumed,
+    /// and backs off from that primary at its pre-read (see the listener's module docs). A
+    /// crash between the settled claim's write and the gate leaves it consumed without
+    /// having driven the gate: the one window left, as narrow as one gate call.
     fn resume_earlier_takeover(&mut self, now: Instant) {
         let Some(d) = self.disk.as_mut() else { return };
         for node in self.listener.params().watched.iter() {
@@ -410,7 +414,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     /// Judges the first `len` bytes of the scratch block, read from medium `id` for `node`
     /// (a slot's record, or a frame from the link). Not inlined: one copy serves both.
     #[inline(never)]
-    fn judge(&mut self, id: MediumId, node: u8, len: usize, now: Instant, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
+    fn judge(
+        &mut self,
+        id: MediumId,
+        node: u8,
+        len: usize,
+        now: Instant,
+        ev: &mut dyn FnMut(Event<D::Error, G::Error>),
+    ) {
         let frame = heartbeat::decode(&self.block[..len], &self.cfg.verifier());
         self.see_heartbeat(node, &frame, now, ev);
         let acts = self.listener.on_frame(id, node, frame, now);
@@ -478,17 +489,16 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                     let acts = self.listener.on_mailbox(node, msg, now);
                     self.run(acts, now, ev);
                 }
-                Action::ClaimTakeover { node, primary_epoch } => {
+                Action::ClaimTakeover { node, primary_epoch, pending } => {
                     // The listener releases only once the claim is written (a serial-only
                     // listener has no mailbox: nothing to write, nothing to wait for).
                     let written = match self.disk.as_mut() {
                         None => true,
                         Some(d) => {
-                            let msg = MailboxMessage::TakeoverClaim {
-                                by: self.cfg.node_id,
-                                primary_epoch: primary_epoch.unwrap_or(0),
-                            };
-                            msg.encode(&mut self.block);
+                            // Only arbitration writes pending claims (the build without it
+                            // drops the branch).
+                            let pending = ARBITRATES && pending;
+                            MailboxMessage::claim(self.cfg.node_id, primary_epoch, pending).encode(&mut self.block);
                             let off = d.header.mailbox_offset(node).unwrap_or(0);
                             match d.dev.write_record(off, &self.block) {
                                 Ok(()) => {
@@ -536,9 +546,9 @@ mod tests {
     use rearguard_shared::disk::area_len;
     use rearguard_shared::disk::BLOCK;
     use rearguard_shared::heartbeat::{encode, HealthFlags, Heartbeat, NodeState, MAX_FRAME};
-    use std::vec;
     use std::format;
     use std::string::String;
+    use std::vec;
     use std::vec::Vec;
 
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
@@ -975,9 +985,15 @@ mod tests {
         let (out, _) = drill(&[], [budget(100); 3], MailboxMessage::Empty);
         assert!(out.starts_with("ready     disk reads: cluster 0x5, 4 slots\n"), "{out}");
         for node in 0..3 {
-            assert!(out.contains(&format!("ready     heartbeat progressing: primary {node}: watching, last progressed ")), "{out}");
+            assert!(
+                out.contains(&format!("ready     heartbeat progressing: primary {node}: watching, last progressed ")),
+                "{out}"
+            );
             assert!(out.contains(&format!("ready     timing bound: node {node}: interval 100 ms + write_deadline 100 ms + fence time 100 ms: bound 600 ms, margin 400 ms\n")), "{out}");
-            assert!(out.contains(&format!("ready     mailbox write path: node {node}: test #1 acknowledged in ")), "{out}");
+            assert!(
+                out.contains(&format!("ready     mailbox write path: node {node}: test #1 acknowledged in ")),
+                "{out}"
+            );
         }
         assert!(out.contains("; mailbox restored\n"), "{out}");
         assert!(out.contains("ready     gate path: recorded\n"), "{out}");
@@ -992,7 +1008,10 @@ mod tests {
         let (out, _) = drill(&[0], [budget(100), budget(100), budget(400)], claim);
         assert!(out.contains("NOT READY heartbeat progressing: primary 0: watching, last progressed "), "{out}");
         assert!(out.contains("NOT READY mailbox write path: node 0: test #1 not acknowledged in 210 ms: is its agent running?; mailbox restored\n"), "{out}");
-        assert!(out.contains("NOT READY mailbox write path: node 1: the mailbox holds more than a test message"), "{out}");
+        assert!(
+            out.contains("NOT READY mailbox write path: node 1: the mailbox holds more than a test message"),
+            "{out}"
+        );
         assert!(out.contains("NOT READY timing bound: node 2: interval 100 ms + write_deadline 100 ms + fence time 400 ms: bound 1200 ms; BOUND BROKEN: "), "{out}");
         assert!(out.contains("ready     mailbox write path: node 2: test #1 acknowledged in "), "{out}");
         assert!(out.ends_with("drill: NOT READY (4 of 11 checks failed; nothing was changed)\n"), "{out}");
