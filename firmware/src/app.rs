@@ -10,6 +10,7 @@ use rearguard_shared::heartbeat::{self, Heartbeat, Role, MAX_FRAME};
 use rearguard_shared::listener::{
     Action, Arbitration, ListenerState, MediumId, NodeSet, PrimaryState, StandbyListener, Takeover, ARBITRATES,
 };
+use rearguard_shared::packed;
 use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
@@ -17,7 +18,7 @@ use rearguard_shared::{Duration, Instant};
 mod drill;
 
 /// Where a refused spare's slots are explained.
-const ROLES: &str = " (`rearguard disk dump` lists the slots' roles)";
+const ROLES: &str = packed!(" (`rearguard disk dump` lists the slots' roles)");
 
 /// Most frames taken from the link in one poll, so a flooded link cannot starve the disk.
 const MAX_FRAMES_PER_POLL: usize = 16;
@@ -58,32 +59,37 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let t = &mut Text::new(f);
         match self {
-            StartError::Config(e) => t.s("config: ").d(e),
-            StartError::NoMedium => t.s("no heartbeat medium configured: set a disk, a serial link, or both"),
-            StartError::DiskRead(e) => t.s("cannot read the shared disk header: ").d(&crate::nv::Dbg(e)),
-            StartError::Header(e) => t.s("shared disk: ").d(e),
+            StartError::Config(e) => t.s(packed!("config: ")).d(e),
+            StartError::NoMedium => t.s(packed!("no heartbeat medium configured: set a disk, a serial link, or both")),
+            StartError::DiskRead(e) => t.s(packed!("cannot read the shared disk header: ")).d(&crate::nv::Dbg(e)),
+            StartError::Header(e) => t.s(packed!("shared disk: ")).d(e),
             StartError::ClusterMismatch { disk, config } => t
-                .s("the shared disk belongs to cluster ")
+                .s(packed!("the shared disk belongs to cluster "))
                 .hex(*disk)
-                .s(" but this listener is configured for cluster ")
+                .s(packed!(" but this listener is configured for cluster "))
                 .hex(*config)
-                .s(": fix cluster_id, or check that this is the right disk"),
+                .s(packed!(": fix cluster_id, or check that this is the right disk")),
             StartError::NoSlot { node, slots } => t
-                .s("primary node ")
+                .s(packed!("primary node "))
                 .n(*node)
-                .s(" has no slot on the shared disk (it has ")
+                .s(packed!(" has no slot on the shared disk (it has "))
                 .n(*slots)
-                .s("): fix the watched node, or re-run `rearguard disk init`"),
-            StartError::SpareWithoutDisk => t.s("a spare needs the shared disk: attach it, or watch one primary"),
+                .s(packed!("): fix the watched node, or re-run `rearguard disk init`")),
+            StartError::SpareWithoutDisk => {
+                t.s(packed!("a spare needs the shared disk: attach it, or watch one primary"))
+            }
             StartError::NotPrimary { node } => {
-                t.s("node ").n(*node).s(crate::report::NOT_PRIMARY).s(": watch only primaries").s(ROLES)
+                t.s("node ").n(*node).s(crate::report::NOT_PRIMARY).s(packed!(": watch only primaries")).s(ROLES)
             }
-            StartError::NotSpare { node } => {
-                t.s("node_id ").n(*node).s(" is a primary's slot on the shared disk: give this spare its own").s(ROLES)
-            }
-            StartError::TooManyWatched { max } => {
-                t.s("this board watches at most ").n(*max as u32).s(" primaries: shorten the watch list")
-            }
+            StartError::NotSpare { node } => t
+                .s(packed!("node_id "))
+                .n(*node)
+                .s(packed!(" is a primary's slot on the shared disk: give this spare its own"))
+                .s(ROLES),
+            StartError::TooManyWatched { max } => t
+                .s(packed!("this board watches at most "))
+                .n(*max as u32)
+                .s(packed!(" primaries: shorten the watch list")),
         }
         .end()
     }

@@ -6,6 +6,7 @@
 
 use crate::board::{NvCopy, NvStore};
 use rearguard_shared::config::{self, decode_record, encode_record, ListenerConfig, RecordError, RECORD_LEN};
+use rearguard_shared::packed;
 use rearguard_shared::text::Text;
 
 /// What loading found; the board prints it, so an operator sees which copy is in use.
@@ -24,18 +25,24 @@ impl<E: core::fmt::Debug> core::fmt::Display for LoadReport<E> {
         let t = &mut Text::new(f);
         match self {
             LoadReport::Loaded { from, generation, other } => {
-                let t = t.s("config: copy ").s(from.name()).s(" (generation ").n(*generation).s(")");
+                let t = t.s(packed!("config: copy ")).s(from.name()).s(packed!(" (generation ")).n(*generation).s(")");
                 match other {
-                    Some(p) => {
-                        t.s("; copy ").s(from.other().name()).s(" unusable (").d(p).s("), using copy ").s(from.name())
-                    }
+                    Some(p) => t
+                        .s(packed!("; copy "))
+                        .s(from.other().name())
+                        .s(packed!(" unusable ("))
+                        .d(p)
+                        .s(packed!("), using copy "))
+                        .s(from.name()),
                     None => t,
                 }
             }
             LoadReport::Factory { a, b } => {
-                t.s("config: no valid copy (A: ").d(a).s("; B: ").d(b).s("); factory settings")
+                t.s(packed!("config: no valid copy (A: ")).d(a).s("; B: ").d(b).s(packed!("); factory settings"))
             }
-            LoadReport::Unreadable(e) => t.s("config: store unreadable (").d(&Dbg(e)).s("); factory settings"),
+            LoadReport::Unreadable(e) => {
+                t.s(packed!("config: store unreadable (")).d(&Dbg(e)).s(packed!("); factory settings"))
+            }
         }
         .end()
     }
@@ -56,6 +63,9 @@ pub struct Persist {
     in_use: Option<(NvCopy, u32)>,
 }
 
+// Not inlined: in its caller the compiler splits the config into scalars and moves each field
+// through every branch (464 bytes of a controller's flash).
+#[inline(never)]
 pub fn load<S: NvStore>(nv: &mut S) -> (ListenerConfig, Persist, LoadReport<S::Error>) {
     let mut a = [0u8; RECORD_LEN];
     let mut b = [0u8; RECORD_LEN];
@@ -82,12 +92,12 @@ impl<E: core::fmt::Debug> core::fmt::Display for SaveError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let t = &mut Text::new(f);
         match self {
-            SaveError::Write(e) => t.s("write failed (").d(&Dbg(e)).s(")"),
+            SaveError::Write(e) => t.s(packed!("write failed (")).d(&Dbg(e)).s(")"),
             SaveError::Verify(e) => {
-                t.s("read-back check failed (");
+                t.s(packed!("read-back check failed ("));
                 match e {
                     Some(e) => t.d(e),
-                    None => t.s("different record"),
+                    None => t.s(packed!("different record")),
                 }
                 .s(")")
             }

@@ -12,12 +12,13 @@ use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::fencing::{FencingBudget, FencingViolation};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::listener::{Arbitration, ListenerState, NodeSet, PrimaryState, ReleaseReason, WatchedPrimary};
+use rearguard_shared::packed;
 use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// A spare's watched slot that the disk gives another role (start and `save` say it alike).
-pub const NOT_PRIMARY: &str = " is not a primary's slot on the shared disk";
+pub const NOT_PRIMARY: &str = packed!(" is not a primary's slot on the shared disk");
 
 /// What every release line starts with; the boot gate is open once it is printed.
 pub const RELEASED: &str = "BOOT RELEASED: ";
@@ -46,11 +47,13 @@ impl Display for Reason {
 pub fn reason<'t, 'o>(t: &'t mut Text<'o>, r: ReleaseReason) -> &'t mut Text<'o> {
     match r {
         ReleaseReason::HeartbeatTimeout { silent_for } => {
-            t.s("primary silent for ").ms(silent_for).s(" on every medium")
+            t.s(packed!("primary silent for ")).ms(silent_for).s(packed!(" on every medium"))
         }
-        ReleaseReason::NeverSeen { waited } => t.s("primary never seen alive in ").ms(waited).s(" since power-on"),
-        ReleaseReason::Manual => t.s("released by operator"),
-        ReleaseReason::EarlierLife => t.s("taken before a restart"),
+        ReleaseReason::NeverSeen { waited } => {
+            t.s(packed!("primary never seen alive in ")).ms(waited).s(packed!(" since power-on"))
+        }
+        ReleaseReason::Manual => t.s(packed!("released by operator")),
+        ReleaseReason::EarlierLife => t.s(packed!("taken before a restart")),
     }
 }
 
@@ -71,19 +74,19 @@ pub fn started(
     media: impl Display,
 ) -> core::fmt::Result {
     let t = &mut Text::new(out);
-    t.s("listening: role ")
+    t.s(packed!("listening: role "))
         .s(if cfg.is_spare() { "spare" } else { role_name(cfg.role) })
-        .s(", cluster ")
+        .s(packed!(", cluster "))
         .hex(cfg.cluster_id);
     cfg.watched()
         .text(t.s(if cfg.is_spare() { ", watching nodes " } else { ", watching node " }))
-        .s(", timeout ")
+        .s(packed!(", timeout "))
         .ms(timeout)
-        .s(", poll ")
+        .s(packed!(", poll "))
         .ms(cfg.poll_period)
-        .s(", media: ")
+        .s(packed!(", media: "))
         .d(&media)
-        .s("; state: holding")
+        .s(packed!("; state: holding"))
         .nl()
 }
 
@@ -98,106 +101,117 @@ pub fn event<DE: Display, GE: Display>(
 ) -> core::fmt::Result {
     let t = &mut Text::new(out);
     match ev {
-        Event::State(ListenerState::Holding) => t.s("state: holding (primary not seen alive yet)"),
-        Event::State(ListenerState::Watching) => t.s("state: watching (primary is alive)"),
+        Event::State(ListenerState::Holding) => t.s(packed!("state: holding (primary not seen alive yet)")),
+        Event::State(ListenerState::Watching) => t.s(packed!("state: watching (primary is alive)")),
         Event::State(ListenerState::Released { .. }) => return Ok(()),
         Event::TimeoutRaised { configured, disk } => t
-            .s("warning: timeout raised from ")
+            .s(packed!("warning: timeout raised from "))
             .ms(*configured)
-            .s(" to the disk's ")
+            .s(packed!(" to the disk's "))
             .ms(*disk)
-            .s(" for the primary's fencing bound"),
+            .s(packed!(" for the primary's fencing bound")),
         Event::Primary { node, state } => primary(t, *node, *state),
         Event::ClaimWritten { node, primary_epoch } => {
-            let t = t.s("takeover claim written to node ").n(*node).s("'s mailbox (primary epoch ");
+            let t = t.s(packed!("takeover claim written to node ")).n(*node).s(packed!("'s mailbox (primary epoch "));
             match primary_epoch {
                 Some(e) => t.n(*e).s(")"),
-                None => t.s("never seen)"),
+                None => t.s(packed!("never seen)")),
             }
         }
-        Event::ClaimFailed(e) => t.s("warning: claim NOT written, release held: ").d(e),
-        Event::AlreadyTaken { node } => t.s("released as node ").n(*node).s(" before a restart (own claim on disk)"),
+        Event::ClaimFailed(e) => t.s(packed!("warning: claim NOT written, release held: ")).d(e),
+        Event::AlreadyTaken { node } => {
+            t.s(packed!("released as node ")).n(*node).s(packed!(" before a restart (own claim on disk)"))
+        }
         Event::Released { takeover: r, of_several: false } => reason(t.s(RELEASED), r.reason),
         Event::Released { takeover: r, of_several: true } => {
-            reason(t.s("BOOT RELEASED as node ").n(r.node).s(": "), r.reason)
+            reason(t.s(packed!("BOOT RELEASED as node ")).n(r.node).s(": "), r.reason)
         }
-        Event::PassThrough => t.s(RELEASED).s("role is primary (pass-through)"),
+        Event::PassThrough => t.s(RELEASED).s(packed!("role is primary (pass-through)")),
         // The timeout in force is the bound plus the margin.
         Event::Budget { node, budget: b, margin } => {
-            budget(t.s("node ").n(*node).s("'s fencing budget"), b, b.min_timeout() + *margin)
+            budget(t.s("node ").n(*node).s(packed!("'s fencing budget")), b, b.min_timeout() + *margin)
         }
         Event::BoundBroken { node, violation } => {
-            bound_broken(t.s("WARNING: fencing bound broken for node ").n(*node).s(": "), violation)
-                .s(" (the secondary could boot beside a live primary)")
+            bound_broken(t.s(packed!("WARNING: fencing bound broken for node ")).n(*node).s(": "), violation)
+                .s(packed!(" (the secondary could boot beside a live primary)"))
         }
-        Event::GateFailed(e) => t.s("error: boot gate failed: ").d(e),
-        Event::DiskReadFailed(e) => {
-            t.s("warning: slot read failed (").n(read_failures).s(" so far; release held until it reads): ").d(e)
-        }
+        Event::GateFailed(e) => t.s(packed!("error: boot gate failed: ")).d(e),
+        Event::DiskReadFailed(e) => t
+            .s(packed!("warning: slot read failed ("))
+            .n(read_failures)
+            .s(packed!(" so far; release held until it reads): "))
+            .d(e),
     }
     .nl()
 }
 
 /// `interval A + write_deadline B + fence time C`.
 pub fn budget_numbers<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget) -> &'t mut Text<'o> {
-    t.s("interval ").ms(b.interval).s(" + write_deadline ").ms(b.write_deadline).s(" + fence time ").ms(b.fence_time)
+    t.s(packed!("interval "))
+        .ms(b.interval)
+        .s(packed!(" + write_deadline "))
+        .ms(b.write_deadline)
+        .s(packed!(" + fence time "))
+        .ms(b.fence_time)
 }
 
 /// A primary's fencing budget against the timeout in force: `: <numbers>: bound B, margin M`,
 /// or with `BOUND BROKEN` the numbers and what to change.
 pub fn budget<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget, timeout: Duration) -> &'t mut Text<'o> {
     if b.is_none() {
-        return t.s(": no fencing budget seen yet");
+        return t.s(packed!(": no fencing budget seen yet"));
     }
-    budget_numbers(t.s(": "), b).s(": bound ").ms(b.min_timeout());
+    budget_numbers(t.s(": "), b).s(packed!(": bound ")).ms(b.min_timeout());
     match b.check(timeout) {
-        Ok(margin) => t.s(", margin ").ms(margin),
-        Err(v) => bound_broken(t.s("; BOUND BROKEN: "), &v),
+        Ok(margin) => t.s(packed!(", margin ")).ms(margin),
+        Err(v) => bound_broken(t.s(packed!("; BOUND BROKEN: ")), &v),
     }
 }
 
 /// A timeout that breaks a primary's fencing bound: the numbers, and which to change.
 pub fn bound_broken<'t, 'o>(t: &'t mut Text<'o>, v: &FencingViolation) -> &'t mut Text<'o> {
     v.numbers(t)
-        .s("; set timeout ")
+        .s(packed!("; set timeout "))
         .n(v.min_timeout.as_millis())
-        .s(" or more, or lower the primary's interval, write_deadline or fence time")
+        .s(packed!(" or more, or lower the primary's interval, write_deadline or fence time"))
 }
 
 /// A watched primary's new state, on a spare of several primaries or several spares.
 pub fn primary<'t, 'o>(t: &'t mut Text<'o>, node: u8, state: PrimaryState) -> &'t mut Text<'o> {
-    t.s("primary ").n(node).s(": ");
+    t.s(packed!("primary ")).n(node).s(": ");
     match state {
-        PrimaryState::Holding => t.s("holding (not seen alive yet)"),
-        PrimaryState::Watching => t.s("watching (alive)"),
+        PrimaryState::Holding => t.s(packed!("holding (not seen alive yet)")),
+        PrimaryState::Watching => t.s(packed!("watching (alive)")),
         #[cfg(feature = "arbitration")]
-        PrimaryState::Claiming => t.s("silent past the timeout; claiming its mailbox"),
+        PrimaryState::Claiming => t.s(packed!("silent past the timeout; claiming its mailbox")),
         #[cfg(feature = "arbitration")]
-        PrimaryState::ClaimedBy(Some(by)) => t.s("claimed by node ").n(by).s("; not taking it, watching the others"),
+        PrimaryState::ClaimedBy(Some(by)) => {
+            t.s(packed!("claimed by node ")).n(by).s(packed!("; not taking it, watching the others"))
+        }
         #[cfg(feature = "arbitration")]
         PrimaryState::ClaimedBy(None) => {
-            t.s("claim not confirmed (mailbox unreadable or changed); not taking it, watching the others")
+            t.s(packed!("claim not confirmed (mailbox unreadable or changed); not taking it, watching the others"))
         }
         // Only spares that arbitrate claim and back off; the text is compiled out with them.
         #[cfg(not(feature = "arbitration"))]
         PrimaryState::Claiming | PrimaryState::ClaimedBy(_) => t.s(state.name()),
-        PrimaryState::Taken => t.s("taken over by this spare"),
-        PrimaryState::NoSpareLeft => t.s("silent past the timeout: no spare left, NOT taken"),
+        PrimaryState::Taken => t.s(packed!("taken over by this spare")),
+        PrimaryState::NoSpareLeft => t.s(packed!("silent past the timeout: no spare left, NOT taken")),
     }
 }
 
 /// A spare's start line, after [`started`]: what it watches and how it arbitrates.
 pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<Arbitration>) -> core::fmt::Result {
     let t = &mut Text::new(out);
-    watch.text(t.s("spare: watching primaries ")).s("; ");
+    watch.text(t.s(packed!("spare: watching primaries "))).s("; ");
     match arbitration {
         Some(a) => t
-            .s("other spares share the disk: claims settle ")
+            .s(packed!("other spares share the disk: claims settle "))
             .ms(a.settle)
-            .s(", this spare waits ")
+            .s(packed!(", this spare waits "))
             .ms(a.stagger)
-            .s(" first (lowest id wins a tie)"),
-        None => t.s("the only spare on the disk: a dead primary is claimed and taken at once"),
+            .s(packed!(" first (lowest id wins a tie)")),
+        None => t.s(packed!("the only spare on the disk: a dead primary is claimed and taken at once")),
     }
     .nl()
 }
@@ -205,40 +219,48 @@ pub fn spare_started(out: &mut impl Write, watch: NodeSet, arbitration: Option<A
 /// A watched primary on a spare's status screen: state, age of its last progress, and who
 /// claimed it.
 pub fn watched_primary<'t, 'o>(t: &'t mut Text<'o>, p: &WatchedPrimary, now: Instant) -> &'t mut Text<'o> {
-    t.s("primary ").n(p.node).s(": ").s(p.state.name());
+    t.s(packed!("primary ")).n(p.node).s(": ").s(p.state.name());
     match p.last_progress() {
-        Some(at) => t.s(", last progressed ").ms(now.saturating_since(at)).s(" ago"),
-        None => t.s(", never seen alive"),
+        Some(at) => t.s(packed!(", last progressed ")).ms(now.saturating_since(at)).s(" ago"),
+        None => t.s(packed!(", never seen alive")),
     };
     match p.state {
         #[cfg(feature = "arbitration")]
-        PrimaryState::ClaimedBy(Some(by)) => t.s(", claimed by node ").n(by),
+        PrimaryState::ClaimedBy(Some(by)) => t.s(packed!(", claimed by node ")).n(by),
         #[cfg(feature = "arbitration")]
-        PrimaryState::ClaimedBy(None) => t.s(", claim unconfirmed (not taken)"),
-        PrimaryState::Taken => t.s(", claimed by this spare (booted as it)"),
-        PrimaryState::NoSpareLeft => t.s(", dead: no spare left"),
+        PrimaryState::ClaimedBy(None) => t.s(packed!(", claim unconfirmed (not taken)")),
+        PrimaryState::Taken => t.s(packed!(", claimed by this spare (booted as it)")),
+        PrimaryState::NoSpareLeft => t.s(packed!(", dead: no spare left")),
         _ => t,
     }
 }
 
 /// After failed slot reads, the first one that works again.
 pub fn reads_recovered(out: &mut impl Write, failures: u32) -> core::fmt::Result {
-    Text::new(out).s("slot reads work again after ").n(failures).s(" failures").nl()
+    Text::new(out).s(packed!("slot reads work again after ")).n(failures).s(packed!(" failures")).nl()
 }
 
 /// A slot that changed and was refused; `total` counts every refusal on that medium so far.
 pub fn slot_rejected(out: &mut impl Write, why: Reject, total: u32) -> core::fmt::Result {
-    Text::new(out).s("slot rejected: ").s(why.name()).s(" (").d(&why).s("); ").n(total).s(" rejected so far").nl()
+    Text::new(out)
+        .s(packed!("slot rejected: "))
+        .s(why.name())
+        .s(" (")
+        .d(&why)
+        .s("); ")
+        .n(total)
+        .s(packed!(" rejected so far"))
+        .nl()
 }
 
 /// The operator released the boot while no listener ran (its config was refused).
 pub fn released_without_listener(out: &mut impl Write) -> core::fmt::Result {
-    reason(Text::new(out).s(RELEASED), ReleaseReason::Manual).s(" (the listener was not running)").nl()
+    reason(Text::new(out).s(RELEASED), ReleaseReason::Manual).s(packed!(" (the listener was not running)")).nl()
 }
 
 /// Settings were saved after the boot was released: nothing restarts.
 pub fn saved_after_release(out: &mut impl Write) -> core::fmt::Result {
-    out.write_str("already released; saved settings apply at the next start\n")
+    Text::new(out).s(packed!("already released; saved settings apply at the next start\n")).end()
 }
 
 #[cfg(test)]

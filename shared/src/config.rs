@@ -8,6 +8,7 @@
 use crate::heartbeat::{Role, Verifier};
 use crate::integrity::{crc32c, Key};
 use crate::listener::{ListenerParams, NeverSeenPolicy, NodeSet};
+use crate::packed;
 use crate::text::Text;
 use crate::time::Duration;
 use crate::wire::{self, Full, Malformed, Reader, Wire, Writer};
@@ -234,14 +235,16 @@ pub enum RecordError {
 
 impl core::fmt::Display for RecordError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
-            RecordError::Blank => f.write_str("blank (never saved)"),
-            RecordError::BadMagic => f.write_str("not a config record"),
-            RecordError::BadLength => f.write_str("length field out of range"),
-            RecordError::BadCrc => f.write_str("CRC mismatch (interrupted save or corruption)"),
-            RecordError::Malformed => f.write_str("body does not decode"),
-            RecordError::Invalid(e) => Text::new(f).s("stored value refused: ").s(e.field).s(": ").s(e.problem).end(),
+            RecordError::Blank => t.s(packed!("blank (never saved)")),
+            RecordError::BadMagic => t.s(packed!("not a config record")),
+            RecordError::BadLength => t.s(packed!("length field out of range")),
+            RecordError::BadCrc => t.s(packed!("CRC mismatch (interrupted save or corruption)")),
+            RecordError::Malformed => t.s(packed!("body does not decode")),
+            RecordError::Invalid(e) => t.s(packed!("stored value refused: ")).s(e.field).s(": ").s(e.problem),
         }
+        .end()
     }
 }
 

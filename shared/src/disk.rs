@@ -20,6 +20,7 @@
 //! flashed firmware) unchanged; only an area with other roles needs a reader that knows 2.
 
 use crate::integrity::crc32c;
+use crate::packed;
 use crate::text::Text;
 use crate::time::Duration;
 
@@ -88,23 +89,24 @@ pub enum HeaderError {
 
 impl core::fmt::Display for HeaderError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = &mut Text::new(f);
         match self {
             HeaderError::NotInitialised => {
-                f.write_str("no Rearguard header (all zeros): initialise it with `rearguard disk init`")
+                t.s(packed!("no Rearguard header (all zeros): initialise it with `rearguard disk init`"))
             }
-            HeaderError::NotRearguard => f.write_str(
-                "not a Rearguard heartbeat area (unknown magic): check the device; `disk init` overwrites it",
-            ),
-            HeaderError::UnsupportedLayout { found } => Text::new(f)
-                .s("layout version ")
+            HeaderError::NotRearguard => t.s(packed!(
+                "not a Rearguard heartbeat area (unknown magic): check the device; `disk init` overwrites it"
+            )),
+            HeaderError::UnsupportedLayout { found } => t
+                .s(packed!("layout version "))
                 .n(*found)
-                .s(", this build reads 1 to ")
+                .s(packed!(", this build reads 1 to "))
                 .n(LAYOUT_VERSION)
-                .s(": upgrade rearguard")
-                .end(),
-            HeaderError::BadCrc => f.write_str("header CRC mismatch (corrupt): re-run `rearguard disk init`"),
-            HeaderError::Invalid(why) => Text::new(f).s("invalid header: ").s(why).end(),
+                .s(packed!(": upgrade rearguard")),
+            HeaderError::BadCrc => t.s(packed!("header CRC mismatch (corrupt): re-run `rearguard disk init`")),
+            HeaderError::Invalid(why) => t.s(packed!("invalid header: ")).s(why),
         }
+        .end()
     }
 }
 
@@ -265,7 +267,7 @@ impl core::fmt::Display for MailboxError {
         match self {
             MailboxError::BadMagic => f.write_str("mailbox holds something that is not a Rearguard message"),
             MailboxError::BadCrc => f.write_str("mailbox CRC mismatch (torn or corrupt)"),
-            MailboxError::UnknownKind(k) => Text::new(f).s("unknown mailbox message kind ").n(*k).end(),
+            MailboxError::UnknownKind(k) => Text::new(f).s(packed!("unknown mailbox message kind ")).n(*k).end(),
         }
     }
 }
@@ -347,8 +349,13 @@ impl Writer<'_> {
     }
 }
 
+/// A little-endian u32 at the start of `b` (callers check the length first; a short `b`
+/// reads as 0 rather than panicking: one length check, not four bounds checks).
 fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    match b {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
 }
 
 impl core::error::Error for HeaderError {}

@@ -10,6 +10,7 @@
 //! timeout ≥ 2 × (interval + write_deadline + fence_time)
 //! ```
 
+use crate::packed;
 use crate::text::Text;
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
@@ -36,9 +37,9 @@ pub struct FencingViolation {
 impl core::fmt::Display for FencingViolation {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         self.numbers(&mut Text::new(f))
-            .s(", or the secondary could boot while this primary is still running; raise the timeout to ")
+            .s(packed!(", or the secondary could boot while this primary is still running; raise the timeout to "))
             .n(self.min_timeout.as_millis())
-            .s(" or more (`rearguard disk init --timeout-ms`), or lower interval, write_deadline or the watchdog timeout")
+            .s(packed!(" or more (`rearguard disk init --timeout-ms`), or lower interval, write_deadline or the watchdog timeout"))
             .end()
     }
 }
@@ -48,13 +49,13 @@ impl FencingViolation {
     /// fence time …) = …`: the numbers, which every place that refuses a timeout prints.
     pub fn numbers<'t, 'o>(&self, t: &'t mut Text<'o>) -> &'t mut Text<'o> {
         let b = &self.budget;
-        t.s("the secondary's timeout (")
+        t.s(packed!("the secondary's timeout ("))
             .ms(self.timeout)
-            .s(") must be at least 2 × (interval ")
+            .s(packed!(") must be at least 2 × (interval "))
             .ms(b.interval)
-            .s(" + write_deadline ")
+            .s(packed!(" + write_deadline "))
             .ms(b.write_deadline)
-            .s(" + fence time ")
+            .s(packed!(" + fence time "))
             .ms(b.fence_time)
             .s(") = ")
             .ms(self.min_timeout)

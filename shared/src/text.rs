@@ -3,6 +3,8 @@
 //! a 32 KiB flash budget. Numbers are written by [`Text::n`] and [`Text::hex`] in 32 bits
 //! (64-bit division is another library routine); a value past `u32::MAX` prints as the
 //! maximum. Only [`Text::d`] goes through `core::fmt`, for a board's own error types.
+//! Messages written as [`packed!`](crate::packed) literals are stored with common words as
+//! one-byte tokens, and [`Text::s`] writes them out as typed.
 //!
 //! ```
 //! # use rearguard_shared::text::Text;
@@ -26,8 +28,20 @@ impl<'a> Text<'a> {
         Text { out, r: Ok(()) }
     }
 
+    /// A piece of text, its [`packed!`](crate::packed) words written out in full.
     #[inline(never)]
     pub fn s(&mut self, s: &str) -> &mut Self {
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            if let Some(w) = word(b) {
+                self.put(s.get(plain..i).unwrap_or_default()).put(w);
+                plain = i + 1;
+            }
+        }
+        self.put(s.get(plain..).unwrap_or_default())
+    }
+
+    fn put(&mut self, s: &str) -> &mut Self {
         if self.r.is_ok() {
             self.r = self.out.write_str(s);
         }
@@ -92,6 +106,142 @@ impl<'a> Text<'a> {
     }
 }
 
+/// Pieces of text common in the firmware's messages, picked for the most bytes saved over
+/// them. In a literal packed by [`packed!`](crate::packed), byte `TOKENS[i]` stands for
+/// `WORDS[i]`: the messages take about a quarter less of a controller's 32 KiB of flash.
+/// Tokens are control bytes no message contains (never `\t`, `\n`, `\r`, backspace or
+/// escape), so any other text passes through [`Text::s`] unchanged. A new word is a one-line
+/// change here; every packed literal follows it at the next build.
+pub const WORDS: [&str; 26] = [
+    "primary", "e ", "timeout", "ing", "t ", ": ", "se", "er", "the ", "d ", "re", "s ", "no", "ar", "or", "watch",
+    "claim", "save", ", ", "en", "con", "release", "  ", "to ", "setting", "in",
+];
+const TOKENS: [u8; 26] = [
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0b, 0x0c, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+    0x18, 0x19, 0x1a, 0x1c, 0x1d, 0x1e, 0x1f,
+];
+
+/// [`WORDS`] end to end, and where each one ends in it (built at compile time: only these
+/// two are in the image, not a table of string slices).
+const DICT_LEN: usize = {
+    let (mut i, mut n) = (0, 0);
+    while i < WORDS.len() {
+        n += WORDS[i].len();
+        i += 1;
+    }
+    n
+};
+const DICT_BYTES: [u8; DICT_LEN] = {
+    let mut out = [0u8; DICT_LEN];
+    let (mut i, mut n) = (0, 0);
+    while i < WORDS.len() {
+        let w = WORDS[i].as_bytes();
+        let mut j = 0;
+        while j < w.len() {
+            out[n] = w[j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+const DICT: &str = match core::str::from_utf8(&DICT_BYTES) {
+    Ok(s) => s,
+    Err(_) => panic!("words are ASCII"),
+};
+const ENDS: [u8; WORDS.len()] = {
+    let mut out = [0u8; WORDS.len()];
+    let (mut i, mut n) = (0, 0);
+    while i < WORDS.len() {
+        n += WORDS[i].len();
+        assert!(n < 256);
+        out[i] = n as u8;
+        i += 1;
+    }
+    out
+};
+
+/// The word a token byte stands for.
+fn word(b: u8) -> Option<&'static str> {
+    let i = TOKENS.iter().position(|&t| t == b)?;
+    let start = if i == 0 { 0 } else { ENDS[i - 1] };
+    DICT.get(usize::from(start)..usize::from(ENDS[i]))
+}
+
+/// The longest word of [`WORDS`] at the start of `s[at..]`, as (index, length).
+const fn longest_word(s: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < WORDS.len() {
+        let w = WORDS[i].as_bytes();
+        let mut n = 0;
+        while n < w.len() && at + n < s.len() && s[at + n] == w[n] {
+            n += 1;
+        }
+        if n == w.len() {
+            best = match best {
+                Some((_, len)) if len >= n => best,
+                _ => Some((i, n)),
+            };
+        }
+        i += 1;
+    }
+    best
+}
+
+/// Bytes `s` packs into (see [`pack`]).
+pub const fn packed_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (mut at, mut n) = (0, 0);
+    while at < b.len() {
+        assert!(b[at] >= 0x20 || b[at] == b'\n', "a packed literal holds no control bytes but newlines");
+        at += match longest_word(b, at) {
+            Some((_, len)) => len,
+            None => 1,
+        };
+        n += 1;
+    }
+    n
+}
+
+/// `s` with every word of [`WORDS`] (longest first, left to right) replaced by its token.
+pub const fn pack<const N: usize>(s: &str) -> [u8; N] {
+    let b = s.as_bytes();
+    let mut out = [0u8; N];
+    let (mut at, mut n) = (0, 0);
+    while at < b.len() {
+        match longest_word(b, at) {
+            Some((i, len)) => {
+                out[n] = TOKENS[i];
+                at += len;
+            }
+            None => {
+                out[n] = b[at];
+                at += 1;
+            }
+        }
+        n += 1;
+    }
+    out
+}
+
+/// A string literal packed at compile time for [`Text::s`], which writes it out as written.
+/// Only for text that reaches the console through [`Text::s`] (any other path would show the
+/// tokens).
+#[macro_export]
+macro_rules! packed {
+    ($s:literal) => {{
+        const N: usize = $crate::text::packed_len($s);
+        const P: [u8; N] = $crate::text::pack::<N>($s);
+        const S: &str = match core::str::from_utf8(&P) {
+            Ok(s) => s,
+            Err(_) => panic!("tokens are ASCII"),
+        };
+        S
+    }};
+}
+
 /// A `&str` as a `Display` that writes it as it is: `str`'s own `Display` honours width and
 /// fill, which brings `Formatter::pad` into the image.
 pub struct Plain<'a>(pub &'a str);
@@ -123,5 +273,24 @@ mod tests {
         assert_eq!(text(|t| _ = t.hex8(0x2a).s(" ").hex8(u32::MAX)), "0x0000002a 0xffffffff");
         assert_eq!(text(|t| _ = t.ms(Duration::from_millis(1500))), "1500 ms");
         assert_eq!(text(|t| _ = t.d(&"x").d(&12).d(&Plain("y"))), "x12y");
+    }
+
+    #[test]
+    fn packed_text_is_written_as_it_was_typed() {
+        const P: &str = crate::packed!("the secondary's timeout; release the shared disk, or not: never");
+        assert!(P.len() < "the secondary's timeout; release the shared disk, or not: never".len());
+        assert_eq!(text(|t| _ = t.s(P)), "the secondary's timeout; release the shared disk, or not: never");
+        // Every word alone, doubled, and between plain bytes.
+        for w in WORDS {
+            let mut s = String::new();
+            for &tok in &TOKENS {
+                if word(tok) == Some(w) {
+                    s = std::format!("x{}{}y", tok as char, tok as char);
+                }
+            }
+            assert_eq!(text(|t| _ = t.s(&s)), std::format!("x{w}{w}y"));
+        }
+        // Text with no tokens, or only newlines, is untouched.
+        assert_eq!(text(|t| _ = t.s("plain\nline\n").s("")), "plain\nline\n");
     }
 }

@@ -35,6 +35,7 @@ use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::{DiskHeader, HeaderError};
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::listener::Takeover;
+use rearguard_shared::packed;
 use rearguard_shared::text::{Plain, Text};
 use rearguard_shared::Instant;
 use uart::Console;
@@ -211,7 +212,7 @@ fn main() -> ! {
     let app = init_app();
     start(app, cfg.clone(), handle(), &mut con);
     let mut menu = Menu::new(cfg, persist);
-    let _ = con.write_str("type help for the configuration menu\n");
+    let _ = Text::new(&mut con).s(packed!("type help for the configuration menu\n")).end();
     let _ = con.write_str(menu::PROMPT);
 
     let mut next_poll = now();
@@ -272,7 +273,7 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
         }
         None => {
             warn!("sd: no card");
-            let _ = con.write_str("sd: no card: serial link only, factory settings, no saving\n");
+            let _ = Text::new(&mut *con).s(packed!("sd: no card: serial link only, factory settings, no saving\n")).end();
             (ListenerConfig::factory(), nv::Persist::NONE)
         }
     }
@@ -324,7 +325,7 @@ fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = a.start(cfg, disk, Some(link), now()) {
         warn!("listener refused to start");
-        let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s("\nholding the boot until this is fixed (type help)").nl();
+        let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
         return;
     }
     let c = a.config();
@@ -379,7 +380,7 @@ fn disk_has_area(d: &mut sd::SdDisk<'_>, con: &mut Console) -> bool {
     }
     match DiskHeader::decode(&sector) {
         Err(HeaderError::NotInitialised) => {
-            let _ = con.write_str("shared disk: no heartbeat area (blank): serial link only\n");
+            let _ = Text::new(con).s(packed!("shared disk: no heartbeat area (blank): serial link only\n")).end();
             false
         }
         _ => true,

@@ -14,6 +14,7 @@ use rearguard_firmware::board::{NvCopy, NvStore, SharedDisk};
 use rearguard_shared::config::RECORD_LEN;
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
 use rearguard_shared::text::Text;
+use rearguard_shared::packed;
 
 const SR_TNF: u32 = 1 << 1;
 const SR_RNE: u32 = 1 << 2;
@@ -280,12 +281,12 @@ impl core::fmt::Debug for CardError {
 
 fn card_error<'t, 'o>(t: &'t mut Text<'o>, e: CardError) -> &'t mut Text<'o> {
     match e {
-        CardError::NoResponse(cmd) => t.s("no answer to CMD").n(cmd),
-        CardError::Rejected { cmd, r1 } => t.s("CMD").n(cmd).s(" refused, R1 ").hex(r1.into()),
-        CardError::InitTimeout => t.s("card never left idle"),
-        CardError::ReadToken(tok) => t.s("read token ").hex(tok.into()),
-        CardError::WriteRefused(r) => t.s("write refused, response ").hex(r.into()),
-        CardError::Busy => t.s("card stuck busy"),
+        CardError::NoResponse(cmd) => t.s(packed!("no answer to CMD")).n(cmd),
+        CardError::Rejected { cmd, r1 } => t.s("CMD").n(cmd).s(packed!(" refused, R1 ")).hex(r1.into()),
+        CardError::InitTimeout => t.s(packed!("card never left idle")),
+        CardError::ReadToken(tok) => t.s(packed!("read token ")).hex(tok.into()),
+        CardError::WriteRefused(r) => t.s(packed!("write refused, response ")).hex(r.into()),
+        CardError::Busy => t.s(packed!("card stuck busy")),
     }
 }
 
@@ -295,8 +296,8 @@ impl core::fmt::Display for DiskError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let t = &mut Text::new(f);
         match self {
-            DiskError::Card(e) => card_error(t.s("sd card: "), *e),
-            DiskError::OutOfRange(o) => t.s("offset ").n((o / 1024) as u32).s(" KiB beyond the card"),
+            DiskError::Card(e) => card_error(t.s(packed!("sd card: ")), *e),
+            DiskError::OutOfRange(o) => t.s(packed!("offset ")).n((o / 1024) as u32).s(packed!(" KiB beyond the card")),
         }
         .end()
     }

@@ -12,6 +12,7 @@ use rearguard_shared::config::{ConfigError, ListenerConfig, SlotMisfit};
 use rearguard_shared::heartbeat::Role;
 use rearguard_shared::integrity::Key;
 use rearguard_shared::listener::{NeverSeenPolicy, NodeSet};
+use rearguard_shared::packed;
 use rearguard_shared::text::Text;
 use rearguard_shared::Duration;
 
@@ -65,20 +66,25 @@ impl Commands {
         nv: Option<&mut S>,
         out: &mut impl Write,
     ) -> Request {
+        // One `Text` for the whole line, so that every message goes through `Text::s`.
+        self.run(line, status, nv, &mut Text::new(out))
+    }
+
+    fn run<S: NvStore>(&mut self, line: &str, status: &Status, nv: Option<&mut S>, t: &mut Text) -> Request {
         if let Some(c) = self.confirm.take() {
             if !line.eq_ignore_ascii_case("yes") {
-                let _ = out.write_str("cancelled (type yes in full to confirm)\n");
+                t.s(packed!("cancelled (type yes in full to confirm)\n"));
                 return Request::None;
             }
             return match c {
                 Confirm::Release => {
-                    let _ = out.write_str("releasing the boot now\n");
+                    t.s(packed!("releasing the boot now\n"));
                     Request::ReleaseNow
                 }
                 Confirm::Factory => {
                     self.draft = ListenerConfig::factory();
-                    let _ = out.write_str("factory settings loaded\n");
-                    self.save(status, nv, out)
+                    t.s(packed!("factory settings loaded\n"));
+                    self.save(status, nv, t)
                 }
             };
         }
@@ -89,74 +95,71 @@ impl Commands {
         let extra = words.next().is_some();
         let is = |w: &str| cmd.eq_ignore_ascii_case(w);
         if is("help") || is("?") || is("menu") {
-            let _ = out.write_str(HELP);
+            t.s(HELP);
         } else if is("status") || is("s") {
-            let _ = status.print(out);
+            let _ = status.print_to(t);
         } else if is("show") {
-            let _ = self.show(out);
+            self.show(t);
         } else if is("set") {
             match (arg1, arg2, extra) {
-                (Some(k), Some(v), false) => self.set(k, v, out),
+                (Some(k), Some(v), false) => self.set(k, v, t),
                 _ => {
-                    let _ = out.write_str("usage: set <setting> <value> (see help)\n");
+                    t.s(packed!("usage: set <setting> <value> (see help)\n"));
                 }
             }
         } else if is("save") {
-            return self.save(status, nv, out);
+            return self.save(status, nv, t);
         } else if is("revert") {
             self.draft = self.saved.clone();
-            let _ = out.write_str("draft reverted to the saved settings\n");
+            t.s(packed!("draft reverted to the saved settings\n"));
         } else if is("factory") {
             self.confirm = Some(Confirm::Factory);
-            let _ = out.write_str("reset to factory settings and save? type yes to confirm\n");
+            t.s(packed!("reset to factory settings and save? type yes to confirm\n"));
         } else if is("drill") {
             return Request::Drill;
         } else if is("release") {
             if status.gate_open {
-                let _ = out.write_str("the boot is already released\n");
+                t.s(packed!("the boot is already released\n"));
             } else {
                 self.confirm = Some(Confirm::Release);
-                let _ = out
-                    .write_str("release now? the secondary boots even if the primary is alive; type yes to confirm\n");
+                t.s(packed!("release now? the secondary boots even if the primary is alive; type yes to confirm\n"));
             }
         } else {
-            let _ = out.write_str("unknown command; type help\n");
+            t.s(packed!("unknown command; type help\n"));
         }
         Request::None
     }
 
-    fn show(&self, out: &mut impl Write) -> core::fmt::Result {
+    fn show(&self, t: &mut Text) {
         let d = &self.draft;
-        let t = &mut Text::new(out);
-        t.s("role       ").s(if d.is_spare() { "spare" } else { role_name(d.role) });
+        t.s(packed!("role       ")).s(if d.is_spare() { "spare" } else { role_name(d.role) });
         if d.is_spare() {
-            d.watch.text(t.s("\nwatch      "));
+            d.watch.text(t.s(packed!("\nwatch      ")));
         }
-        t.s("\ntimeout    ")
+        t.s(packed!("\ntimeout    "))
             .ms(d.timeout)
-            .s("\npoll       ")
+            .s(packed!("\npoll       "))
             .ms(d.poll_period)
-            .s("\ncluster    ")
+            .s(packed!("\ncluster    "))
             .hex(d.cluster_id)
-            .s("\nnode       ")
+            .s(packed!("\nnode       "))
             .n(d.node_id)
-            .s("\nprimary    ")
+            .s(packed!("\nprimary    "))
             .n(d.primary_node)
-            .s("\nkey        ")
+            .s(packed!("\nkey        "))
             .s(if d.key.is_some() { "set (hidden)" } else { "none" })
-            .s("\nnever-seen ");
+            .s(packed!("\nnever-seen "));
         match d.never_seen {
             NeverSeenPolicy::WaitForever => t.s("wait"),
             NeverSeenPolicy::ReleaseAfter(w) => t.ms(w),
         }
-        .nl()?;
+        .s("\n");
         if *d != self.saved {
-            out.write_str("(draft differs from the saved settings: save or revert)\n")?;
+            t.s(packed!("(draft differs from the saved settings: save or revert)\n"));
         }
-        Ok(())
     }
 
-    fn set(&mut self, key: &str, v: &str, out: &mut impl Write) {
+    fn set(&mut self, key: &str, v: &str, t: &mut Text) {
         let mut next = self.draft.clone();
         let k = |w: &str| key.eq_ignore_ascii_case(w);
         let parsed: Result<(), &'static str> = if k("role") {
@@ -173,7 +176,7 @@ impl Commands {
                 next.watch = NodeSet(0);
                 Ok(())
             } else {
-                Err("role: use primary, secondary or spare")
+                Err(packed!("role: use primary, secondary or spare"))
             }
         } else if k("watch") {
             // A spare of these primaries; its `primary` is the lowest (what `release` takes
@@ -184,30 +187,30 @@ impl Commands {
                 .map(|(w, lowest)| {
                     (next.role, next.watch, next.primary_node) = (Role::Secondary, w, lowest);
                 })
-                .ok_or("watch: node ids 0..=31, as a range (0-3) or a list (0,2,5)")
+                .ok_or(packed!("watch: node ids 0..=31, as a range (0-3) or a list (0,2,5)"))
         } else if k("timeout") {
             parse_num(v)
                 .map(|n| next.timeout = Duration::from_millis(n))
-                .ok_or("timeout: milliseconds, e.g. set timeout 10000")
+                .ok_or(packed!("timeout: milliseconds, e.g. set timeout 10000"))
         } else if k("poll") {
             parse_num(v)
                 .map(|n| next.poll_period = Duration::from_millis(n))
-                .ok_or("poll: milliseconds, e.g. set poll 100")
+                .ok_or(packed!("poll: milliseconds, e.g. set poll 100"))
         } else if k("cluster") {
             parse_num(v)
                 .and_then(|n| u32::try_from(n).ok())
                 .map(|n| next.cluster_id = n)
-                .ok_or("cluster: a number 0..=4294967295, decimal or 0x-hex")
+                .ok_or(packed!("cluster: a number 0..=4294967295, decimal or 0x-hex"))
         } else if k("node") {
             parse_num(v)
                 .and_then(|n| u8::try_from(n).ok())
                 .map(|n| next.node_id = n)
-                .ok_or("node: this node's id, 0..=31")
+                .ok_or(packed!("node: this node's id, 0..=31"))
         } else if k("primary") {
             parse_num(v)
                 .and_then(|n| u8::try_from(n).ok())
                 .map(|n| (next.primary_node, next.watch) = (n, NodeSet(0)))
-                .ok_or("primary: the watched node's id, 0..=31")
+                .ok_or(packed!("primary: the watched node's id, 0..=31"))
         } else if k("key") {
             if v.eq_ignore_ascii_case("none") {
                 next.key = None;
@@ -218,7 +221,7 @@ impl Commands {
                         next.key = Some(key);
                         Ok(())
                     }
-                    None => Err("key: 32 to 64 hex digits (16-32 bytes), or none"),
+                    None => Err(packed!("key: 32 to 64 hex digits (16-32 bytes), or none")),
                 }
             }
         } else if k("never-seen") {
@@ -228,41 +231,42 @@ impl Commands {
             } else {
                 parse_num(v)
                     .map(|n| next.never_seen = NeverSeenPolicy::ReleaseAfter(Duration::from_millis(n)))
-                    .ok_or("never-seen: wait, or ms to wait for a primary never seen")
+                    .ok_or(packed!("never-seen: wait, or ms to wait for a primary never seen"))
             }
         } else {
-            Err("unknown setting; type help for the list")
+            Err(packed!("unknown setting; type help for the list"))
         };
         if let Err(msg) = parsed {
-            let _ = Text::new(out).s("error: ").s(msg).nl();
+            t.s(packed!("error: ")).s(msg).s("\n");
             return;
         }
         if let Err(e) = next.validate() {
-            let _ = config_error(&mut Text::new(out), e).s("; unchanged").nl();
+            config_error(t, e).s(packed!("; unchanged\n"));
             return;
         }
         if next.role == Role::Primary && self.draft.role == Role::Secondary {
-            let _ = out.write_str("note: a primary releases the boot at once when saved\n");
+            t.s(packed!("note: a primary releases the boot at once when saved\n"));
         }
         self.draft = next;
-        let _ = out.write_str("ok (draft; save to keep)\n");
+        t.s(packed!("ok (draft; save to keep)\n"));
     }
 
-    fn save<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
+    fn save<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, t: &mut Text) -> Request {
         if let Err(e) = self.draft.validate() {
-            let _ = config_error(&mut Text::new(out), e).s("; not saved").nl();
+            config_error(t, e).s(packed!("; not saved\n"));
             return Request::None;
         }
         // A spare's slots against the roles on the disk it runs on: refused here, not at the
         // next start, so that what is saved can run.
         if let Some(primaries) = status.disk_primaries {
             if let Err(m) = self.draft.check_slots(primaries) {
-                let t = &mut Text::new(out);
                 match m {
-                    SlotMisfit::NotPrimary(n) => t.s("error: watch: node ").n(n).s(report::NOT_PRIMARY),
-                    SlotMisfit::NotSpare(n) => t.s("error: node: ").n(n).s(" is a primary's slot on the shared disk"),
+                    SlotMisfit::NotPrimary(n) => t.s(packed!("error: watch: node ")).n(n).s(report::NOT_PRIMARY),
+                    SlotMisfit::NotSpare(n) => {
+                        t.s(packed!("error: node: ")).n(n).s(packed!(" is a primary's slot on the shared disk"))
+                    }
                 };
-                let _ = primaries.text(t.s(" (primaries: ")).s("); not saved").nl();
+                primaries.text(t.s(packed!(" (primaries: "))).s(packed!("); not saved\n"));
                 return Request::None;
             }
         }
@@ -270,24 +274,24 @@ impl Commands {
         // timeout this draft would run with: the disk's when longer, as at every start.
         if let Some((node, b)) = status.budget() {
             if let Err(v) = b.check(self.draft.timeout.max(status.disk_timeout)) {
-                let t = &mut Text::new(out);
-                let _ = report::bound_broken(t.s("error: timeout: node ").n(node).s(": "), &v).s("; not saved").nl();
+                report::bound_broken(t.s(packed!("error: timeout: node ")).n(node).s(": "), &v)
+                    .s(packed!("; not saved\n"));
                 return Request::None;
             }
         }
         let Some(nv) = nv else {
-            let _ = out.write_str("error: no SD card to save to; settings last until power-off\n");
+            t.s(packed!("error: no SD card to save to; settings last until power-off\n"));
             self.saved = self.draft.clone();
             return Request::Apply(self.draft.clone());
         };
         match self.persist.save(nv, &self.draft) {
             Ok((copy, generation)) => {
-                let _ = Text::new(out).s("saved to copy ").s(copy.name()).s(" (generation ").n(generation).s(")").nl();
+                t.s(packed!("saved to copy ")).s(copy.name()).s(packed!(" (generation ")).n(generation).s(")\n");
                 self.saved = self.draft.clone();
                 Request::Apply(self.draft.clone())
             }
             Err(e) => {
-                let _ = Text::new(out).s("error: save failed: ").d(&e).s("; the previous settings are intact").nl();
+                t.s(packed!("error: save failed: ")).d(&e).s(packed!("; the previous settings are intact\n"));
                 Request::None
             }
         }
@@ -303,7 +307,7 @@ fn config_error<'t, 'o>(t: &'t mut Text<'o>, e: ConfigError) -> &'t mut Text<'o>
         "never_seen" => "never-seen",
         other => other,
     };
-    t.s("error: ").s(name).s(": ").s(e.problem)
+    t.s(packed!("error: ")).s(name).s(": ").s(e.problem)
 }
 
 /// A MAC key from hex. Decoded here rather than with `Key::from_hex`, whose Unicode-aware
@@ -328,15 +332,34 @@ fn parse_num(s: &str) -> Option<u64> {
         Some(h) => (h, 16),
         None => (s, 10),
     };
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if digits.is_empty() {
         return None;
     }
-    u64::from_str_radix(digits, radix).ok()
+    // Not `u64::from_str_radix`: its sign handling and generic checks cost more flash.
+    digits.bytes().try_fold(0u64, |n, c| n.checked_mul(radix.into())?.checked_add((c as char).to_digit(radix)?.into()))
 }
 
-const HELP: &str = "\
+const HELP: &str = packed!(
+    "\
 status | show | save | revert | factory | release | drill
 set role primary|secondary|spare  set watch 0-3|0,2,5  set primary <n>
 set timeout <ms>  set poll <ms>  set cluster <id>  set node <n>
 set key <hex>|none  set never-seen wait|<ms>
-";
+"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::parse_num;
+
+    #[test]
+    fn numbers_are_decimal_or_0x_hex_and_nothing_else() {
+        assert_eq!(parse_num("10000"), Some(10_000));
+        assert_eq!(parse_num("0xC0ffee"), Some(0xc0_ffee));
+        assert_eq!(parse_num("0X1f"), Some(0x1f));
+        assert_eq!(parse_num("18446744073709551615"), Some(u64::MAX));
+        for bad in ["", "0x", "+5", "-5", "12ab", "0x1g", " 5", "18446744073709551616", "0x10000000000000000"] {
+            assert_eq!(parse_num(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -84,7 +84,9 @@ impl LineEditor {
                 Edit::Pending
             }
             0x08 | 0x7F => {
-                if self.line.pop().is_some() {
+                // Every byte kept is ASCII: drop one by length (`pop` decodes a UTF-8 char).
+                if let Some(n) = self.line.len().checked_sub(1) {
+                    self.line.truncate(n);
                     let _ = out.write_str("\x08 \x08");
                 }
                 Edit::Pending

@@ -21,6 +21,7 @@ use commands::Commands;
 use core::fmt::Write;
 use line::{Complete, Edit, LineEditor};
 use rearguard_shared::config::ListenerConfig;
+use rearguard_shared::packed;
 use rearguard_shared::text::Text;
 
 pub const PROMPT: &str = "rearguard> ";
@@ -58,12 +59,16 @@ impl Menu {
     pub fn run_line<S: NvStore>(&mut self, status: &Status, nv: Option<&mut S>, out: &mut impl Write) -> Request {
         let req = match self.line.complete() {
             Complete::Overlong => {
-                let _ = Text::new(out).s("error: line longer than ").n(MAX_LINE).s(" characters; ignored").nl();
+                let _ = Text::new(out)
+                    .s(packed!("error: line longer than "))
+                    .n(MAX_LINE)
+                    .s(packed!(" characters; ignored"))
+                    .nl();
                 self.commands.cancel();
                 Request::None
             }
             Complete::BadByte => {
-                let _ = out.write_str("error: control or non-ASCII characters; line ignored\n");
+                let _ = Text::new(out).s(packed!("error: control or non-ASCII characters; line ignored\n")).end();
                 self.commands.cancel();
                 Request::None
             }

@@ -7,6 +7,7 @@ use crate::report;
 use core::fmt::Write;
 use rearguard_shared::fencing::FencingBudget;
 use rearguard_shared::listener::{ListenerState, NodeSet, WatchedPrimary};
+use rearguard_shared::packed;
 use rearguard_shared::reject::Reject;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
@@ -105,50 +106,54 @@ impl<'a> Status<'a> {
     }
 
     pub fn print(&self, out: &mut impl Write) -> core::fmt::Result {
-        let t = &mut Text::new(out);
+        self.print_to(&mut Text::new(out))
+    }
+
+    /// [`Status::print`] onto a line being written.
+    pub fn print_to(&self, t: &mut Text) -> core::fmt::Result {
         match self.state {
-            None => t.s("state: not running (see boot messages; fix and save)"),
-            Some(st) => {
-                t.s("state: ").s(st.name()).s(" | timeout ").ms(self.timeout).s(" | gate ").s(if self.gate_open {
-                    "RELEASED"
-                } else {
-                    "held"
-                })
-            }
+            None => t.s(packed!("state: not running (see boot messages; fix and save)")),
+            Some(st) => t
+                .s(packed!("state: "))
+                .s(st.name())
+                .s(packed!(" | timeout "))
+                .ms(self.timeout)
+                .s(packed!(" | gate "))
+                .s(if self.gate_open { "RELEASED" } else { "held" }),
         };
         if let Some(ListenerState::Released { reason, .. }) = self.state {
-            report::reason(t.s("\n  released: "), reason);
+            report::reason(t.s(packed!("\n  released: ")), reason);
         }
         for (p, b) in self.primaries.iter().zip(self.budgets) {
             report::watched_primary(t.s("\n  "), p, self.now);
             if !b.is_none() {
-                report::budget(t.s("\n    fencing budget"), b, self.timeout);
+                report::budget(t.s(packed!("\n    fencing budget")), b, self.timeout);
             }
         }
         for m in &self.media {
             // Names padded to the longest ("serial") so the columns line up.
-            t.s("\n  ").s(m.name).s(&"      "[m.name.len().min(6)..]).s(" last valid heartbeat ");
+            t.s("\n  ").s(m.name).s(&"      "[m.name.len().min(6)..]).s(packed!(" last valid heartbeat "));
             match m.last_valid_age {
                 Some(a) => t.ms(a).s(" ago"),
                 None => t.s("never"),
             };
             let total: u32 = m.rejected.iter().sum();
-            t.s(", accepted ").n(m.accepted).s(", rejected ").n(total);
+            t.s(packed!(", accepted ")).n(m.accepted).s(packed!(", rejected ")).n(total);
             for (name, &n) in Reject::NAMES.iter().zip(&m.rejected) {
                 if n > 0 {
                     t.s(" ").s(name).s("=").n(n);
                 }
             }
         }
-        t.s("\n  link framing errors:");
+        t.s(packed!("\n  link framing errors:"));
         for (name, n) in self.framing {
             t.s(" ").s(name).s("=").n(n);
         }
         if let Some((last, max)) = self.poll_us {
-            t.s("\n  poll took ").n(last).s(" us, longest ").n(max).s(" us");
+            t.s(packed!("\n  poll took ")).n(last).s(packed!(" us, longest ")).n(max).s(" us");
         }
         if let Some((n, room)) = self.stack_peak {
-            t.s("\n  stack peak ").n(n).s(" of ").n(room).s(" bytes");
+            t.s(packed!("\n  stack peak ")).n(n).s(" of ").n(room).s(packed!(" bytes"));
         }
         t.nl()
     }
