@@ -15,6 +15,7 @@ use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 mod drill;
+pub mod marks;
 
 /// Where a refused spare's slots are explained.
 const ROLES: &str = " (`rearguard disk dump` lists the slots' roles)";
@@ -171,6 +172,8 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     budgets: [FencingBudget; P],
     /// The operator's readiness drill, while one runs ([`App::drill_start`]).
     drill: drill::Drill<P>,
+    /// The replay marks last written ([`App::store_marks`]).
+    marks: marks::Marks,
     block: [u8; RECORD_SECTOR],
 }
 
@@ -203,6 +206,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             pending_start: None,
             budgets: [FencingBudget::NONE; P],
             drill: drill::Drill::blank(),
+            marks: marks::Marks::NONE,
             block: [0u8; RECORD_SECTOR],
         }
     }
@@ -537,7 +541,7 @@ mod tests {
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
     /// the flag set, reads of node 0's slot fail.
     /// (With the third flag set, every write fails.)
-    struct RamDisk(Vec<u8>, bool, bool);
+    pub(super) struct RamDisk(Vec<u8>, bool, bool);
     impl SharedDisk for RamDisk {
         type Error = ();
         fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
@@ -558,7 +562,7 @@ mod tests {
         }
     }
 
-    struct CountingGate(u32);
+    pub(super) struct CountingGate(pub(super) u32);
     impl BootGate for CountingGate {
         type Error = ();
         fn check(&mut self) -> Result<&'static str, &'static str> {
@@ -570,7 +574,7 @@ mod tests {
         }
     }
 
-    type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
+    pub(super) type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
 
     /// Remembers which node each release asked for.
     struct NodeGate(Vec<u8>);
@@ -585,7 +589,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> ListenerConfig {
+    pub(super) fn cfg() -> ListenerConfig {
         ListenerConfig {
             cluster_id: 5,
             timeout: Duration::from_millis(1000),
@@ -595,7 +599,7 @@ mod tests {
     }
 
     /// An area of `slots` slots whose primaries are the set `primaries`.
-    fn area(slots: u8, primaries: u32) -> RamDisk {
+    pub(super) fn area(slots: u8, primaries: u32) -> RamDisk {
         let h = DiskHeader {
             sector_size: 512,
             slot_count: slots,
@@ -612,7 +616,7 @@ mod tests {
         d
     }
 
-    fn disk() -> RamDisk {
+    pub(super) fn disk() -> RamDisk {
         area(2, 1)
     }
 
@@ -675,7 +679,7 @@ mod tests {
         app
     }
 
-    fn released(ev: &Events<(), ()>) -> bool {
+    pub(super) fn released(ev: &Events<(), ()>) -> bool {
         ev.iter().any(|e| matches!(e, Event::Released { .. }))
     }
 
@@ -781,7 +785,7 @@ mod tests {
         area(4, 0b111)
     }
 
-    fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
+    pub(super) fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
         let hb = Heartbeat {
             cluster_id: 5,
             node_id: node,
