@@ -40,13 +40,7 @@ fn boot(c: &Cluster, marks: &str) -> Qemu {
 /// Writes each record into slot 0 and leaves it there for three polls; returns when the last
 /// one was written.
 fn replay(c: &Cluster, records: &[Vec<u8>]) -> Instant {
-    let mut last = Instant::now();
-    for r in records {
-        c.write_slot(0, r);
-        last = Instant::now();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    last
+    c.replay_slot(0, records, Duration::from_millis(300))
 }
 
 /// The status screen's disk line: (accepted, replay rejections).
@@ -74,15 +68,7 @@ fn slot_records_replayed_after_a_controller_restart_are_refused() {
     q.wait_for("state: watching", 0, Duration::from_secs(10));
 
     // Capture what the live primary writes for 1.5 s.
-    let mut captured: Vec<Vec<u8>> = Vec::new();
-    let end = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < end {
-        let r = c.read_slot(0)[..RECORD_SECTOR].to_vec();
-        if captured.last() != Some(&r) {
-            captured.push(r);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let captured = c.capture_slot(0, Duration::from_millis(1500));
     assert!(captured.len() >= 10, "captured only {} records", captured.len());
     // The marks follow the live primary about once a second: 1.5 s more, and they are above
     // every captured record. Then the controller loses power and the primary dies.

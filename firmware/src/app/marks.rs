@@ -7,37 +7,42 @@
 //! progress: a dead primary looks alive and the spare is held back. With them, the listener's
 //! detectors start from the marks ([`StandbyListener::seed`]): such a record is refused as a
 //! replay (or a stale epoch) on the disk and on the link alike — the agent sends the same
-//! (epoch, sequence) on both — counted in the status's `rejected`, never accepted, exactly as
-//! within a run. The semantics are the Linux listener's (`boards/linux/src/replay.rs`), which
-//! keeps its own marks in `[listener] state_dir`; that board does not implement [`MarkStore`].
+//! (epoch, sequence) on both — and counted in the status's `rejected`, never accepted, as
+//! within a run. The record equal to the mark is refused too (it was read before the
+//! restart): a dead primary's last record, still in its slot, counts as a `replay` at each
+//! read. These are the Linux listener's semantics (`boards/linux/src/replay.rs`); that board
+//! keeps its marks in `[listener] state_dir` and does not implement [`MarkStore`], so each
+//! board has one guard.
 //!
 //! **The first record above a mark is a baseline, not liveness.** It proves the primary wrote
 //! after the mark was stored, not that it is alive now: after a rack power cycle the slot
 //! holds what the primary wrote in its last second, above the mark, while its OS is still
 //! booting. Taken as progress, it would start the timeout, and the spare would take a primary
 //! that is only slow to boot; as a baseline, the never-seen policy decides, as on a first
-//! start. Treating it as a baseline never releases earlier than liveness would (a release
-//! needs progress and then silence, or the never-seen policy), so safety is unchanged; the
-//! cost is one interval: the live primary's next record is progress.
+//! start. A baseline never releases earlier than progress would (a release needs progress and
+//! then silence, or the never-seen policy), so safety is unchanged; the cost is one interval:
+//! the live primary's next record is progress.
 //!
 //! **When they are written.** About once a second ([`STORE_EVERY`]) while a mark moved, and
-//! not at all while none did: not at every poll, for the wear of an SD card or a flash page.
-//! The mark is exact — the newest record accepted, never leased ahead, which would refuse a
-//! live primary's genuine records after a restart. So records accepted in the last second
-//! before a crash or power cut can be replayed once each after it (the same limit as the Linux
-//! listener); the board writes the marks before it restarts the listener itself (a saved
-//! config). At one write a second a card with wear levelling lasts; a board whose store is
-//! the controller's own flash would need a longer period.
+//! not at all while none did — not at every poll, for the wear of an SD card or a flash page.
+//! A mark is exact (the newest record accepted, never leased ahead, which would refuse a live
+//! primary's genuine records after a restart), so it lags by up to a second: the records of
+//! that last second before a crash, a power cut or a restart in place (a saved config) are
+//! not covered. Replayed after it, each is accepted once — a baseline, then progress — and
+//! spaced a timeout apart, the ten or so of them can hold a release back by as many timeouts;
+//! the Linux listener has the same limit. At one write a second a card with wear levelling
+//! lasts; a board whose store is the controller's own flash needs a longer period.
 //!
-//! **The record** is one 512-byte sector, rewritten in place: a magic, the CRC-32C of the
-//! rest, the cluster id and the disk's uuid (marks of another cluster or of a re-initialised
-//! disk, whose agents count epochs afresh, do not apply), then 12 bytes (epoch, sequence)
-//! per node id 0..=31, zero for none. Keyed by node id, a changed watch list keeps the marks
-//! of the primaries still watched. A bad magic or CRC, another cluster or disk, or a read
-//! error: one console line, and the listener starts without marks (it never refuses to
-//! start for them). A write torn by a power cut fails its CRC: that restart is without marks.
-//! The marks live in the detectors the listener keeps anyway; the application adds only the
-//! CRC of the sector last written and the time of the next check.
+//! **The record** is one 512-byte sector, rewritten in place: the cluster id, the watch set
+//! and the first bytes of the disk's uuid (marks of another cluster, watch list or disk do not
+//! apply: another disk's primaries count their own epochs), the CRC-32C of the sector, then
+//! 16 bytes per watched primary, lowest id first. A blank or torn sector, one of another
+//! cluster, watch list or disk (all fail the CRC sealed with this run's key), or a read error:
+//! one console line, and the listener starts without marks — never a refusal to start. The
+//! marks live in the detectors the listener keeps anyway; the application adds 16 bytes (the
+//! CRC last written, the time of the next look). On the QEMU board the store is the same SD
+//! card as the shared disk, so whoever can write the slots can erase the marks too; a real
+//! controller keeps them in its own flash.
 
 use super::App;
 use crate::board::{BootGate, FrameLink, MarkStore, SharedDisk};
