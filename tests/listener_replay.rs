@@ -26,7 +26,7 @@ fn spawn_listener(c: &Cluster, state_dir: Option<&Path>) -> Process {
 
 /// Writes each record into slot 0 and leaves it there for several polls.
 fn replay(c: &Cluster, records: &[Vec<u8>]) {
-    c.replay_slot(0, records, Duration::from_millis(60));
+    c.replay_slot(0, records, Duration::from_millis(60), |_| {});
 }
 
 #[test]

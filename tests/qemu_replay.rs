@@ -9,10 +9,13 @@
 mod support;
 use rearguard_shared::config::ListenerConfig;
 use rearguard_shared::disk::RECORD_SECTOR;
-use rearguard_shared::heartbeat::{self, Verifier};
+use rearguard_shared::heartbeat::{self, Verifier, MAX_FRAME};
+use rearguard_shared::link::{encode_frame, MAX_ENCODED};
 use rearguard_shared::listener::NeverSeenPolicy;
 use rearguard_shared::Duration as RgDuration;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use support::disk::{Cluster, Timing};
 use support::qemu::*;
@@ -37,16 +40,24 @@ fn boot(c: &Cluster, marks: &str) -> Qemu {
     q
 }
 
-/// Writes each record into slot 0 and leaves it there for three polls; returns when the last
-/// one was written.
-fn replay(c: &Cluster, records: &[Vec<u8>]) -> Instant {
-    c.replay_slot(0, records, Duration::from_millis(300))
+/// Writes each record into slot 0 and sends it as a frame on the serial link (the agent sends
+/// the same records on both), each left for three polls; returns when the last was written.
+fn replay(c: &Cluster, q: &Qemu, records: &[Vec<u8>]) -> Instant {
+    let mut link = UnixStream::connect(&q.link).unwrap();
+    link.write_all(&[0]).unwrap();
+    let v = Verifier { cluster_id: CLUSTER, key: None };
+    c.replay_slot(0, records, Duration::from_millis(300), |r| {
+        let mut frame = [0u8; MAX_FRAME];
+        let n = heartbeat::encode(&heartbeat::decode(r, &v).unwrap(), None, &mut frame);
+        let mut wire = [0u8; MAX_ENCODED];
+        let n = encode_frame(&frame[..n], &mut wire);
+        link.write_all(&wire[..n]).unwrap();
+    })
 }
 
-/// The status screen's disk line: (accepted, replay rejections).
-fn disk_counts(q: &mut Qemu) -> (u32, u32) {
-    let status = q.command("status");
-    let line = status.lines().find(|l| l.trim_start().starts_with("disk ")).unwrap_or_else(|| panic!("{status}"));
+/// A medium's line on the status screen ("disk" or "serial"): (accepted, replay rejections).
+fn counts(status: &str, medium: &str) -> (u32, u32) {
+    let line = status.lines().find(|l| l.trim_start().starts_with(medium)).unwrap_or_else(|| panic!("{status}"));
     let after = |key: &str| -> u32 {
         line.split(key).nth(1).map_or(0, |s| s.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap())
     };
@@ -85,7 +96,7 @@ fn slot_records_replayed_after_a_controller_restart_are_refused() {
     c.write_slot(0, &[0; RECORD_SECTOR]);
     let mut q = boot(&c, "loaded; older records refused");
     let started = Instant::now();
-    let replayed = replay(&c, &captured);
+    let replayed = replay(&c, &q, &captured);
     let (released, _) = q.wait_for("BOOT RELEASED: primary never seen alive", 0, Duration::from_secs(10));
     println!(
         "with marks: {} records replayed over {} ms, all refused; released {} ms after the restart as never seen",
@@ -93,9 +104,11 @@ fn slot_records_replayed_after_a_controller_restart_are_refused() {
         replayed.duration_since(started).as_millis(),
         released.duration_since(started).as_millis()
     );
-    let (accepted, refused) = disk_counts(&mut q);
-    assert_eq!(accepted, 0, "{}", q.text());
-    assert!(refused as usize >= captured.len(), "{refused} replay rejections for {} records", captured.len());
+    let status = q.command("status");
+    let (accepted, refused) = counts(&status, "disk ");
+    assert_eq!(accepted, 0, "{status}");
+    assert!(refused as usize >= captured.len(), "{refused} replay rejections for {} records: {status}", captured.len());
+    assert_eq!(counts(&status, "serial "), (0, captured.len() as u32), "{status}");
     assert!(!q.text().contains("state: watching"), "a replay was taken as liveness: {}", q.text());
     drop(q);
 
@@ -109,7 +122,7 @@ fn slot_records_replayed_after_a_controller_restart_are_refused() {
     c.write_slot(0, &[0; RECORD_SECTOR]);
     let q = boot(&c, "none for this cluster, watch and disk");
     let started = Instant::now();
-    let replayed = replay(&c, &captured);
+    let replayed = replay(&c, &q, &captured);
     q.wait_for("state: watching (primary is alive)", 0, Duration::from_secs(1));
     let (released, _) = q.wait_for("BOOT RELEASED: primary silent for", 0, Duration::from_secs(10));
     println!(

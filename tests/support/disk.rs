@@ -173,12 +173,14 @@ impl Cluster {
         captured
     }
 
-    /// Writes each record into node `node`'s slot and leaves it there for `hold` (a few of the
-    /// listener's polls); returns when the last one was written.
-    pub fn replay_slot(&self, node: u8, records: &[Vec<u8>], hold: Duration) -> Instant {
+    /// Writes each record into node `node`'s slot, hands it to `also` (to replay it on another
+    /// medium too), and leaves it there for `hold` (a few of the listener's polls); returns
+    /// when the last one was written.
+    pub fn replay_slot(&self, node: u8, records: &[Vec<u8>], hold: Duration, mut also: impl FnMut(&[u8])) -> Instant {
         let mut last = Instant::now();
         for r in records {
             self.write_slot(node, r);
+            also(r);
             last = Instant::now();
             std::thread::sleep(hold);
         }
