@@ -239,8 +239,8 @@ fn poll(app: &mut BoardApp<'_>, t: Instant, nv: Option<sd::SdDisk<'_>>, con: &mu
     let start = cycles();
     app.poll_with(t, &mut |ev| report(con, &ev, read_failures));
     app.drill_poll(t, con);
-    if let Some(e) = nv.and_then(|mut nv| app.store_marks(&mut nv, t)) {
-        let _ = Text::new(&mut *con).d(&e).nl();
+    if let Some(mut nv) = nv {
+        app.store_marks(&mut nv, t, con);
     }
     // 12.5 cycles a microsecond (see SYSCLK_HZ), to 2 µs.
     let us = cycles().wrapping_sub(start) / 25 * 2;
@@ -333,7 +333,7 @@ fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<
         return;
     }
     if let Some(mut nv) = nv {
-        let _ = Text::new(&mut *con).d(&a.load_marks(&mut nv, now())).nl();
+        a.load_marks(&mut nv, now(), con);
     }
     let c = a.config();
     info!(

@@ -47,9 +47,13 @@
 use super::App;
 use crate::board::{BootGate, FrameLink, MarkStore, SharedDisk};
 use crate::nv::Dbg;
+use core::fmt::Write;
 use rearguard_shared::integrity::crc32c;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
+
+/// How every line about the marks starts.
+const SAYS: &str = "replay marks: ";
 
 /// How often moved marks are written.
 pub const STORE_EVERY: Duration = Duration::from_secs(1);
@@ -72,47 +76,29 @@ impl Marks {
     pub(super) const NONE: Marks = Marks { crc: 0, failing: false, due: Instant::ZERO };
 }
 
-/// A console line about the marks ([`App::load_marks`], [`App::store_marks`]).
-#[derive(Debug)]
-pub enum Said<E> {
-    Note(&'static str),
-    /// What failed, and the store's error.
-    Failed(&'static str, E),
-}
-
-impl<E: core::fmt::Debug> core::fmt::Display for Said<E> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
-        t.s("replay marks: ");
-        match self {
-            Said::Note(s) => t.s(s),
-            Said::Failed(what, e) => t.s(what).s(" (").d(&Dbg(e)).s(")"),
-        }
-        .end()
-    }
-}
-
 impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
-    /// Reads the marks from `store` and starts each watched primary from its own; call after
-    /// every successful [`App::start`], before the first poll.
-    pub fn load_marks<S: MarkStore>(&mut self, store: &mut S, now: Instant) -> Said<S::Error> {
-        let said = match store.read_marks(&mut self.block) {
-            Err(e) => Said::Failed("unreadable, not used", e),
+    /// Reads the marks from `store` and starts each watched primary from its own; says on
+    /// `out` what it found. Call after every successful [`App::start`], before the first poll.
+    pub fn load_marks<S: MarkStore>(&mut self, store: &mut S, now: Instant, out: &mut impl Write) {
+        let t = &mut Text::new(out);
+        t.s(SAYS);
+        match store.read_marks(&mut self.block) {
+            Err(e) => t.s("unreadable (").d(&Dbg(&e)).s("), not used"),
             // Sealed again with this run's key: a sector of another cluster, watch list or
             // disk fails the CRC as a torn or blank one does.
-            Ok(()) if word(&self.block, 12) != self.seal() => Said::Note("none for this cluster, watch and disk"),
+            Ok(()) if word(&self.block, 12) != self.seal() => t.s("none for this cluster, watch and disk"),
             Ok(()) => {
                 let mut entries = self.block[HEAD..].chunks_exact(ENTRY);
                 self.listener.seed(|_| {
                     let k = entries.next().map_or(0, |e| u128::from_le_bytes(e.try_into().unwrap_or([0; ENTRY])));
                     (k != 0).then_some(((k >> 64) as u32, k as u64))
                 });
-                Said::Note("loaded; older records refused")
+                t.s("loaded; older records refused")
             }
         };
+        let _ = t.nl();
         // What the store would hold now: nothing is written until a mark moves.
         self.marks = Marks { crc: self.encode_marks(), failing: false, due: now + STORE_EVERY };
-        said
     }
 
     /// Writes what the marks belong to (the cluster, the watch set, the disk: its uuid's first
@@ -139,23 +125,23 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     }
 
     /// Writes the marks if one moved since they were last written, at most once every
-    /// [`STORE_EVERY`]; call after every poll. Returns a line to print the first time writes
-    /// fail; they are retried.
-    pub fn store_marks<S: MarkStore>(&mut self, store: &mut S, now: Instant) -> Option<Said<S::Error>> {
+    /// [`STORE_EVERY`]; call after every poll. The first write of a failing streak is said on
+    /// `out`; they are retried.
+    pub fn store_marks<S: MarkStore>(&mut self, store: &mut S, now: Instant, out: &mut impl Write) {
         if !self.running || now < self.marks.due {
-            return None;
+            return;
         }
         self.marks.due = now + STORE_EVERY;
         let crc = self.encode_marks();
         if crc == self.marks.crc {
-            return None;
+            return;
         }
         match store.write_marks(&self.block) {
-            Ok(()) => {
-                (self.marks.crc, self.marks.failing) = (crc, false);
-                None
+            Ok(()) => (self.marks.crc, self.marks.failing) = (crc, false),
+            Err(e) if !core::mem::replace(&mut self.marks.failing, true) => {
+                let _ = Text::new(out).s(SAYS).s("not written (").d(&Dbg(&e)).s(")").nl();
             }
-            Err(e) => (!core::mem::replace(&mut self.marks.failing, true)).then_some(Said::Failed("not written", e)),
+            Err(_) => {}
         }
     }
 }
@@ -212,7 +198,8 @@ mod tests {
     fn start(d: RamDisk, store: &mut RamMarks) -> (TestApp, String) {
         let c = ListenerConfig { never_seen: NeverSeenPolicy::ReleaseAfter(Duration::from_millis(2000)), ..cfg() };
         let mut app = TestApp::new(c, Some(d), None::<NoLink>, CountingGate(0), ms(0)).unwrap();
-        let said = app.load_marks(store, ms(0)).to_string();
+        let mut said = String::new();
+        app.load_marks(store, ms(0), &mut said);
         (app, said)
     }
 
@@ -220,7 +207,9 @@ mod tests {
     fn beat(app: &mut TestApp, store: &mut RamMarks, epoch: u32, seq: u64, t: u64) -> bool {
         write_beat(&mut app.disk.as_mut().unwrap().dev, 0, epoch, seq);
         let ev = app.poll(ms(t));
-        assert!(app.store_marks(store, ms(t)).is_none());
+        let mut said = String::new();
+        app.store_marks(store, ms(t), &mut said);
+        assert_eq!(said, "");
         ev.iter().any(|e| matches!(e, Event::State(ListenerState::Watching)))
     }
 
@@ -228,14 +217,14 @@ mod tests {
     /// it is silent.
     fn three_seconds_of_beats(store: &mut RamMarks) -> TestApp {
         let (mut app, said) = start(disk(), store);
-        assert_eq!(said, "replay marks: none for this cluster, watch and disk");
+        assert_eq!(said, "replay marks: none for this cluster, watch and disk\n");
         for seq in 1..=30u64 {
             beat(&mut app, store, 7, seq, seq * 100);
         }
         assert_eq!(store.writes, 3, "at 1, 2 and 3 s");
         for t in 31..39u64 {
             app.poll(ms(t * 100));
-            assert!(app.store_marks(store, ms(t * 100)).is_none());
+            app.store_marks(store, ms(t * 100), &mut String::new());
         }
         assert_eq!(store.writes, 3, "nothing moved, nothing written");
         let entry = &store.sector.unwrap()[HEAD..HEAD + ENTRY];
@@ -248,7 +237,7 @@ mod tests {
         let mut store = RamMarks::default();
         let app = three_seconds_of_beats(&mut store);
         let (mut app, said) = start(app.disk.unwrap().dev, &mut store);
-        assert_eq!(said, "replay marks: loaded; older records refused");
+        assert_eq!(said, "replay marks: loaded; older records refused\n");
         for seq in 1..=30u64 {
             assert!(!beat(&mut app, &mut store, 7, seq, seq * 50), "replayed seq {seq} taken as liveness");
         }
@@ -282,23 +271,22 @@ mod tests {
         torn[HEAD + 3] ^= 1;
         store.sector = Some(torn);
         let (mut app, said) = start(disk(), &mut store);
-        assert_eq!(said, "replay marks: none for this cluster, watch and disk");
+        assert_eq!(said, "replay marks: none for this cluster, watch and disk\n");
         assert!(!beat(&mut app, &mut store, 7, 1, 100));
         assert!(beat(&mut app, &mut store, 7, 2, 200), "without marks, a replay is progress");
 
         store.fail = true;
         let (_, said) = start(disk(), &mut store);
-        assert_eq!(said, "replay marks: unreadable, not used (\"no card\")");
+        assert_eq!(said, "replay marks: unreadable (\"no card\"), not used\n");
 
         store = RamMarks { sector: Some(good), ..RamMarks::default() };
         let c =
-            ListenerConfig { node_id: 3, primary_node: 0, watch: rearguard_shared::listener::NodeSet(0b11), ..cfg() };
+            ListenerConfig { node_id: 2, primary_node: 0, watch: rearguard_shared::listener::NodeSet(0b11), ..cfg() };
         let spare = crate::app::tests::area(3, 0b11);
         let mut app = App::<_, NoLink, _, 2>::new(c, Some(spare), None, CountingGate(0), ms(0)).unwrap();
-        assert_eq!(
-            app.load_marks(&mut store, ms(0)).to_string(),
-            "replay marks: none for this cluster, watch and disk"
-        );
+        let mut said = String::new();
+        app.load_marks(&mut store, ms(0), &mut said);
+        assert_eq!(said, "replay marks: none for this cluster, watch and disk\n");
     }
 
     #[test]
@@ -316,11 +304,13 @@ mod tests {
             }
             write_beat(&mut app.disk.as_mut().unwrap().dev, 0, 7, seq);
             app.poll(ms(seq * 100));
-            if let Some(s) = app.store_marks(&mut store, ms(seq * 100)) {
-                said.push((seq, s.to_string()));
+            let mut s = String::new();
+            app.store_marks(&mut store, ms(seq * 100), &mut s);
+            if !s.is_empty() {
+                said.push((seq, s));
             }
         }
-        let line = "replay marks: not written (\"no card\")".to_string();
+        let line = "replay marks: not written (\"no card\")\n".to_string();
         assert_eq!(said, [(10, line.clone()), (40, line)]);
         assert_eq!(store.writes, 1, "at 3 s, while the store worked");
     }
