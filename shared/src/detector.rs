@@ -86,15 +86,18 @@ impl FailureDetector {
     pub fn observe(&mut self, hb: &Heartbeat) -> Result<Observation, Reject> {
         let obs = match self.last() {
             None => Observation::Baseline,
-            Some((epoch, _)) if hb.boot_epoch < epoch => return Err(Reject::StaleEpoch),
-            Some(mark) if self.marked => match (hb.boot_epoch, hb.sequence) > mark {
-                true => Observation::Baseline,
-                false => return Err(Reject::Replay),
-            },
             Some((epoch, _)) if hb.boot_epoch > epoch => Observation::Restarted,
+            Some((epoch, _)) if hb.boot_epoch < epoch => return Err(Reject::StaleEpoch),
             Some((_, seq)) if hb.sequence > seq => Observation::Progress,
             Some((_, seq)) if hb.sequence == seq && self.kind == MediumKind::Polled => Observation::Repeat,
             Some(_) => return Err(Reject::Replay),
+        };
+        // Past a mark from before a restart, a newer record is only a baseline, and the mark's
+        // own record (read before the restart) a replay.
+        let obs = match (self.marked, obs) {
+            (false, obs) => obs,
+            (true, Observation::Repeat) => return Err(Reject::Replay),
+            (true, _) => Observation::Baseline,
         };
         (self.epoch, self.sequence, self.seen, self.marked) = (hb.boot_epoch, hb.sequence, true, false);
         Ok(obs)
