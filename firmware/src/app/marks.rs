@@ -159,7 +159,7 @@ mod tests {
     use crate::board::NoLink;
     use rearguard_shared::config::ListenerConfig;
     use rearguard_shared::disk::RECORD_SECTOR;
-    use rearguard_shared::listener::{ListenerState, NeverSeenPolicy, ReleaseReason, Takeover};
+    use rearguard_shared::listener::{ListenerState, NeverSeenPolicy, NodeSet, ReleaseReason, Takeover};
     use rearguard_shared::reject::Reject;
     use std::string::{String, ToString};
 
@@ -280,13 +280,44 @@ mod tests {
         assert_eq!(said, "replay marks: unreadable (\"no card\"), not used\n");
 
         store = RamMarks { sector: Some(good), ..RamMarks::default() };
-        let c =
-            ListenerConfig { node_id: 2, primary_node: 0, watch: rearguard_shared::listener::NodeSet(0b11), ..cfg() };
+        let c = ListenerConfig { node_id: 2, primary_node: 0, watch: NodeSet(0b11), ..cfg() };
         let spare = crate::app::tests::area(3, 0b11);
         let mut app = App::<_, NoLink, _, 2>::new(c, Some(spare), None, CountingGate(0), ms(0)).unwrap();
         let mut said = String::new();
         app.load_marks(&mut store, ms(0), &mut said);
         assert_eq!(said, "replay marks: none for this cluster, watch and disk\n");
+    }
+
+    /// A spare keeps one mark per watched primary, each restored to its own primary.
+    #[test]
+    fn a_spare_keeps_each_primarys_own_mark() {
+        let spare = || {
+            let c = ListenerConfig { node_id: 2, primary_node: 0, watch: NodeSet(0b11), ..cfg() };
+            App::<_, NoLink, _, 2>::new(c, Some(crate::app::tests::area(3, 0b11)), None, CountingGate(0), ms(0))
+                .unwrap()
+        };
+        let mut store = RamMarks::default();
+        let mut app = spare();
+        app.load_marks(&mut store, ms(0), &mut String::new());
+        for seq in 1..=12u64 {
+            let d = &mut app.disk.as_mut().unwrap().dev;
+            write_beat(d, 0, 7, seq);
+            write_beat(d, 1, 9, seq + 100);
+            app.poll(ms(seq * 100));
+            app.store_marks(&mut store, ms(seq * 100), &mut String::new());
+        }
+        let mut app = spare();
+        let mut said = String::new();
+        app.load_marks(&mut store, ms(0), &mut said);
+        assert_eq!(said, "replay marks: loaded; older records refused\n");
+        let marks: std::vec::Vec<u128> = app.listener().primaries().iter().map(|p| p.mark()).collect();
+        assert_eq!(marks, [7 << 64 | 10, 9 << 64 | 110], "as stored at 1 s");
+        let d = &mut app.disk.as_mut().unwrap().dev;
+        write_beat(d, 0, 7, 10);
+        write_beat(d, 1, 9, 111);
+        app.poll(ms(100));
+        let media = app.listener().media()[0];
+        assert_eq!((media.accepted, media.rejected[Reject::Replay.index()]), (1, 1), "node 1's newer record only");
     }
 
     #[test]
