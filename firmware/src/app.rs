@@ -16,6 +16,7 @@ use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 mod drill;
+pub mod marks;
 
 /// Where a refused spare's slots are explained.
 const ROLES: &str = packed!(" (`rearguard disk dump` lists the slots' roles)");
@@ -177,6 +178,8 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     budgets: [FencingBudget; P],
     /// The operator's readiness drill, while one runs ([`App::drill_start`]).
     drill: drill::Drill<P>,
+    /// The replay marks last written ([`App::store_marks`]).
+    marks: marks::Marks,
     block: [u8; RECORD_SECTOR],
 }
 
@@ -209,6 +212,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             pending_start: None,
             budgets: [FencingBudget::NONE; P],
             drill: drill::Drill::blank(),
+            marks: marks::Marks::NONE,
             block: [0u8; RECORD_SECTOR],
         }
     }
@@ -560,7 +564,7 @@ mod tests {
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
     /// the flag set, reads of node 0's slot fail.
     /// (With the third flag set, every write fails.)
-    struct RamDisk(Vec<u8>, bool, bool);
+    pub(super) struct RamDisk(Vec<u8>, bool, bool);
     impl SharedDisk for RamDisk {
         type Error = ();
         fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
@@ -581,7 +585,7 @@ mod tests {
         }
     }
 
-    struct CountingGate(u32);
+    pub(super) struct CountingGate(pub(super) u32);
     impl BootGate for CountingGate {
         type Error = ();
         fn check(&mut self) -> Result<&'static str, &'static str> {
@@ -593,7 +597,7 @@ mod tests {
         }
     }
 
-    type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
+    pub(super) type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
 
     /// Remembers which node each release asked for.
     struct NodeGate(Vec<u8>);
@@ -608,7 +612,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> ListenerConfig {
+    pub(super) fn cfg() -> ListenerConfig {
         ListenerConfig {
             cluster_id: 5,
             timeout: Duration::from_millis(1000),
@@ -618,7 +622,7 @@ mod tests {
     }
 
     /// An area of `slots` slots whose primaries are the set `primaries`.
-    fn area(slots: u8, primaries: u32) -> RamDisk {
+    pub(super) fn area(slots: u8, primaries: u32) -> RamDisk {
         let h = DiskHeader {
             sector_size: 512,
             slot_count: slots,
@@ -635,7 +639,7 @@ mod tests {
         d
     }
 
-    fn disk() -> RamDisk {
+    pub(super) fn disk() -> RamDisk {
         area(2, 1)
     }
 
@@ -698,7 +702,7 @@ mod tests {
         app
     }
 
-    fn released(ev: &Events<(), ()>) -> bool {
+    pub(super) fn released(ev: &Events<(), ()>) -> bool {
         ev.iter().any(|e| matches!(e, Event::Released { .. }))
     }
 
@@ -804,7 +808,7 @@ mod tests {
         area(4, 0b111)
     }
 
-    fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
+    pub(super) fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
         write_heartbeat(d, node, boot_epoch, seq, FencingBudget::NONE, 0);
     }
 

@@ -329,6 +329,13 @@ impl WatchedPrimary {
     pub fn last_epoch(&self) -> Option<u32> {
         self.detectors.iter().filter_map(|d| d.last()).map(|(e, _)| e).max()
     }
+    /// The highest (epoch, sequence) accepted from it on any medium, or seeded
+    /// ([`StandbyListener::seed`]) and not passed since — what a restarted listener must
+    /// refuse (the firmware keeps it, `rearguard_firmware::app::marks`) — as one number,
+    /// `epoch << 64 | sequence`; 0 for none.
+    pub fn mark(&self) -> u128 {
+        self.detectors.iter().map(|d| d.last().map_or(0, |(e, s)| (e as u128) << 64 | s as u128)).max().unwrap_or(0)
+    }
     /// The last (epoch, sequence) accepted from it on `medium`.
     pub fn last_record(&self, medium: MediumId) -> Option<(u32, u64)> {
         self.detectors.get(medium.0 as usize).and_then(|d| d.last())
@@ -433,6 +440,18 @@ impl<const P: usize> StandbyListener<P> {
             p.detectors[id] = FailureDetector::new(kind);
         }
         Some(MediumId(id as u8))
+    }
+
+    /// Starts each watched primary that `mark_of` has a mark for on every medium from it: the
+    /// highest record accepted from it before this listener restarted. Records at or below it
+    /// are refused as replays (or stale epochs), the first above it is a baseline
+    /// ([`FailureDetector::seed`]). Call after the media are added, before the first frame.
+    pub fn seed(&mut self, mut mark_of: impl FnMut(u8) -> Option<(u32, u64)>) {
+        for p in self.primaries.iter_mut() {
+            if let Some(mark) = mark_of(p.node) {
+                p.detectors.iter_mut().for_each(|d| d.seed(mark));
+            }
+        }
     }
 
     pub fn params(&self) -> &ListenerParams {
@@ -796,6 +815,38 @@ mod tests {
             reason: ReleaseReason::NeverSeen { waited: Duration::from_secs(30) },
             primary_epoch: None
         })));
+    }
+
+    /// Seeded with the mark of a previous run, the listener refuses records replayed on
+    /// either medium as it would within a run: no liveness, no first sighting, the never-seen
+    /// policy releases on time; the live primary's next records are a baseline, then progress.
+    #[test]
+    fn a_seeded_listener_refuses_replays_on_every_medium() {
+        let (mut l, disk, serial) = listener(NeverSeenPolicy::ReleaseAfter(Duration::from_secs(2)));
+        // Only the watched primaries are asked for their marks.
+        l.seed(|n| {
+            assert_eq!(n, 0);
+            Some((3, 40))
+        });
+        assert_eq!(l.primaries()[0].mark(), 3 << 64 | 40);
+        for seq in 1..=40u64 {
+            assert!(l.on_frame(disk, 0, Ok(sample(seq)), at(seq * 10)).is_empty());
+            assert!(l.on_frame(serial, 0, Ok(sample(seq)), at(seq * 10)).is_empty());
+        }
+        assert_eq!(l.primaries()[0].first_seen(), None);
+        assert_eq!(l.media()[disk.0 as usize].rejected[Reject::Replay.index()], 40);
+        assert_eq!(l.media()[serial.0 as usize].accepted, 0);
+        let a = tick(&mut l, 2000, true);
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::Release(Takeover { reason: ReleaseReason::NeverSeen { .. }, .. }))));
+
+        let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
+        l.seed(|_| Some((3, 40)));
+        assert!(l.on_frame(disk, 0, Ok(sample(41)), at(100)).is_empty(), "a baseline only");
+        let a = l.on_frame(disk, 0, Ok(sample(42)), at(200));
+        assert_eq!(a.as_slice(), &[Action::Notify(ListenerState::Watching)]);
+        assert_eq!(l.primaries()[0].mark(), 3 << 64 | 42);
     }
 
     #[test]

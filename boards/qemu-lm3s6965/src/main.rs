@@ -221,7 +221,7 @@ fn main() -> ! {
         let t = now();
         if app.is_running() && t >= next_poll {
             next_poll = t + app.config().poll_period;
-            poll(app, t, &mut con, &mut read_failures);
+            poll(app, t, handle(), &mut con, &mut read_failures);
         }
         while let Some(b) = uart::CONSOLE.pop(&uart::CONSOLE_RX) {
             if menu.feed(b, &mut con)
@@ -236,10 +236,13 @@ fn main() -> ! {
 
 /// One poll of every medium (out of `main` so its frame is not under every console line).
 #[inline(never)]
-fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
+fn poll(app: &mut BoardApp<'_>, t: Instant, nv: Option<sd::SdDisk<'_>>, con: &mut Console, read_failures: &mut u32) {
     let start = cycles();
     app.poll_with(t, &mut |ev| report(con, &ev, read_failures));
     app.drill_poll(t, con);
+    if let Some(mut nv) = nv {
+        app.store_marks(&mut nv, t, con);
+    }
     // 12.5 cycles a microsecond (see SYSCLK_HZ), to 2 µs.
     let us = cycles().wrapping_sub(start) / 25 * 2;
     POLL_US[0].store(us, Ordering::Relaxed);
@@ -321,12 +324,17 @@ fn console_line<'c>(
 /// why, and the menu can fix it.
 #[inline(never)]
 fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<'c>>, con: &mut Console) {
+    // The replay marks sit on the same card, beside the config copies.
+    let nv = disk.as_ref().map(|d| sd::SdDisk { card: d.card, sectors: d.sectors });
     let disk = disk.and_then(|mut d| disk_has_area(&mut d, con).then_some(d));
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = a.start(cfg, disk, Some(link), now()) {
         warn!("listener refused to start");
         let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
         return;
+    }
+    if let Some(mut nv) = nv {
+        a.load_marks(&mut nv, now(), con);
     }
     let c = a.config();
     info!(
