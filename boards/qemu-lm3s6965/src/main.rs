@@ -141,11 +141,12 @@ impl BootGate for GpioGate {
         Ok(())
     }
     fn check(&mut self) -> Result<&'static str, &'static str> {
-        let outputs = regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
+        let outputs =
+            regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
         match (outputs, regs::GPIO_F.data(1).read()) {
-            (true, 0) => Ok("PF0 holds the secondary at POST, the node pins PB0-PB4 are outputs"),
-            (true, _) => Err("PF0 is high: the secondary is not held"),
-            (false, _) => Err("PF0 or PB0-PB4 is not an output: the gate cannot be driven"),
+            (true, 0) => Ok(packed!("PF0 holds the secondary at POST, the node pins PB0-PB4 are outputs")),
+            (true, _) => Err(packed!("PF0 is high: the secondary is not held")),
+            (false, _) => Err(packed!("PF0 or PB0-PB4 is not an output: the gate cannot be driven")),
         }
     }
 }

@@ -49,11 +49,12 @@ use crate::board::{BootGate, FrameLink, MarkStore, SharedDisk};
 use crate::nv::Dbg;
 use core::fmt::Write;
 use rearguard_shared::integrity::crc32c;
+use rearguard_shared::packed;
 use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 /// How every line about the marks starts.
-const SAYS: &str = "replay marks: ";
+const SAYS: &str = packed!("replay marks: ");
 
 /// How often moved marks are written.
 pub const STORE_EVERY: Duration = Duration::from_secs(1);
@@ -83,17 +84,17 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let t = &mut Text::new(out);
         t.s(SAYS);
         match store.read_marks(&mut self.block) {
-            Err(e) => t.s("unreadable (").d(&Dbg(&e)).s("), not used"),
+            Err(e) => t.s(packed!("unreadable (")).d(&Dbg(&e)).s(packed!("), not used")),
             // Sealed again with this run's key: a sector of another cluster, watch list or
             // disk fails the CRC as a torn or blank one does.
-            Ok(()) if word(&self.block, 12) != self.seal() => t.s("none for this cluster, watch and disk"),
+            Ok(()) if word(&self.block, 12) != self.seal() => t.s(packed!("none for this cluster, watch and disk")),
             Ok(()) => {
                 let mut entries = self.block[HEAD..].chunks_exact(ENTRY);
                 self.listener.seed(|_| {
                     let k = entries.next().map_or(0, |e| u128::from_le_bytes(e.try_into().unwrap_or([0; ENTRY])));
                     (k != 0).then_some(((k >> 64) as u32, k as u64))
                 });
-                t.s("loaded; older records refused")
+                t.s(packed!("loaded; older records refused"))
             }
         };
         let _ = t.nl();
@@ -139,7 +140,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         match store.write_marks(&self.block) {
             Ok(()) => (self.marks.crc, self.marks.failing) = (crc, false),
             Err(e) if !core::mem::replace(&mut self.marks.failing, true) => {
-                let _ = Text::new(out).s(SAYS).s("not written (").d(&Dbg(&e)).s(")").nl();
+                let _ = Text::new(out).s(SAYS).s(packed!("not written (")).d(&Dbg(&e)).s(packed!(")")).nl();
             }
             Err(_) => {}
         }
