@@ -26,7 +26,6 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use lm3s6965::interrupt;
 use panic_halt as _;
 use rearguard_firmware::board::{BootGate, FrameLink};
 use rearguard_firmware::menu::{self, Menu, Request, Status};
@@ -75,15 +74,41 @@ fn SysTick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
 }
 
-#[interrupt]
-fn UART0() {
+/// The LM3S6965's interrupts this board takes (its vector numbers).
+#[derive(Clone, Copy)]
+enum Irq {
+    Uart0 = 5,
+    Uart1 = 6,
+}
+
+// SAFETY: the numbers are the LM3S6965's UART0 and UART1 interrupts.
+unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
+    fn number(self) -> u16 {
+        self as u16
+    }
+}
+
+extern "C" fn uart0() {
     uart::CONSOLE.on_interrupt(&uart::CONSOLE_RX);
 }
 
-#[interrupt]
-fn UART1() {
+extern "C" fn uart1() {
     uart::LINK.on_interrupt(&uart::LINK_RX);
 }
+
+extern "C" {
+    /// cortex-m-rt's handler for an unexpected interrupt.
+    fn DefaultHandler();
+}
+
+/// The device's part of the vector table, up to the last interrupt used (UART1): the
+/// LM3S6965 has 44, and a full table would cost 148 bytes of flash for interrupts that are
+/// never enabled. cortex-m-rt's `device` feature leaves this table to the board, which
+/// supplies it here, and its (empty) `device.x` from build.rs.
+#[link_section = ".vector_table.interrupts"]
+#[no_mangle]
+static __INTERRUPTS: [unsafe extern "C" fn(); 7] =
+    [DefaultHandler, DefaultHandler, DefaultHandler, DefaultHandler, DefaultHandler, uart0, uart1];
 
 /// Chunks on the link that were not frames, by [`rearguard_shared::link::FramingError`].
 static FRAMING_ERRORS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
@@ -197,8 +222,8 @@ fn main() -> ! {
     cp.SYST.enable_counter();
     // SAFETY: the handlers above only touch their own ring buffer through a critical section.
     unsafe {
-        cortex_m::peripheral::NVIC::unmask(lm3s6965::Interrupt::UART0);
-        cortex_m::peripheral::NVIC::unmask(lm3s6965::Interrupt::UART1);
+        cortex_m::peripheral::NVIC::unmask(Irq::Uart0);
+        cortex_m::peripheral::NVIC::unmask(Irq::Uart1);
     }
     let mut con = Console;
     let _ = con.write_str(concat!("\nrearguard listener firmware ", env!("CARGO_PKG_VERSION"), " (lm3s6965evb)\n"));
