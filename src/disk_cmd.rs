@@ -301,6 +301,9 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
                 Ok(MailboxMessage::TakeoverClaim { by, primary_epoch }) => {
                     json!({"node": i, "message": "takeover-claim", "by": by, "primary_epoch": primary_epoch})
                 }
+                Ok(MailboxMessage::PendingClaim { by, primary_epoch }) => json!({
+                    "node": i, "message": "takeover-claim", "pending": true, "by": by, "primary_epoch": primary_epoch
+                }),
                 Ok(MailboxMessage::Poison { by }) => json!({"node": i, "message": "poison", "by": by}),
                 Ok(MailboxMessage::Test { by, seq }) => json!({"node": i, "message": "test", "by": by, "seq": seq}),
                 Err(e) => json!({"node": i, "message": "corrupt", "detail": e.to_string()}),
@@ -367,6 +370,9 @@ fn dump(device: &Path, as_json: bool, key: Option<&str>, watch_ms: Option<u64>) 
             Ok(MailboxMessage::TakeoverClaim { by, primary_epoch }) => {
                 println!("  node {i}: TAKEOVER CLAIM by node {by} (primary epoch {primary_epoch}) — node {i} must not serve; `rearguard disk clear` once node {by} is down")
             }
+            Ok(MailboxMessage::PendingClaim { by, primary_epoch }) => {
+                println!("  node {i}: TAKEOVER CLAIM by node {by}, PENDING (primary epoch {primary_epoch}) — node {by} is arbitrating, or crashed doing so and will not take node {i}; node {i} must not serve; `rearguard disk clear` to let it serve again")
+            }
             Ok(MailboxMessage::Poison { by }) => println!("  node {i}: POISON PILL from node {by}"),
             Ok(MailboxMessage::Test { by, seq }) => println!("  node {i}: test message #{seq} from node {by}"),
             Err(e) => println!("  node {i}: corrupt — {e}"),
@@ -396,7 +402,7 @@ type Mailboxes = [Result<MailboxMessage, rearguard_shared::disk::MailboxError>];
 
 fn claimed_by(mailboxes: &Mailboxes, node: usize) -> Option<u8> {
     match mailboxes.get(node) {
-        Some(Ok(MailboxMessage::TakeoverClaim { by, .. })) => Some(*by),
+        Some(Ok(m)) => m.claimant(),
         _ => None,
     }
 }
@@ -465,8 +471,13 @@ fn message(device: &Path, node: u8, kind: MessageKind, by: u8) -> anyhow::Result
     // A message would erase a spare's takeover claim, and with it what keeps the primary from
     // serving beside the spare: only a deliberate `clear` may.
     disk.read_block(off, &mut block)?;
-    if let (Ok(MailboxMessage::TakeoverClaim { by: spare, primary_epoch }), false) =
-        (MailboxMessage::decode(&block), kind == MessageKind::Clear)
+    if let (
+        Ok(
+            MailboxMessage::TakeoverClaim { by: spare, primary_epoch }
+            | MailboxMessage::PendingClaim { by: spare, primary_epoch },
+        ),
+        false,
+    ) = (MailboxMessage::decode(&block), kind == MessageKind::Clear)
     {
         bail!(
             "node {node}'s mailbox holds spare {spare}'s takeover claim (primary epoch {primary_epoch}); a {} message would erase it and let the old primary serve beside the spare. Once node {node} is recommissioned, clear it first: `rearguard disk message {} {node} clear`",

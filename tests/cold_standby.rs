@@ -67,7 +67,11 @@ fn the_gate_is_released_exactly_once() {
 
 #[test]
 fn fsync_hammer_on_the_same_image_causes_no_release() {
-    let c = Cluster::new(Timing::default());
+    // A write deadline of 1 s (timeout 2.5 s ≥ 2 × (100 + 1000 + 100) ms): with the default
+    // 300 ms a loaded 2-core machine once saw a synchronous write take longer, and the agent
+    // fenced itself — the safe order, but not what this test is about (no release from I/O
+    // contention on the image).
+    let c = Cluster::new(Timing { write_deadline_ms: 1000, timeout_ms: 2500, ..Timing::default() });
     let (mut agent, mut listener) = c.start_watched();
     // Another process rewrites the rest of the same image with synchronous writes, as fast
     // as it can, for 30 s (the heartbeat area is the first 20 KiB; dd writes from 64 KiB).

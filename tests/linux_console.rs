@@ -117,3 +117,31 @@ fn save_refuses_a_timeout_that_breaks_the_running_primarys_budget() {
     let (_, line) = l.wait_line("WARNING: fencing bound broken for node 0", Duration::from_secs(10));
     assert!(line.contains("timeout (600 ms)") && line.contains("set timeout 1000 or more"), "{line}");
 }
+
+/// The firmware's `drill`, from the Linux listener's console: the same checks and lines as
+/// on the controller, with the Linux gate command checked (not run).
+#[test]
+fn the_console_drill_proves_the_listener_ready_and_changes_nothing() {
+    let c = Cluster::new(Timing::default());
+    let mut agent = c.spawn_agent();
+    let nv = c.path("listener.nv");
+    let (mut l, mut input) = listener_with_console(&c, &nv);
+    l.wait_line("fencing budget", Duration::from_secs(10));
+    let mailbox = c.dump_json()["mailboxes"].clone();
+    input.write_all(b"drill\n").unwrap();
+    let (_, summary) = l.wait_line("drill: ", Duration::from_secs(5));
+    let text = l.lines().join("\n");
+    assert!(summary.contains("drill: READY (5 checks passed; nothing was changed)"), "{text}");
+    for line in [
+        "ready     disk reads: cluster ",
+        "ready     heartbeat progressing: primary 0: watching",
+        "ready     timing bound: node 0: interval 100 ms + write_deadline 300 ms + fence time 100 ms",
+        "ready     mailbox write path: node 0: test #1 acknowledged in ",
+        "ready     gate path: the gate command is executable (not run)",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert_eq!(c.dump_json()["mailboxes"], mailbox, "the drill left the mailbox changed");
+    assert!(!text.contains("BOOT RELEASED"), "{text}");
+    agent.assert_running();
+}

@@ -5,11 +5,10 @@
 
 mod support;
 
-use rearguard_shared::disk::RECORD_SECTOR;
 use rearguard_shared::heartbeat::{self, Verifier, MAX_FRAME};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::disk::*;
 use support::process::Process;
 use support::*;
@@ -27,10 +26,7 @@ fn spawn_listener(c: &Cluster, state_dir: Option<&Path>) -> Process {
 
 /// Writes each record into slot 0 and leaves it there for several polls.
 fn replay(c: &Cluster, records: &[Vec<u8>]) {
-    for r in records {
-        c.write_slot(0, r);
-        std::thread::sleep(Duration::from_millis(60));
-    }
+    c.replay_slot(0, records, Duration::from_millis(60), |_| {});
 }
 
 #[test]
@@ -43,15 +39,7 @@ fn slot_records_replayed_after_a_listener_restart_are_refused() {
     listener.wait_line("state: watching", Duration::from_secs(10));
 
     // Capture what the live primary writes for 1.5 s.
-    let mut captured: Vec<Vec<u8>> = Vec::new();
-    let end = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < end {
-        let r = c.read_slot(0)[..RECORD_SECTOR].to_vec();
-        if captured.last() != Some(&r) {
-            captured.push(r);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let captured = c.capture_slot(0, Duration::from_millis(1500));
     assert!(captured.len() >= 10, "captured only {} records", captured.len());
     // Let the listener read the last capture, stop it cleanly, then the primary dies.
     std::thread::sleep(Duration::from_millis(100));

@@ -214,3 +214,48 @@ fn bad_spare_configs_are_refused_and_the_disk_is_untouched() {
         stderr(&o)
     );
 }
+
+/// A spare that crashed mid-arbitration left its *pending* claim in the dead primary's
+/// mailbox. Restarted, it knows it did not release (only a settled claim says so): it stays
+/// free and takes the next primary that dies, and the pending claim keeps holding the first
+/// one for an operator. (Before claims were sealed it took its own claim for a release it had
+/// made, said `released as node 1 before a restart`, and took nothing more.)
+#[test]
+fn a_spare_restarted_with_its_own_pending_claim_is_not_consumed_and_takes_the_next() {
+    let c = SpareCluster::new(timing(), 3, 2);
+    let mut agents: Vec<_> = (0..3).map(|n| c.spawn_agent(n)).collect();
+    let mut spare = c.spawn_spare(3, "0-2");
+    watching_all(&spare, "spare 3", 3);
+    spare.kill();
+    agents[1].kill();
+    // What spare 3 would have written before crashing in its settle wait.
+    let epoch = c_dump_epoch(&c, 1);
+    let mut block = [0u8; 4096];
+    rearguard_shared::disk::MailboxMessage::PendingClaim { by: 3, primary_epoch: epoch }.encode(&mut block);
+    let f = std::fs::OpenOptions::new().write(true).open(&c.disk).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &block, (1 + 5 + 1) * 4096).unwrap();
+    let text = stdout(&run(&["disk", "dump", c.disk.to_str().unwrap()]));
+    assert!(text.contains("node 1: TAKEOVER CLAIM by node 3, PENDING"), "{text}");
+
+    let spare = c.spawn_spare(3, "0-2");
+    spare.out.expect_line("spare 3", "primary 0: watching", 0, Duration::from_secs(10));
+    assert!(!spare.out.text().contains("before a restart"), "{}", spare.out.text());
+    agents[0].kill();
+    spare.out.expect_line("spare 3", "BOOT RELEASED as node 0:", 0, Duration::from_secs(10));
+    let gates = c.gate_runs();
+    assert_eq!(gates.len(), 1, "{gates:?}");
+    assert!(gates[0].starts_with("spare=3 node=0 arg=0 epoch="), "{gates:?}");
+    let dump = c_dump(&c);
+    assert_eq!(dump["mailboxes"][1]["pending"], true, "{dump}");
+    assert_eq!(dump["mailboxes"][1]["by"], 3, "{dump}");
+    agents[2].assert_running();
+}
+
+fn c_dump(c: &SpareCluster) -> serde_json::Value {
+    serde_json::from_slice(&run(&["disk", "dump", c.disk.to_str().unwrap(), "--json"]).stdout).unwrap()
+}
+
+fn c_dump_epoch(c: &SpareCluster, node: usize) -> u32 {
+    let dump = c_dump(c);
+    dump["slots"][node]["epoch"].as_u64().unwrap_or_else(|| panic!("{dump}")) as u32
+}

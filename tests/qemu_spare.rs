@@ -176,3 +176,64 @@ fn release_latency_and_poll_time_with_1_4_16_and_31_primaries() {
     }
     println!("{table:?}");
 }
+
+/// The header and the mailboxes of a spare-of-3 image (4 slots): what a drill must leave as
+/// it found them. The slots change with every heartbeat and are not compared.
+fn header_and_mailboxes(c: &SpareCluster) -> Vec<u8> {
+    const BLOCK: usize = 4096;
+    let img = std::fs::read(&c.disk).unwrap();
+    [&img[..BLOCK], &img[5 * BLOCK..9 * BLOCK]].concat()
+}
+
+/// The menu's `drill` on the controller: ready while three agents answer; not ready, naming
+/// the node, right after one is killed — and the spare still takes that node after its
+/// timeout, the drill having held nothing back; a drill after the release says the gate is
+/// spent. Each time the header, the mailboxes and the gate are as they were.
+#[test]
+fn the_drill_proves_the_spare_ready_and_changes_nothing() {
+    let c = spare_of(3);
+    let mut agents: Vec<_> = (0..3).map(|k| c.spawn_agent(k)).collect();
+    let (mut q, _) = boot(&c);
+    std::thread::sleep(Duration::from_millis(300)); // every budget seen
+    let before = header_and_mailboxes(&c);
+    let at = q.mark();
+    let out = q.command("drill");
+    assert!(out.contains("ready     disk reads: cluster 0xc0ffee, 4 slots"), "{out}");
+    let (_, end) = q.wait_for("drill: ", at, Duration::from_secs(5));
+    q.wait_for("\n", end, Duration::from_secs(2));
+    let text = q.text()[at..].to_string();
+    assert!(text.contains("drill: READY (11 checks passed; nothing was changed)"), "{text}");
+    for k in 0..3 {
+        assert!(text.contains(&format!("ready     heartbeat progressing: primary {k}: watching")), "{text}");
+        assert!(text.contains(&format!("ready     timing bound: node {k}: interval 100 ms")), "{text}");
+        assert!(text.contains(&format!("ready     mailbox write path: node {k}: test #1 acknowledged in ")), "{text}");
+    }
+    assert!(text.contains("ready     gate path: PF0 holds the secondary at POST"), "{text}");
+    assert_eq!(header_and_mailboxes(&c), before, "the drill changed the disk");
+    assert_eq!(q.read_word(GPIO_F_DATA) & 1, 0, "the drill opened the gate");
+
+    // Node 1 dies; a drill at once names it, changes nothing, and holds nothing back.
+    let killed = agents[1].kill();
+    let at = q.mark();
+    q.send("drill\r");
+    let (_, end) =
+        q.wait_for("drill: NOT READY (2 of 11 checks failed; nothing was changed)", at, Duration::from_secs(5));
+    let text = q.text()[at..end].to_string();
+    assert!(text.contains("NOT READY heartbeat progressing: primary 1: watching, last progressed "), "{text}");
+    assert!(text.contains("NOT READY mailbox write path: node 1: test #"), "{text}");
+    assert!(text.contains("not acknowledged in ") && text.contains("; mailbox restored"), "{text}");
+    assert_eq!(header_and_mailboxes(&c), before, "the drill changed the disk");
+    let (released, _) = q.wait_for("BOOT RELEASED as node 1: primary silent for", end, Duration::from_secs(10));
+    let ms = released.duration_since(killed).as_millis();
+    assert!(ms <= c.timing.timeout_ms as u128 + SLACK_MS, "released {ms} ms after the kill, with a drill run");
+
+    // Spent: the gate check says so.
+    let at = q.mark();
+    q.send("drill\r");
+    let (_, end) = q.wait_for("drill: NOT READY (", at, Duration::from_secs(5));
+    let text = q.text()[at..end].to_string();
+    assert!(text.contains("NOT READY gate path: the boot is already released"), "{text}");
+    let status = q.command("status");
+    assert_stack_within_budget(&status);
+    drop(agents);
+}

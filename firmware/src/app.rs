@@ -16,6 +16,7 @@ use rearguard_shared::text::Text;
 use rearguard_shared::{Duration, Instant};
 
 mod drill;
+pub mod marks;
 
 /// Where a refused spare's slots are explained.
 const ROLES: &str = packed!(" (`rearguard disk dump` lists the slots' roles)");
@@ -177,6 +178,8 @@ pub struct App<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize = 1> {
     budgets: [FencingBudget; P],
     /// The operator's readiness drill, while one runs ([`App::drill_start`]).
     drill: drill::Drill<P>,
+    /// The replay marks last written ([`App::store_marks`]).
+    marks: marks::Marks,
     block: [u8; RECORD_SECTOR],
 }
 
@@ -209,6 +212,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             pending_start: None,
             budgets: [FencingBudget::NONE; P],
             drill: drill::Drill::blank(),
+            marks: marks::Marks::NONE,
             block: [0u8; RECORD_SECTOR],
         }
     }
@@ -243,8 +247,12 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let mut params = cfg.params();
         self.cfg = cfg;
         self.budgets = [FencingBudget::NONE; P];
-        if let Some(mut dev) = disk {
-            let header = Self::check_disk(&mut dev, &self.cfg, watch, &mut self.block)?;
+        let mut disk = disk;
+        let header = match disk.as_mut() {
+            Some(dev) => Some(Self::check_disk(dev, &self.cfg, watch, &mut self.block)?),
+            None => None,
+        };
+        if let Some(header) = &header {
             if header.timeout > params.timeout {
                 self.pending_start = Some(Event::TimeoutRaised { configured: params.timeout, disk: header.timeout });
                 params.timeout = header.timeout;
@@ -264,14 +272,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                 params.arbitration =
                     Some(Arbitration { spare_id: self.cfg.node_id, settle, stagger: settle.saturating_mul(rank) });
             }
-            self.listener.reset(params, now);
+        }
+        self.listener.reset(params, now);
+        if let (Some(dev), Some(header)) = (disk, header) {
             let id = self.listener.add_medium(MediumKind::Polled).expect("first medium");
             self.disk = Some(DiskMedium { dev, header, id });
             if self.cfg.role != Role::Primary {
                 self.resume_earlier_takeover(now);
             }
-        } else {
-            self.listener.reset(params, now);
         }
         if let Some(l) = link {
             self.link = Some((l, self.listener.add_medium(MediumKind::Stream).expect("second medium")));
@@ -285,9 +293,13 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         self.running
     }
 
-    /// A spare that took a primary before it restarted finds its own claim in that primary's
-    /// mailbox and stays consumed (an unreadable mailbox is skipped: a spare that cannot read
-    /// the disk holds its release anyway, see [`App::poll`]).
+    /// A spare that took a primary before it restarted finds its own settled claim in that
+    /// primary's mailbox and stays consumed (an unreadable mailbox is skipped: a spare that
+    /// cannot read the disk holds its release anyway, see [`App::poll`]). Its own *pending*
+    /// claim means it crashed while arbitrating, before it released: it is not consumed,
+    /// and backs off from that primary at its pre-read (see the listener's module docs). A
+    /// crash between the settled claim's write and the gate leaves it consumed without
+    /// having driven the gate: the one window left, as narrow as one gate call.
     fn resume_earlier_takeover(&mut self, now: Instant) {
         let Some(d) = self.disk.as_mut() else { return };
         for node in self.listener.params().watched.iter() {
@@ -387,27 +399,18 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let Some(d) = self.disk.as_mut() else { break };
             let (id, slot) = (d.id, d.header.slot_offset(node).unwrap_or(0));
             match d.dev.read_record(slot, &mut self.block) {
-                Ok(()) => {
-                    let frame = heartbeat::decode(&self.block, &self.cfg.verifier());
-                    self.see_heartbeat(node, &frame, now, ev);
-                    let acts = self.listener.on_frame(id, node, frame, now);
-                    self.run(acts, now, ev);
-                }
+                Ok(()) => self.judge(id, node, RECORD_SECTOR, now, ev),
                 Err(e) => {
                     disk_unreadable = true;
                     ev(Event::DiskReadFailed(e));
                 }
             }
         }
-        let mut buf = [0u8; MAX_FRAME];
         for _ in 0..MAX_FRAMES_PER_POLL {
             let Some((link, id)) = self.link.as_mut() else { break };
             let id = *id;
-            let Some(n) = link.next_frame(&mut buf) else { break };
-            let frame = heartbeat::decode(&buf[..n.min(MAX_FRAME)], &self.cfg.verifier());
-            self.see_heartbeat(self.cfg.primary_node, &frame, now, ev);
-            let acts = self.listener.on_frame(id, self.cfg.primary_node, frame, now);
-            self.run(acts, now, ev);
+            let Some(n) = link.next_frame(&mut self.block[..MAX_FRAME]) else { break };
+            self.judge(id, self.cfg.primary_node, n.min(MAX_FRAME), now, ev);
         }
         // The secondary boots from the shared disk: while it cannot read it, it cannot judge
         // the primary's slot nor boot from the disk, so the timeout is not judged (no release);
@@ -416,6 +419,23 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let acts = self.listener.on_tick(now);
             self.run(acts, now, ev);
         }
+    }
+
+    /// Judges the first `len` bytes of the scratch block, read from medium `id` for `node`
+    /// (a slot's record, or a frame from the link). Not inlined: one copy serves both.
+    #[inline(never)]
+    fn judge(
+        &mut self,
+        id: MediumId,
+        node: u8,
+        len: usize,
+        now: Instant,
+        ev: &mut dyn FnMut(Event<D::Error, G::Error>),
+    ) {
+        let frame = heartbeat::decode(&self.block[..len], &self.cfg.verifier());
+        self.see_heartbeat(node, &frame, now, ev);
+        let acts = self.listener.on_frame(id, node, frame, now);
+        self.run(acts, now, ev);
     }
 
     /// Hands a drill the test watched primary `node` acknowledged, and checks the timeout in
@@ -479,17 +499,16 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                     let acts = self.listener.on_mailbox(node, msg, now);
                     self.run(acts, now, ev);
                 }
-                Action::ClaimTakeover { node, primary_epoch } => {
+                Action::ClaimTakeover { node, primary_epoch, pending } => {
                     // The listener releases only once the claim is written (a serial-only
                     // listener has no mailbox: nothing to write, nothing to wait for).
                     let written = match self.disk.as_mut() {
                         None => true,
                         Some(d) => {
-                            let msg = MailboxMessage::TakeoverClaim {
-                                by: self.cfg.node_id,
-                                primary_epoch: primary_epoch.unwrap_or(0),
-                            };
-                            msg.encode(&mut self.block);
+                            // Only arbitration writes pending claims (the build without it
+                            // drops the branch).
+                            let pending = ARBITRATES && pending;
+                            MailboxMessage::claim(self.cfg.node_id, primary_epoch, pending).encode(&mut self.block);
                             let off = d.header.mailbox_offset(node).unwrap_or(0);
                             match d.dev.write_record(off, &self.block) {
                                 Ok(()) => {
@@ -537,13 +556,15 @@ mod tests {
     use rearguard_shared::disk::area_len;
     use rearguard_shared::disk::BLOCK;
     use rearguard_shared::heartbeat::{encode, HealthFlags, Heartbeat, NodeState, MAX_FRAME};
+    use std::format;
+    use std::string::String;
     use std::vec;
     use std::vec::Vec;
 
     /// A disk held in RAM: the whole heartbeat area, block-addressed like the real ones; with
     /// the flag set, reads of node 0's slot fail.
     /// (With the third flag set, every write fails.)
-    struct RamDisk(Vec<u8>, bool, bool);
+    pub(super) struct RamDisk(Vec<u8>, bool, bool);
     impl SharedDisk for RamDisk {
         type Error = ();
         fn read_record(&mut self, off: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), ()> {
@@ -564,7 +585,7 @@ mod tests {
         }
     }
 
-    struct CountingGate(u32);
+    pub(super) struct CountingGate(pub(super) u32);
     impl BootGate for CountingGate {
         type Error = ();
         fn check(&mut self) -> Result<&'static str, &'static str> {
@@ -576,7 +597,7 @@ mod tests {
         }
     }
 
-    type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
+    pub(super) type TestApp = App<RamDisk, crate::board::NoLink, CountingGate>;
 
     /// Remembers which node each release asked for.
     struct NodeGate(Vec<u8>);
@@ -591,7 +612,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> ListenerConfig {
+    pub(super) fn cfg() -> ListenerConfig {
         ListenerConfig {
             cluster_id: 5,
             timeout: Duration::from_millis(1000),
@@ -601,7 +622,7 @@ mod tests {
     }
 
     /// An area of `slots` slots whose primaries are the set `primaries`.
-    fn area(slots: u8, primaries: u32) -> RamDisk {
+    pub(super) fn area(slots: u8, primaries: u32) -> RamDisk {
         let h = DiskHeader {
             sector_size: 512,
             slot_count: slots,
@@ -618,7 +639,7 @@ mod tests {
         d
     }
 
-    fn disk() -> RamDisk {
+    pub(super) fn disk() -> RamDisk {
         area(2, 1)
     }
 
@@ -681,7 +702,7 @@ mod tests {
         app
     }
 
-    fn released(ev: &Events<(), ()>) -> bool {
+    pub(super) fn released(ev: &Events<(), ()>) -> bool {
         ev.iter().any(|e| matches!(e, Event::Released { .. }))
     }
 
@@ -787,7 +808,11 @@ mod tests {
         area(4, 0b111)
     }
 
-    fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
+    pub(super) fn write_beat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64) {
+        write_heartbeat(d, node, boot_epoch, seq, FencingBudget::NONE, 0);
+    }
+
+    fn write_heartbeat(d: &mut RamDisk, node: u8, boot_epoch: u32, seq: u64, budget: FencingBudget, last_test: u32) {
         let hb = Heartbeat {
             cluster_id: 5,
             node_id: node,
@@ -799,9 +824,9 @@ mod tests {
             health: HealthFlags::OK,
             config_digest: 0,
             build_stamp: 0,
-            budget: rearguard_shared::fencing::FencingBudget::NONE,
+            budget,
             test_acks: 0,
-            last_test: 0,
+            last_test,
         };
         let mut f = [0u8; MAX_FRAME];
         let n = encode(&hb, None, &mut f);
@@ -909,5 +934,131 @@ mod tests {
         let mut b = [0u8; RECORD_SECTOR];
         app.disk.as_mut().unwrap().dev.read_record(7 * BLOCK as u64, &mut b).unwrap();
         assert_eq!(MailboxMessage::decode(&b), Ok(MailboxMessage::TakeoverClaim { by: 3, primary_epoch: 9 }));
+    }
+
+    /// Primaries on a [`RamDisk`] as their agents behave: each writes a new heartbeat every
+    /// call and acknowledges a test message found in its mailbox, unless it is `silent`.
+    fn beat_and_answer(d: &mut RamDisk, seq: u64, silent: &[u8], budgets: &[FencingBudget; 3]) {
+        for node in (0..3u8).filter(|n| !silent.contains(n)) {
+            let mut b = [0u8; RECORD_SECTOR];
+            d.read_record((5 + node as u64) * BLOCK as u64, &mut b).unwrap();
+            let last_test = match MailboxMessage::decode(&b) {
+                Ok(MailboxMessage::Test { seq, .. }) => seq,
+                _ => 0,
+            };
+            write_heartbeat(d, node, 1, seq, budgets[node as usize], last_test);
+        }
+    }
+
+    /// The header and the mailboxes of a 4-slot area: what a drill must leave as it was.
+    fn header_and_mailboxes(d: &RamDisk) -> Vec<u8> {
+        let b = BLOCK;
+        [&d.0[..b], &d.0[5 * b..]].concat()
+    }
+
+    /// Runs a drill on a spare of 0..=2 whose primaries behave as `silent` and `budgets`
+    /// say, from a watching start to its verdicts; returns the printed lines.
+    fn drill(silent: &[u8], budgets: [FencingBudget; 3], mailbox_1: MailboxMessage) -> (String, Spare) {
+        let mut app = spare::<4>(3, "0-2", n_plus_1()).unwrap();
+        let mut b = [0u8; RECORD_SECTOR];
+        mailbox_1.encode(&mut b);
+        app.disk.as_mut().unwrap().dev.write_record(6 * BLOCK as u64, &b).unwrap();
+        let mut t = 0;
+        for seq in 1..=5 {
+            beat_and_answer(&mut app.disk.as_mut().unwrap().dev, seq, &[], &budgets);
+            app.poll(Instant::from_millis(t));
+            t += 10;
+        }
+        let before = header_and_mailboxes(&app.disk.as_ref().unwrap().dev);
+        let mut out = String::new();
+        app.drill_start(Instant::from_millis(t), &mut out);
+        assert!(app.drilling());
+        for seq in 6..40 {
+            t += 10;
+            beat_and_answer(&mut app.disk.as_mut().unwrap().dev, seq, silent, &budgets);
+            app.poll(Instant::from_millis(t));
+            app.drill_poll(Instant::from_millis(t), &mut out);
+        }
+        assert!(!app.drilling(), "{out}");
+        assert_eq!(header_and_mailboxes(&app.disk.as_ref().unwrap().dev), before, "the drill changed the disk: {out}");
+        assert!(app.gate.0.is_empty(), "the drill opened the gate");
+        (out, app)
+    }
+
+    fn budget(fence_ms: u64) -> FencingBudget {
+        let ms = Duration::from_millis;
+        FencingBudget { interval: ms(100), write_deadline: ms(100), fence_time: ms(fence_ms) }
+    }
+
+    #[test]
+    fn a_drill_is_ready_when_every_primary_answers_and_changes_nothing() {
+        let (out, _) = drill(&[], [budget(100); 3], MailboxMessage::Empty);
+        assert!(out.starts_with("ready     disk reads: cluster 0x5, 4 slots\n"), "{out}");
+        for node in 0..3 {
+            assert!(
+                out.contains(&format!("ready     heartbeat progressing: primary {node}: watching, last progressed ")),
+                "{out}"
+            );
+            assert!(out.contains(&format!("ready     timing bound: node {node}: interval 100 ms + write_deadline 100 ms + fence time 100 ms: bound 600 ms, margin 400 ms\n")), "{out}");
+            assert!(
+                out.contains(&format!("ready     mailbox write path: node {node}: test #1 acknowledged in ")),
+                "{out}"
+            );
+        }
+        assert!(out.contains("; mailbox restored\n"), "{out}");
+        assert!(out.contains("ready     gate path: recorded\n"), "{out}");
+        assert!(out.ends_with("drill: READY (11 checks passed; nothing was changed)\n"), "{out}");
+    }
+
+    /// A silent primary fails its progress and mailbox checks, a budget the timeout breaks
+    /// fails the bound, a mailbox holding a claim is not touched; the rest stay ready.
+    #[test]
+    fn a_drill_names_each_check_that_fails_and_still_changes_nothing() {
+        let claim = MailboxMessage::TakeoverClaim { by: 7, primary_epoch: 2 };
+        let (out, _) = drill(&[0], [budget(100), budget(100), budget(400)], claim);
+        assert!(out.contains("NOT READY heartbeat progressing: primary 0: watching, last progressed "), "{out}");
+        assert!(out.contains("NOT READY mailbox write path: node 0: test #1 not acknowledged in 210 ms: is its agent running?; mailbox restored\n"), "{out}");
+        assert!(
+            out.contains("NOT READY mailbox write path: node 1: the mailbox holds more than a test message"),
+            "{out}"
+        );
+        assert!(out.contains("NOT READY timing bound: node 2: interval 100 ms + write_deadline 100 ms + fence time 400 ms: bound 1200 ms; BOUND BROKEN: "), "{out}");
+        assert!(out.contains("ready     mailbox write path: node 2: test #1 acknowledged in "), "{out}");
+        assert!(out.ends_with("drill: NOT READY (4 of 11 checks failed; nothing was changed)\n"), "{out}");
+    }
+
+    /// A test message already in a mailbox is put back after the drill's own (numbered after
+    /// it); a drill cancelled (or a listener restarted) mid-way puts the mailboxes back too.
+    #[test]
+    fn a_drill_puts_back_a_test_message_and_a_restart_ends_it() {
+        let found = MailboxMessage::Test { by: 9, seq: 41 };
+        let (out, mut app) = drill(&[], [budget(100); 3], found);
+        assert!(out.contains("ready     mailbox write path: node 1: test #42 acknowledged in "), "{out}");
+        let before = header_and_mailboxes(&app.disk.as_ref().unwrap().dev);
+        let mut out = String::new();
+        app.drill_start(Instant::from_millis(10_000), &mut out);
+        assert_ne!(header_and_mailboxes(&app.disk.as_ref().unwrap().dev), before, "no test message was written");
+        app.drill_cancel();
+        assert_eq!(header_and_mailboxes(&app.disk.as_ref().unwrap().dev), before, "cancelled, not put back");
+        // A restart (settings saved mid-drill) ends the drill the same way.
+        app.drill_start(Instant::from_millis(10_100), &mut out);
+        let d = &app.disk.as_ref().unwrap().dev;
+        let copy = RamDisk(d.0.clone(), false, false);
+        app.start(app.cfg.clone(), Some(copy), None, Instant::from_millis(10_110)).unwrap();
+        assert!(!app.drilling());
+    }
+
+    #[test]
+    fn a_drill_without_a_running_listener_says_so() {
+        let mut app = watching_then_silent();
+        app.running = false;
+        let mut out = String::new();
+        app.drill_start(Instant::from_millis(5000), &mut out);
+        assert_eq!(
+            out,
+            "NOT READY listener: not running: fix the settings and save (see status)\n\
+             drill: NOT READY (1 of 1 checks failed; nothing was changed)\n"
+        );
+        assert!(!app.drilling());
     }
 }

@@ -44,6 +44,16 @@ pub trait NvStore {
     fn write_copy(&mut self, copy: NvCopy, buf: &[u8; RECORD_LEN]) -> Result<(), Self::Error>;
 }
 
+/// Non-volatile room for the replay marks (`crate::app::marks`): one sector beside the config
+/// copies, rewritten in place about once a second while a primary's heartbeat moves. A write
+/// cut by power loss may leave it corrupt (its CRC tells: the next start goes without marks).
+/// The Linux board keeps its own (`[listener] state_dir`) and does not implement it.
+pub trait MarkStore {
+    type Error: core::fmt::Debug;
+    fn read_marks(&mut self, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
+    fn write_marks(&mut self, buf: &[u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
+}
+
 /// Placeholder for a board without a shared disk (serial-only listeners).
 pub struct NoDisk;
 impl SharedDisk for NoDisk {

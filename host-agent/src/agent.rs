@@ -108,7 +108,9 @@ fn check_mailbox(
     match MailboxMessage::decode(block) {
         Ok(MailboxMessage::Empty) => Ok(None),
         Ok(MailboxMessage::Test { by, seq }) => Ok(Some((by, seq))),
-        Ok(MailboxMessage::TakeoverClaim { by, primary_epoch }) => Err(AgentError::Claimed {
+        Ok(
+            MailboxMessage::TakeoverClaim { by, primary_epoch } | MailboxMessage::PendingClaim { by, primary_epoch },
+        ) => Err(AgentError::Claimed {
             path: cfg.device.clone(),
             node: cfg.node_id,
             what: format!("a takeover claim by node {by} (it saw this node's boot epoch {primary_epoch} last)"),

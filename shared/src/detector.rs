@@ -4,6 +4,13 @@
 //! higher epoch means the sender restarted (also progress: somebody wrote it after we last
 //! looked). The very first record seen is only a baseline — a slot left behind by a primary
 //! that died before we powered on looks exactly like a fresh one.
+//!
+//! A detector can start from a *mark* ([`FailureDetector::seed`]): the highest record a
+//! listener accepted before it restarted, kept in its non-volatile store. A record at or below
+//! the mark is then refused (a replay, or a stale epoch) — the same record, read again, is
+//! refused too, since it was already read in the previous run — and the first record above
+//! it is only a baseline, as without a mark: it proves the sender wrote after the mark was
+//! stored, not that it is alive now (see `rearguard_firmware::app::marks`).
 
 use crate::heartbeat::Heartbeat;
 use crate::reject::Reject;
@@ -50,11 +57,19 @@ pub struct FailureDetector {
     epoch: u32,
     kind: MediumKind,
     seen: bool,
+    /// The last record is a mark from before a restart ([`Self::seed`]), not one read since.
+    marked: bool,
 }
 
 impl FailureDetector {
     pub const fn new(kind: MediumKind) -> Self {
-        FailureDetector { sequence: 0, epoch: 0, kind, seen: false }
+        FailureDetector { sequence: 0, epoch: 0, kind, seen: false, marked: false }
+    }
+
+    /// Starts from `mark`, the highest (epoch, sequence) accepted before a restart: records
+    /// at or below it are refused, the first above it is a baseline (see the module docs).
+    pub fn seed(&mut self, mark: (u32, u64)) {
+        (self.epoch, self.sequence, self.seen, self.marked) = (mark.0, mark.1, true, true);
     }
 
     pub fn kind(&self) -> MediumKind {
@@ -77,7 +92,14 @@ impl FailureDetector {
             Some((_, seq)) if hb.sequence == seq && self.kind == MediumKind::Polled => Observation::Repeat,
             Some(_) => return Err(Reject::Replay),
         };
-        (self.epoch, self.sequence, self.seen) = (hb.boot_epoch, hb.sequence, true);
+        // Past a mark from before a restart, a newer record is only a baseline, and the mark's
+        // own record (read before the restart) a replay.
+        let obs = match (self.marked, obs) {
+            (false, obs) => obs,
+            (true, Observation::Repeat) => return Err(Reject::Replay),
+            (true, _) => Observation::Baseline,
+        };
+        (self.epoch, self.sequence, self.seen, self.marked) = (hb.boot_epoch, hb.sequence, true, false);
         Ok(obs)
     }
 }
@@ -188,6 +210,29 @@ mod tests {
         assert_eq!(d.observe(&sample(10_000)), Err(Reject::StaleEpoch));
     }
 
+    #[test]
+    fn a_mark_refuses_what_it_covers_and_the_first_record_above_it_is_a_baseline() {
+        for kind in [MediumKind::Polled, MediumKind::Stream] {
+            let mut d = FailureDetector::new(kind);
+            d.seed((sample(0).boot_epoch, 50));
+            assert_eq!(d.last(), Some((sample(0).boot_epoch, 50)));
+            for seq in [1, 49, 50, 50] {
+                assert_eq!(d.observe(&sample(seq)), Err(Reject::Replay), "{kind:?} seq {seq}");
+            }
+            let older = Heartbeat { boot_epoch: sample(0).boot_epoch - 1, ..sample(999) };
+            assert_eq!(d.observe(&older), Err(Reject::StaleEpoch));
+            assert_eq!(d.observe(&sample(51)), Ok(Observation::Baseline), "not liveness: maybe stale too");
+            assert_eq!(d.observe(&sample(52)), Ok(Observation::Progress));
+            // Read in this run now: a polled slot read twice is a repeat again, not a replay.
+            let again = if kind == MediumKind::Polled { Ok(Observation::Repeat) } else { Err(Reject::Replay) };
+            assert_eq!(d.observe(&sample(52)), again);
+        }
+        let mut d = FailureDetector::new(MediumKind::Polled);
+        d.seed((sample(0).boot_epoch, 50));
+        let restarted = Heartbeat { boot_epoch: sample(0).boot_epoch + 1, ..sample(1) };
+        assert_eq!(d.observe(&restarted), Ok(Observation::Baseline), "a new epoch above the mark: a baseline");
+    }
+
     proptest! {
         /// Whatever order records arrive in, liveness is only ever reported for a record
         /// strictly newer (epoch, sequence) than every record accepted before it.
@@ -210,6 +255,28 @@ mod tests {
                     best = Some((e, s));
                 } else {
                     prop_assert!(best.is_some_and(|b| (e, s) <= b));
+                }
+            }
+        }
+
+        /// From a mark, nothing at or below it is ever accepted, and the first record
+        /// accepted is a baseline, never liveness.
+        #[test]
+        fn after_a_seed_nothing_at_or_below_the_mark_is_accepted(
+            mark in (0u32..4, 0u64..20),
+            recs in proptest::collection::vec((0u32..4, 0u64..20), 1..60),
+            stream in any::<bool>(),
+        ) {
+            let kind = if stream { MediumKind::Stream } else { MediumKind::Polled };
+            let mut d = FailureDetector::new(kind);
+            d.seed(mark);
+            let mut first = true;
+            for (e, s) in recs {
+                let hb = Heartbeat { boot_epoch: e, ..sample(s) };
+                if let Ok(o) = d.observe(&hb) {
+                    prop_assert!((e, s) > mark);
+                    prop_assert!(!first || o == Observation::Baseline);
+                    first = false;
                 }
             }
         }

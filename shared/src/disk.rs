@@ -230,6 +230,16 @@ pub enum MailboxMessage {
         by: u8,
         primary_epoch: u32,
     },
+    /// Spare `by` claims the service and is arbitrating with other spares (see
+    /// `rearguard_shared::listener`): to the primary exactly a [`MailboxMessage::TakeoverClaim`]
+    /// (stop, fence, never resume); the spare rewrites it as one once it won, just before it
+    /// releases. A spare that restarts and finds its own pending claim knows it did not
+    /// release, and does not take that primary either (it cannot tell whether its write was
+    /// timely); the claim holds the primary for an operator.
+    PendingClaim {
+        by: u8,
+        primary_epoch: u32,
+    },
     /// Fence yourself now (an operator or a peer's decision).
     Poison {
         by: u8,
@@ -263,6 +273,25 @@ impl core::fmt::Display for MailboxError {
 }
 
 impl MailboxMessage {
+    /// The claim a spare writes for [`crate::listener::Action::ClaimTakeover`] (an epoch never
+    /// seen is written as 0).
+    pub fn claim(by: u8, primary_epoch: Option<u32>, pending: bool) -> MailboxMessage {
+        let primary_epoch = primary_epoch.unwrap_or(0);
+        if pending {
+            MailboxMessage::PendingClaim { by, primary_epoch }
+        } else {
+            MailboxMessage::TakeoverClaim { by, primary_epoch }
+        }
+    }
+
+    /// The spare a takeover claim (settled or pending) names: the primary must not serve.
+    pub fn claimant(&self) -> Option<u8> {
+        match *self {
+            MailboxMessage::TakeoverClaim { by, .. } | MailboxMessage::PendingClaim { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
     /// Encodes into `block` (a whole block, or at least its [`RECORD_SECTOR`]).
     pub fn encode(&self, block: &mut [u8]) {
         block.fill(0);
@@ -274,6 +303,7 @@ impl MailboxMessage {
             MailboxMessage::TakeoverClaim { by, primary_epoch } => (1u8, by, primary_epoch),
             MailboxMessage::Poison { by } => (2u8, by, 0),
             MailboxMessage::Test { by, seq } => (3u8, by, seq),
+            MailboxMessage::PendingClaim { by, primary_epoch } => (4u8, by, primary_epoch),
         };
         let mut w = Writer { buf: &mut block[..], at: 0 };
         w.put(&MAILBOX_MAGIC);
@@ -301,6 +331,7 @@ impl MailboxMessage {
             1 => Ok(MailboxMessage::TakeoverClaim { by, primary_epoch: epoch }),
             2 => Ok(MailboxMessage::Poison { by }),
             3 => Ok(MailboxMessage::Test { by, seq: epoch }),
+            4 => Ok(MailboxMessage::PendingClaim { by, primary_epoch: epoch }),
             k => Err(MailboxError::UnknownKind(k)),
         }
     }
@@ -419,6 +450,7 @@ mod tests {
         for m in [
             MailboxMessage::Empty,
             MailboxMessage::TakeoverClaim { by: 1, primary_epoch: 77 },
+            MailboxMessage::PendingClaim { by: 2, primary_epoch: 78 },
             MailboxMessage::Poison { by: 1 },
             MailboxMessage::Test { by: 1, seq: 0xDEAD_BEEF },
         ] {

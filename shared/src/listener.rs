@@ -33,22 +33,34 @@
 //! 2. **pre-read** K's mailbox (at time `r`): any takeover claim — another spare's, or this
 //!    spare's own from an earlier life — or a corrupt mailbox (perhaps a torn claim) means
 //!    *back off*;
-//! 3. **write** the claim (spare id, K's last epoch); the first tick after the write's poll
-//!    bounds its completion (`c`); if `c − r ≥ settle` the step took too long to reason
+//! 3. **write** a *pending* claim (spare id, K's last epoch); the first tick after the write's
+//!    poll bounds its completion (`c`); if `c − r ≥ settle` the step took too long to reason
 //!    about: back off;
-//! 4. **settle** then **re-read** (at `≥ c + settle`): proceed and release only if the
-//!    mailbox holds exactly this spare's claim; anything else means back off. A spare that
-//!    backs off goes on watching the other primaries.
+//! 4. **settle** then **re-read** (at `≥ c + settle`): proceed only if the mailbox holds
+//!    exactly this spare's claim; anything else means back off. A spare that backs off goes
+//!    on watching the other primaries;
+//! 5. **seal**: rewrite the claim as settled ([`MailboxMessage::TakeoverClaim`]), then
+//!    release. A failed seal write is retried from step 4.
+//!
+//! To a primary a pending claim is a claim like any other (it fences). The seal is what a
+//! *restarted* spare goes by: its own settled claim in K's mailbox means it released as K
+//! in an earlier life, and it stays consumed; its own pending claim means it did not release
+//! — it crashed during steps 3–5 — and it must not release on it now either: it cannot know
+//! whether its write in step 3 was timely, and a late one may have erased a winner's seal
+//! (see below: the check in step 3 is what excludes that). It finds the claim at its next
+//! pre-read and backs off like any spare, free for the other primaries; K's claim holds K
+//! for an operator (safe, not live — the model check's liveness property excuses it).
 //!
 //! **Why two spares cannot both release for K.** Single-sector writes are atomic (a torn one
 //! fails its CRC and reads as corrupt), writes to one sector are totally ordered, spare ids
-//! are distinct, and no spare writes a claim for K twice in one life. Suppose spares X and Y both released,
+//! are distinct, no spare writes a pending claim for K twice in one life, and a seal follows
+//! its writer's successful re-read. Suppose spares X and Y both released,
 //! and X's claim landed first: `w_X < w_Y`. X's re-read at `t_X ≥ c_X + settle ≥ w_X + settle`
 //! found X's claim, so no claim had landed since `w_X`: `w_Y > t_X ≥ w_X + settle`. Y's
 //! pre-read came at most `settle` before its write completed, and the write lands before it
 //! completes: `r_Y > c_Y − settle ≥ w_Y − settle > w_X`. So Y's pre-read came after X's
 //! claim landed; every write since then is a claim (only spares write during a takeover),
-//! so Y read a claim and backed off — a contradiction. The argument uses only each spare's
+//! so Y read a claim (pending or sealed) and backed off — a contradiction. The argument uses only each spare's
 //! own monotonic clock for its own intervals (`settle`, `c − r`), never a comparison of two
 //! clocks. It assumes nobody else writes K's mailbox during the takeover: an operator's
 //! `disk clear` (or a test message) there can erase a claim and void it.
@@ -273,7 +285,11 @@ pub enum Action {
     /// Write a takeover claim into `node`'s mailbox *before* releasing, so a primary that
     /// comes back reads it and refuses to serve; then call
     /// [`StandbyListener::on_claim_written`] with the outcome and the time it completed.
-    ClaimTakeover { node: u8, primary_epoch: Option<u32> },
+    ///
+    /// `pending`: a [`MailboxMessage::PendingClaim`], written while spares arbitrate; else a
+    /// [`MailboxMessage::TakeoverClaim`], written by the only spare, or by an arbitrating
+    /// one that won, just before it releases (see the module docs).
+    ClaimTakeover { node: u8, primary_epoch: Option<u32>, pending: bool },
     /// Open the boot gate as `node`. Emitted at most once per listener lifetime.
     Release(Takeover),
 }
@@ -313,6 +329,13 @@ impl WatchedPrimary {
     pub fn last_epoch(&self) -> Option<u32> {
         self.detectors.iter().filter_map(|d| d.last()).map(|(e, _)| e).max()
     }
+    /// The highest (epoch, sequence) accepted from it on any medium, or seeded
+    /// ([`StandbyListener::seed`]) and not passed since — what a restarted listener must
+    /// refuse (the firmware keeps it, `rearguard_firmware::app::marks`) — as one number,
+    /// `epoch << 64 | sequence`; 0 for none.
+    pub fn mark(&self) -> u128 {
+        self.detectors.iter().map(|d| d.last().map_or(0, |(e, s)| (e as u128) << 64 | s as u128)).max().unwrap_or(0)
+    }
     /// The last (epoch, sequence) accepted from it on `medium`.
     pub fn last_record(&self, medium: MediumId) -> Option<(u32, u64)> {
         self.detectors.get(medium.0 as usize).and_then(|d| d.last())
@@ -337,6 +360,8 @@ enum Phase {
         until: Instant,
     },
     ReRead,
+    /// The re-read found this spare's claim: it is rewritten as settled, then released.
+    Sealing,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -415,6 +440,18 @@ impl<const P: usize> StandbyListener<P> {
             p.detectors[id] = FailureDetector::new(kind);
         }
         Some(MediumId(id as u8))
+    }
+
+    /// Starts each watched primary that `mark_of` has a mark for on every medium from it: the
+    /// highest record accepted from it before this listener restarted. Records at or below it
+    /// are refused as replays (or stale epochs), the first above it is a baseline
+    /// ([`FailureDetector::seed`]). Call after the media are added, before the first frame.
+    pub fn seed(&mut self, mut mark_of: impl FnMut(u8) -> Option<(u32, u64)>) {
+        for p in self.primaries.iter_mut() {
+            if let Some(mark) = mark_of(p.node) {
+                p.detectors.iter_mut().for_each(|d| d.seed(mark));
+            }
+        }
     }
 
     pub fn params(&self) -> &ListenerParams {
@@ -540,7 +577,7 @@ impl<const P: usize> StandbyListener<P> {
                 }
                 let phase = Phase::Writing { read_at: now };
                 self.claim = Some(Claim { node, reason, epoch, phase });
-                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch });
+                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch, pending: false });
             }
             Some(a) => {
                 if let Some(p) = self.primary_mut(node) {
@@ -585,23 +622,26 @@ impl<const P: usize> StandbyListener<P> {
         if c.node != node {
             return Actions::new();
         }
-        let claimant = match mailbox {
-            Ok(MailboxMessage::TakeoverClaim { by, .. }) => Some(by),
-            _ => None,
-        };
+        let claimant = mailbox.ok().and_then(|m| m.claimant());
         match c.phase {
             Phase::PreRead if claimant.is_none() && mailbox.is_ok() => {
                 self.claim = Some(Claim { phase: Phase::Writing { read_at: now }, ..c });
                 let mut out = Actions::new();
-                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: c.epoch });
+                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: c.epoch, pending: true });
                 out
             }
+            // This spare's claim stands: settle it (a seal written before, whose write
+            // reported a failure, is this spare's too).
             Phase::ReRead
-                if mailbox
-                    == Ok(MailboxMessage::TakeoverClaim { by: a.spare_id, primary_epoch: c.epoch.unwrap_or(0) }) =>
+                if mailbox.is_ok_and(|m| {
+                    let (by, primary_epoch) = (a.spare_id, c.epoch.unwrap_or(0));
+                    m == MailboxMessage::PendingClaim { by, primary_epoch }
+                        || m == MailboxMessage::TakeoverClaim { by, primary_epoch }
+                }) =>
             {
+                self.claim = Some(Claim { phase: Phase::Sealing, ..c });
                 let mut out = Actions::new();
-                self.take(node, c.reason, c.epoch, now, &mut out);
+                let _ = out.push(Action::ClaimTakeover { node, primary_epoch: c.epoch, pending: false });
                 out
             }
             Phase::PreRead | Phase::ReRead => self.back_off(claimant),
@@ -621,10 +661,19 @@ impl<const P: usize> StandbyListener<P> {
     pub fn on_claim_written(&mut self, node: u8, written: bool, now: Instant) -> Actions {
         let mut out = Actions::new();
         let Some(c) = self.claim else { return out };
-        let Phase::Writing { read_at } = c.phase else { return out };
         if c.node != node {
             return out;
         }
+        if ARBITRATES && c.phase == Phase::Sealing {
+            if written {
+                self.take(node, c.reason, c.epoch, now, &mut out);
+            } else {
+                // Read the mailbox again at the next tick: still this spare's, sealed again.
+                self.claim = Some(Claim { phase: Phase::Settle { until: now }, ..c });
+            }
+            return out;
+        }
+        let Phase::Writing { read_at } = c.phase else { return out };
         if !written {
             // With arbitration, a claim that landed after all is found by the next pre-read
             // and backed off from.
@@ -662,7 +711,7 @@ impl<const P: usize> StandbyListener<P> {
         let claimed = self.claim.map(|c| c.node);
         let Some(p) = self.primaries.iter().find(|p| claimed.is_none_or(|n| n == p.node)) else { return out };
         let (node, epoch) = (p.node, p.last_epoch());
-        let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch });
+        let _ = out.push(Action::ClaimTakeover { node, primary_epoch: epoch, pending: false });
         self.take(node, ReleaseReason::Manual, epoch, now, &mut out);
         out
     }
@@ -740,7 +789,7 @@ mod tests {
         assert_eq!(releases(&a), 0, "not before the claim is written");
         let a = claimed(&mut l, a, true, at(1100));
         assert_eq!(releases(&a), 1);
-        assert_eq!(a[0], Action::ClaimTakeover { node: 0, primary_epoch: Some(3) });
+        assert_eq!(a[0], Action::ClaimTakeover { node: 0, primary_epoch: Some(3), pending: false });
         assert!(l.on_tick(at(5000)).is_empty());
         assert!(l.release_now(at(5001)).is_empty());
     }
@@ -766,6 +815,38 @@ mod tests {
             reason: ReleaseReason::NeverSeen { waited: Duration::from_secs(30) },
             primary_epoch: None
         })));
+    }
+
+    /// Seeded with the mark of a previous run, the listener refuses records replayed on
+    /// either medium as it would within a run: no liveness, no first sighting, the never-seen
+    /// policy releases on time; the live primary's next records are a baseline, then progress.
+    #[test]
+    fn a_seeded_listener_refuses_replays_on_every_medium() {
+        let (mut l, disk, serial) = listener(NeverSeenPolicy::ReleaseAfter(Duration::from_secs(2)));
+        // Only the watched primaries are asked for their marks.
+        l.seed(|n| {
+            assert_eq!(n, 0);
+            Some((3, 40))
+        });
+        assert_eq!(l.primaries()[0].mark(), 3 << 64 | 40);
+        for seq in 1..=40u64 {
+            assert!(l.on_frame(disk, 0, Ok(sample(seq)), at(seq * 10)).is_empty());
+            assert!(l.on_frame(serial, 0, Ok(sample(seq)), at(seq * 10)).is_empty());
+        }
+        assert_eq!(l.primaries()[0].first_seen(), None);
+        assert_eq!(l.media()[disk.0 as usize].rejected[Reject::Replay.index()], 40);
+        assert_eq!(l.media()[serial.0 as usize].accepted, 0);
+        let a = tick(&mut l, 2000, true);
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::Release(Takeover { reason: ReleaseReason::NeverSeen { .. }, .. }))));
+
+        let (mut l, disk, _) = listener(NeverSeenPolicy::WaitForever);
+        l.seed(|_| Some((3, 40)));
+        assert!(l.on_frame(disk, 0, Ok(sample(41)), at(100)).is_empty(), "a baseline only");
+        let a = l.on_frame(disk, 0, Ok(sample(42)), at(200));
+        assert_eq!(a.as_slice(), &[Action::Notify(ListenerState::Watching)]);
+        assert_eq!(l.primaries()[0].mark(), 3 << 64 | 42);
     }
 
     #[test]
@@ -866,7 +947,7 @@ mod tests {
         l.on_frame(disk, 0, Ok(sample(2)), at(100));
         for t in 11..30u64 {
             let a = tick(&mut l, t * 100, false);
-            let claim = Action::ClaimTakeover { node: 0, primary_epoch: Some(3) };
+            let claim = Action::ClaimTakeover { node: 0, primary_epoch: Some(3), pending: false };
             assert_eq!(a.as_slice(), &[claim], "retried each tick, never released");
         }
         let a = tick(&mut l, 3000, true);
@@ -993,10 +1074,9 @@ mod tests {
         fn step(&mut self, mailboxes: &mut [MailboxMessage; 4], alive: &[bool; 4], seq: u64, now: Instant) {
             let acts = match self.pending.pop_front() {
                 Some(Action::ReadMailbox { node }) => self.l.on_mailbox(node, Ok(mailboxes[node as usize]), now),
-                Some(Action::ClaimTakeover { node, primary_epoch }) => {
+                Some(Action::ClaimTakeover { node, primary_epoch, pending }) => {
                     let by = self.l.params().arbitration.unwrap().spare_id;
-                    mailboxes[node as usize] =
-                        MailboxMessage::TakeoverClaim { by, primary_epoch: primary_epoch.unwrap_or(0) };
+                    mailboxes[node as usize] = MailboxMessage::claim(by, primary_epoch, pending);
                     self.l.on_claim_written(node, true, now)
                 }
                 _ => {
@@ -1041,6 +1121,41 @@ mod tests {
         let mut taken: std::vec::Vec<u8> = r.iter().flatten().copied().collect();
         taken.sort();
         assert_eq!(taken, [0, 1, 2], "{r:?}");
+    }
+
+    /// An arbitrating spare's claim is pending until its re-read finds it standing, and
+    /// sealed before the release; a spare restarted with its own pending claim in the
+    /// mailbox backs off from it at its pre-read and is free for the next primary.
+    #[test]
+    fn a_claim_is_sealed_before_the_release_and_a_pending_one_is_not_taken_after_a_restart() {
+        let settle = Duration::from_millis(150);
+        let mut sim = Sim::new(3, 0, "0-2", settle);
+        let mut mailboxes = [MailboxMessage::Empty; 4];
+        let mut seen = std::vec::Vec::new();
+        for i in 0..300u64 {
+            let now = i * 10;
+            let alive = [true, now < 1000, true, false];
+            sim.step(&mut mailboxes, &alive, i + 2, at(now));
+            if seen.last() != Some(&mailboxes[1]) {
+                seen.push(mailboxes[1]);
+            }
+        }
+        assert_eq!(sim.releases, [1]);
+        let pending = MailboxMessage::PendingClaim { by: 3, primary_epoch: 1 };
+        let sealed = MailboxMessage::TakeoverClaim { by: 3, primary_epoch: 1 };
+        assert_eq!(seen, [MailboxMessage::Empty, pending, sealed]);
+
+        // Restarted between its pending write and its seal: node 1 is not taken; node 2 is.
+        let mut sim = Sim::new(3, 0, "0-2", settle);
+        let mut mailboxes = [MailboxMessage::Empty, pending, MailboxMessage::Empty, MailboxMessage::Empty];
+        for i in 0..600u64 {
+            let now = i * 10;
+            let alive = [true, now < 500, now < 3000, false];
+            sim.step(&mut mailboxes, &alive, i + 2, at(now));
+        }
+        assert_eq!(sim.releases, [2]);
+        assert_eq!(sim.l.primaries()[1].state, PrimaryState::ClaimedBy(Some(3)));
+        assert_eq!(mailboxes[1], pending, "the pending claim holds node 1 for an operator");
     }
 
     proptest! {

@@ -81,7 +81,8 @@ enum Op {
     Slot(u8),
     Tick,
     ReadMailbox(u8),
-    Claim(u8, Option<u32>),
+    /// A claim write: pending (arbitrating) or the seal.
+    Claim(u8, Option<u32>, bool),
 }
 
 #[derive(Clone, Debug)]
@@ -252,12 +253,12 @@ impl NPlusModel {
                 };
                 sp.l.on_mailbox(k, msg, now)
             }
-            Op::Claim(k, epoch) => {
+            Op::Claim(k, epoch, pending) => {
                 let written = !fail_write;
                 if written {
                     let mut b = [0u8; RECORD_SECTOR];
                     let by = FIRST_SPARE + i as u8;
-                    MailboxMessage::TakeoverClaim { by, primary_epoch: epoch.unwrap_or(0) }.encode(&mut b);
+                    MailboxMessage::claim(by, epoch, pending).encode(&mut b);
                     s.nodes[k as usize].mailbox = b[..32].to_vec();
                     sp.attempt = Some((k, true));
                 }
@@ -272,7 +273,9 @@ impl NPlusModel {
         for a in acts.clone() {
             match a {
                 Action::ReadMailbox { node } => ops.push(Op::ReadMailbox(node)),
-                Action::ClaimTakeover { node, primary_epoch } => ops.push(Op::Claim(node, primary_epoch)),
+                Action::ClaimTakeover { node, primary_epoch, pending } => {
+                    ops.push(Op::Claim(node, primary_epoch, pending))
+                }
                 Action::Release(t) => {
                     // Only the arbitration path runs here, and it releases after its re-read,
                     // with nothing queued before it in the same answer.

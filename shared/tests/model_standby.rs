@@ -206,7 +206,7 @@ impl StandbyModel {
         acts.extend(l.on_tick(now));
         while let Some(a) = acts.pop_front() {
             match a {
-                Action::ClaimTakeover { node, primary_epoch } => {
+                Action::ClaimTakeover { node, primary_epoch, .. } => {
                     let written = self.write_claim(s, primary_epoch);
                     s.spare.held = !written;
                     let (l, _) = s.spare.l.as_mut().unwrap();

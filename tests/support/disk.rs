@@ -158,6 +158,35 @@ impl Cluster {
         b
     }
 
+    /// The records node `node`'s slot held over `dur` (read every 20 ms, each kept once, in
+    /// order): what somebody with access to the disk captures to replay later.
+    pub fn capture_slot(&self, node: u8, dur: Duration) -> Vec<Vec<u8>> {
+        let mut captured: Vec<Vec<u8>> = Vec::new();
+        let end = Instant::now() + dur;
+        while Instant::now() < end {
+            let r = self.read_slot(node)[..rearguard_shared::disk::RECORD_SECTOR].to_vec();
+            if captured.last() != Some(&r) {
+                captured.push(r);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        captured
+    }
+
+    /// Writes each record into node `node`'s slot, hands it to `also` (to replay it on another
+    /// medium too), and leaves it there for `hold` (a few of the listener's polls); returns
+    /// when the last one was written.
+    pub fn replay_slot(&self, node: u8, records: &[Vec<u8>], hold: Duration, mut also: impl FnMut(&[u8])) -> Instant {
+        let mut last = Instant::now();
+        for r in records {
+            self.write_slot(node, r);
+            also(r);
+            last = Instant::now();
+            std::thread::sleep(hold);
+        }
+        last
+    }
+
     /// Writes a raw mailbox block for node `node` (block 1 + slots + node, with 2 slots).
     pub fn write_mailbox(&self, node: u8, bytes: &[u8]) {
         self.write_block(3 + node as u64, bytes);

@@ -26,7 +26,6 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use lm3s6965::interrupt;
 use panic_halt as _;
 use rearguard_firmware::board::{BootGate, FrameLink};
 use rearguard_firmware::menu::{self, Menu, Request, Status};
@@ -75,15 +74,41 @@ fn SysTick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
 }
 
-#[interrupt]
-fn UART0() {
+/// The LM3S6965's interrupts this board takes (its vector numbers).
+#[derive(Clone, Copy)]
+enum Irq {
+    Uart0 = 5,
+    Uart1 = 6,
+}
+
+// SAFETY: the numbers are the LM3S6965's UART0 and UART1 interrupts.
+unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
+    fn number(self) -> u16 {
+        self as u16
+    }
+}
+
+extern "C" fn uart0() {
     uart::CONSOLE.on_interrupt(&uart::CONSOLE_RX);
 }
 
-#[interrupt]
-fn UART1() {
+extern "C" fn uart1() {
     uart::LINK.on_interrupt(&uart::LINK_RX);
 }
+
+extern "C" {
+    /// cortex-m-rt's handler for an unexpected interrupt.
+    fn DefaultHandler();
+}
+
+/// The device's part of the vector table, up to the last interrupt used (UART1): the
+/// LM3S6965 has 44, and a full table would cost 148 bytes of flash for interrupts that are
+/// never enabled. cortex-m-rt's `device` feature leaves this table to the board, which
+/// supplies it here, and its (empty) `device.x` from build.rs.
+#[link_section = ".vector_table.interrupts"]
+#[no_mangle]
+static __INTERRUPTS: [unsafe extern "C" fn(); 7] =
+    [DefaultHandler, DefaultHandler, DefaultHandler, DefaultHandler, DefaultHandler, uart0, uart1];
 
 /// Chunks on the link that were not frames, by [`rearguard_shared::link::FramingError`].
 static FRAMING_ERRORS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
@@ -141,11 +166,12 @@ impl BootGate for GpioGate {
         Ok(())
     }
     fn check(&mut self) -> Result<&'static str, &'static str> {
-        let outputs = regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
+        let outputs =
+            regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
         match (outputs, regs::GPIO_F.data(1).read()) {
-            (true, 0) => Ok("PF0 holds the secondary at POST, the node pins PB0-PB4 are outputs"),
-            (true, _) => Err("PF0 is high: the secondary is not held"),
-            (false, _) => Err("PF0 or PB0-PB4 is not an output: the gate cannot be driven"),
+            (true, 0) => Ok(packed!("PF0 holds the secondary at POST, the node pins PB0-PB4 are outputs")),
+            (true, _) => Err(packed!("PF0 is high: the secondary is not held")),
+            (false, _) => Err(packed!("PF0 or PB0-PB4 is not an output: the gate cannot be driven")),
         }
     }
 }
@@ -196,8 +222,8 @@ fn main() -> ! {
     cp.SYST.enable_counter();
     // SAFETY: the handlers above only touch their own ring buffer through a critical section.
     unsafe {
-        cortex_m::peripheral::NVIC::unmask(lm3s6965::Interrupt::UART0);
-        cortex_m::peripheral::NVIC::unmask(lm3s6965::Interrupt::UART1);
+        cortex_m::peripheral::NVIC::unmask(Irq::Uart0);
+        cortex_m::peripheral::NVIC::unmask(Irq::Uart1);
     }
     let mut con = Console;
     let _ = con.write_str(concat!("\nrearguard listener firmware ", env!("CARGO_PKG_VERSION"), " (lm3s6965evb)\n"));
@@ -221,7 +247,7 @@ fn main() -> ! {
         let t = now();
         if app.is_running() && t >= next_poll {
             next_poll = t + app.config().poll_period;
-            poll(app, t, &mut con, &mut read_failures);
+            poll(app, t, handle(), &mut con, &mut read_failures);
         }
         while let Some(b) = uart::CONSOLE.pop(&uart::CONSOLE_RX) {
             if menu.feed(b, &mut con)
@@ -236,10 +262,13 @@ fn main() -> ! {
 
 /// One poll of every medium (out of `main` so its frame is not under every console line).
 #[inline(never)]
-fn poll(app: &mut BoardApp<'_>, t: Instant, con: &mut Console, read_failures: &mut u32) {
+fn poll(app: &mut BoardApp<'_>, t: Instant, nv: Option<sd::SdDisk<'_>>, con: &mut Console, read_failures: &mut u32) {
     let start = cycles();
     app.poll_with(t, &mut |ev| report(con, &ev, read_failures));
     app.drill_poll(t, con);
+    if let Some(mut nv) = nv {
+        app.store_marks(&mut nv, t, con);
+    }
     // 12.5 cycles a microsecond (see SYSCLK_HZ), to 2 µs.
     let us = cycles().wrapping_sub(start) / 25 * 2;
     POLL_US[0].store(us, Ordering::Relaxed);
@@ -321,12 +350,17 @@ fn console_line<'c>(
 /// why, and the menu can fix it.
 #[inline(never)]
 fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<'c>>, con: &mut Console) {
+    // The replay marks sit on the same card, beside the config copies.
+    let nv = disk.as_ref().map(|d| sd::SdDisk { card: d.card, sectors: d.sectors });
     let disk = disk.and_then(|mut d| disk_has_area(&mut d, con).then_some(d));
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = a.start(cfg, disk, Some(link), now()) {
         warn!("listener refused to start");
         let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
         return;
+    }
+    if let Some(mut nv) = nv {
+        a.load_marks(&mut nv, now(), con);
     }
     let c = a.config();
     info!(

@@ -10,7 +10,7 @@
 //! on-disk record lives): one single-sector command each way.
 
 use crate::regs::{ssi0, GPIO_A, GPIO_D, RCGC1, RCGC2};
-use rearguard_firmware::board::{NvCopy, NvStore, SharedDisk};
+use rearguard_firmware::board::{MarkStore, NvCopy, NvStore, SharedDisk};
 use rearguard_shared::config::RECORD_LEN;
 use rearguard_shared::disk::{BLOCK, RECORD_SECTOR};
 use rearguard_shared::text::Text;
@@ -24,6 +24,8 @@ const SECTOR: usize = 512;
 /// The heartbeat area is at most (1 + 2 × 32) × 4096 = 260 KiB from offset 0, so they never
 /// overlap; an image must be at least 2 MiB (QEMU wants a power of two anyway).
 pub const NV_OFFSET: u64 = 1 << 20;
+/// The replay marks (`rearguard_firmware::app::marks`): one block after copy B.
+pub const MARKS_OFFSET: u64 = NV_OFFSET + 2 * BLOCK as u64;
 
 /// SSI0 as an SPI master, mode 0, 8-bit frames.
 pub struct Spi;
@@ -364,5 +366,16 @@ fn nv_offset(copy: NvCopy) -> u64 {
     match copy {
         NvCopy::A => NV_OFFSET,
         NvCopy::B => NV_OFFSET + BLOCK as u64,
+    }
+}
+
+// A card too small for the sector fails the command: no range check of our own.
+impl MarkStore for SdDisk<'_> {
+    type Error = DiskError;
+    fn read_marks(&mut self, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), DiskError> {
+        self.read_sector((MARKS_OFFSET / SECTOR as u64) as u32, buf)
+    }
+    fn write_marks(&mut self, buf: &[u8; RECORD_SECTOR]) -> Result<(), DiskError> {
+        self.write_sector((MARKS_OFFSET / SECTOR as u64) as u32, buf)
     }
 }

@@ -20,6 +20,12 @@
 //! message, or bytes a rewrite would not restore exactly, is not touched at all.
 //!
 //! Per primary the drill keeps one [`Probe`] (16 bytes): 31 primaries cost 0.5 KiB of RAM.
+//!
+//! Limit, shared with `rearguard drill`: putting a mailbox back is a read, then a write. On a
+//! disk with several spares (Linux listeners that arbitrate; this controller build refuses
+//! to share its disk), another spare's claim landing between the two would be overwritten,
+//! and that spare would back off from the dead primary at its re-read. A drill is for a
+//! healthy cluster: run it when no primary is failing.
 
 use super::App;
 use crate::board::{BootGate, FrameLink, SharedDisk};
@@ -27,15 +33,16 @@ use core::fmt::Write;
 use rearguard_shared::disk::MailboxMessage;
 use rearguard_shared::heartbeat;
 use rearguard_shared::integrity::crc32c;
+use rearguard_shared::packed;
 use rearguard_shared::text::Text;
 use rearguard_shared::time::Stamp;
 use rearguard_shared::{Duration, Instant};
 
-const DISK: &str = "disk reads";
-const PROGRESS: &str = "heartbeat progressing";
-const BOUND: &str = "timing bound";
-const MAILBOX: &str = "mailbox write path";
-const GATE: &str = "gate path";
+const DISK: &str = packed!("disk reads");
+const PROGRESS: &str = packed!("heartbeat progressing");
+const BOUND: &str = packed!("timing bound");
+const MAILBOX: &str = packed!("mailbox write path");
+const GATE: &str = packed!("gate path");
 
 /// What the drill did with one watched primary's mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +88,7 @@ impl<const P: usize> Drill<P> {
     fn verdict<'t, 'o>(&mut self, t: &'t mut Text<'o>, ready: bool, check: &str) -> &'t mut Text<'o> {
         self.checks += 1;
         self.failed += !ready as u8;
-        t.s(if ready { "ready     " } else { "NOT READY " }).s(check).s(": ")
+        t.s(if ready { packed!("ready     ") } else { packed!("NOT READY ") }).s(check).s(packed!(": "))
     }
 }
 
@@ -100,19 +107,24 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let d = &mut self.drill;
         (d.checks, d.failed) = (0, 0);
         if !self.running {
-            d.verdict(t, false, "listener").s("not running: fix the settings and save (see status)").nl().ok();
+            d.verdict(t, false, "listener").s(packed!("not running: fix the settings and save (see status)")).nl().ok();
             self.drill_summary(t);
             return;
         }
         let watched = self.cfg.watched();
         let disk_reads = match self.disk.as_mut() {
             None => {
-                d.verdict(t, false, DISK).s("no shared disk (serial link only): the secondary boots from it");
+                d.verdict(t, false, DISK).s(packed!("no shared disk (serial link only): the secondary boots from it"));
                 false
             }
             Some(m) => match Self::check_disk(&mut m.dev, &self.cfg, watched, &mut self.block) {
                 Ok(h) => {
-                    d.verdict(t, true, DISK).s("cluster ").hex(h.cluster_id).s(", ").n(h.slot_count).s(" slots");
+                    d.verdict(t, true, DISK)
+                        .s(packed!("cluster "))
+                        .hex(h.cluster_id)
+                        .s(packed!(", "))
+                        .n(h.slot_count)
+                        .s(packed!(" slots"));
                     true
                 }
                 Err(e) => {
@@ -185,12 +197,12 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             crate::report::watched_primary(d.verdict(t, progressed, PROGRESS), p, now).nl().ok();
             let b = self.budgets[i];
             let bound = !b.is_none() && b.check(timeout).is_ok();
-            crate::report::budget(d.verdict(t, bound, BOUND).s("node ").n(p.node), &b, timeout).nl().ok();
+            crate::report::budget(d.verdict(t, bound, BOUND).s(packed!("node ")).n(p.node), &b, timeout).nl().ok();
             self.mailbox_verdict(i, t);
         }
         let d = &mut self.drill;
         match (self.gate_opened, self.gate.check()) {
-            (true, _) => d.verdict(t, false, GATE).s("the boot is already released"),
+            (true, _) => d.verdict(t, false, GATE).s(packed!("the boot is already released")),
             (false, Ok(seen)) => d.verdict(t, true, GATE).s(seen),
             (false, Err(why)) => d.verdict(t, false, GATE).s(why),
         }
@@ -207,20 +219,27 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             Probe::Sent { seq, found, acked_ms } => (acked_ms != u32::MAX, self.restore(node, seq, found)),
             _ => (false, false),
         };
-        let t = self.drill.verdict(t, ready, MAILBOX).s("node ").n(node);
+        let t = self.drill.verdict(t, ready, MAILBOX).s(packed!("node ")).n(node);
         match probe {
-            Probe::NotChecked => t.s(": not checked (the disk does not read)"),
-            Probe::WriteFailed => t.s(": the mailbox cannot be written, nor a claim"),
+            Probe::NotChecked => t.s(packed!(": not checked (the disk does not read)")),
+            Probe::WriteFailed => t.s(packed!(": the mailbox cannot be written, nor a claim")),
             Probe::Untouched => {
-                t.s(": the mailbox holds more than a test message (see `rearguard disk dump`), left untouched")
+                t.s(packed!(": the mailbox holds more than a test message (see `rearguard disk dump`), left untouched"))
             }
             Probe::Sent { seq, acked_ms, .. } => {
-                t.s(": test #").n(seq);
+                t.s(packed!(": test #")).n(seq);
                 match acked_ms {
-                    u32::MAX => t.s(" not acknowledged in ").ms(self.drill.window).s(": is its agent running?"),
-                    ms => t.s(" acknowledged in ").n(ms).s(" ms"),
+                    u32::MAX => t
+                        .s(packed!(" not acknowledged in "))
+                        .ms(self.drill.window)
+                        .s(packed!(": is its agent running?")),
+                    ms => t.s(packed!(" acknowledged in ")).n(ms).s(packed!(" ms")),
                 };
-                t.s(if restored { "; mailbox restored" } else { "; the mailbox changed meanwhile, left as it is" })
+                t.s(if restored {
+                    packed!("; mailbox restored")
+                } else {
+                    packed!("; the mailbox changed meanwhile, left as it is")
+                })
             }
         }
         .nl()
@@ -257,11 +276,24 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     fn drill_summary(&mut self, t: &mut Text<'_>) {
         let d = &self.drill;
         if d.failed == 0 {
-            t.s("drill: READY (").n(d.checks).s(" checks passed; nothing was changed)")
+            t.s(packed!("drill: READY (")).n(d.checks).s(packed!(" checks passed; nothing was changed)"))
         } else {
-            t.s("drill: NOT READY (").n(d.failed).s(" of ").n(d.checks).s(" checks failed; nothing was changed)")
+            t.s(packed!("drill: NOT READY ("))
+                .n(d.failed)
+                .s(packed!(" of "))
+                .n(d.checks)
+                .s(packed!(" checks failed; nothing was changed)"))
         }
         .nl()
         .ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What a drill costs a controller per watched primary (the module docs say 16 bytes).
+    #[test]
+    fn a_probe_is_16_bytes() {
+        assert_eq!(core::mem::size_of::<super::Probe>(), 16);
     }
 }
