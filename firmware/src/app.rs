@@ -12,7 +12,7 @@ use rearguard_shared::listener::{
 };
 use rearguard_shared::packed;
 use rearguard_shared::reject::Reject;
-use rearguard_shared::text::Text;
+use rearguard_shared::text::{Said, Say, Text};
 use rearguard_shared::{Duration, Instant};
 
 mod drill;
@@ -56,14 +56,19 @@ pub enum StartError<E> {
     },
 }
 
-impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
+impl<E: Say> core::fmt::Display for StartError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
+        Said(self).fmt(f)
+    }
+}
+
+impl<E: Say> Say for StartError<E> {
+    fn say(&self, t: &mut Text<'_>) {
         match self {
-            StartError::Config(e) => t.s(packed!("config: ")).d(e),
+            StartError::Config(e) => t.s(packed!("config: ")).say(e),
             StartError::NoMedium => t.s(packed!("no heartbeat medium configured: set a disk, a serial link, or both")),
-            StartError::DiskRead(e) => t.s(packed!("cannot read the shared disk header: ")).d(&crate::nv::Dbg(e)),
-            StartError::Header(e) => t.s(packed!("shared disk: ")).d(e),
+            StartError::DiskRead(e) => t.s(packed!("cannot read the shared disk header: ")).say(e),
+            StartError::Header(e) => t.s(packed!("shared disk: ")).say(e),
             StartError::ClusterMismatch { disk, config } => t
                 .s(packed!("the shared disk belongs to cluster "))
                 .hex(*disk)
@@ -91,8 +96,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for StartError<E> {
                 .s(packed!("this board watches at most "))
                 .n(*max as u32)
                 .s(packed!(" primaries: shorten the watch list")),
-        }
-        .end()
+        };
     }
 }
 

@@ -3,6 +3,7 @@
 use rearguard_shared::config::RECORD_LEN;
 use rearguard_shared::disk::RECORD_SECTOR;
 use rearguard_shared::listener::Takeover;
+use rearguard_shared::text::Say;
 
 /// Which of the two config copies (A/B) a [`NvStore`] call addresses.
 pub use rearguard_shared::config::Copy as NvCopy;
@@ -12,7 +13,7 @@ pub use rearguard_shared::config::Copy as NvCopy;
 /// block's byte offset. A board whose device needs whole blocks (O_DIRECT on a 4Kn disk)
 /// reads the block and hands over its first sector, and writes the sector zero-padded.
 pub trait SharedDisk {
-    type Error: core::fmt::Debug;
+    type Error: core::fmt::Debug + Say;
     fn read_record(&mut self, offset: u64, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
     fn write_record(&mut self, offset: u64, buf: &[u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
 }
@@ -26,7 +27,7 @@ pub trait FrameLink {
 
 /// Whatever holds the secondary at POST. Opening it is irreversible until power-cycle.
 pub trait BootGate {
-    type Error: core::fmt::Debug;
+    type Error: core::fmt::Debug + Say;
     /// Opens the gate so the spare boots as `takeover.node` (its boot configuration);
     /// `None`: pass-through (role primary), the host boots as itself.
     fn release(&mut self, takeover: Option<&Takeover>) -> Result<(), Self::Error>;
@@ -39,7 +40,7 @@ pub trait BootGate {
 /// write must replace one copy without touching the other; a write cut by power loss may
 /// leave that copy corrupt (its CRC tells), never the other one.
 pub trait NvStore {
-    type Error: core::fmt::Debug;
+    type Error: core::fmt::Debug + Say;
     fn read_copy(&mut self, copy: NvCopy, buf: &mut [u8; RECORD_LEN]) -> Result<(), Self::Error>;
     fn write_copy(&mut self, copy: NvCopy, buf: &[u8; RECORD_LEN]) -> Result<(), Self::Error>;
 }
@@ -49,7 +50,7 @@ pub trait NvStore {
 /// cut by power loss may leave it corrupt (its CRC tells: the next start goes without marks).
 /// The Linux board keeps its own (`[listener] state_dir`) and does not implement it.
 pub trait MarkStore {
-    type Error: core::fmt::Debug;
+    type Error: core::fmt::Debug + Say;
     fn read_marks(&mut self, buf: &mut [u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
     fn write_marks(&mut self, buf: &[u8; RECORD_SECTOR]) -> Result<(), Self::Error>;
 }

@@ -7,7 +7,7 @@
 use crate::board::{NvCopy, NvStore};
 use rearguard_shared::config::{self, decode_record, encode_record, ListenerConfig, RecordError, RECORD_LEN};
 use rearguard_shared::packed;
-use rearguard_shared::text::Text;
+use rearguard_shared::text::{Said, Say, Text};
 
 /// What loading found; the board prints it, so an operator sees which copy is in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +20,14 @@ pub enum LoadReport<E> {
     Unreadable(E),
 }
 
-impl<E: core::fmt::Debug> core::fmt::Display for LoadReport<E> {
+impl<E: Say> core::fmt::Display for LoadReport<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
+        Said(self).fmt(f)
+    }
+}
+
+impl<E: Say> Say for LoadReport<E> {
+    fn say(&self, t: &mut Text<'_>) {
         match self {
             LoadReport::Loaded { from, generation, other } => {
                 let t = t.s(packed!("config: copy ")).s(from.name()).s(packed!(" (generation ")).n(*generation).s(")");
@@ -38,19 +43,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for LoadReport<E> {
                 b.text(a.text(t.s(packed!("config: no valid copy (A: "))).s("; B: ")).s(packed!("); factory settings"))
             }
             LoadReport::Unreadable(e) => {
-                t.s(packed!("config: store unreadable (")).d(&Dbg(e)).s(packed!("); factory settings"))
+                t.s(packed!("config: store unreadable (")).say(e).s(packed!("); factory settings"))
             }
-        }
-        .end()
-    }
-}
-
-/// A board's error through its `Debug` (the board traits ask only for that).
-pub(crate) struct Dbg<'a, E>(pub(crate) &'a E);
-
-impl<E: core::fmt::Debug> core::fmt::Display for Dbg<'_, E> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.fmt(f)
+        };
     }
 }
 
@@ -85,11 +80,16 @@ pub enum SaveError<E> {
     Verify(Option<RecordError>),
 }
 
-impl<E: core::fmt::Debug> core::fmt::Display for SaveError<E> {
+impl<E: Say> core::fmt::Display for SaveError<E> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
+        Said(self).fmt(f)
+    }
+}
+
+impl<E: Say> Say for SaveError<E> {
+    fn say(&self, t: &mut Text<'_>) {
         match self {
-            SaveError::Write(e) => t.s(packed!("write failed (")).d(&Dbg(e)).s(")"),
+            SaveError::Write(e) => t.s(packed!("write failed (")).say(e).s(")"),
             SaveError::Verify(e) => {
                 t.s(packed!("read-back check failed ("));
                 match e {
@@ -98,8 +98,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for SaveError<E> {
                 }
                 .s(")")
             }
-        }
-        .end()
+        };
     }
 }
 

@@ -14,7 +14,7 @@ use rearguard_shared::heartbeat::Role;
 use rearguard_shared::listener::{Arbitration, ListenerState, NodeSet, PrimaryState, ReleaseReason, WatchedPrimary};
 use rearguard_shared::packed;
 use rearguard_shared::reject::Reject;
-use rearguard_shared::text::Text;
+use rearguard_shared::text::{Say, Text};
 use rearguard_shared::{Duration, Instant};
 
 /// A spare's watched slot that the disk gives another role (start and `save` say it alike).
@@ -67,12 +67,7 @@ pub fn role_name(r: Role) -> &'static str {
 /// The line a (re)started listener prints. `timeout` is the one in force (the disk's, when
 /// longer than the configured one); `media` names what is watched (`disk+serial`, a device…).
 /// It ends in `state: holding`: a listener starts holding, and no event says so.
-pub fn started(
-    out: &mut impl Write,
-    cfg: &ListenerConfig,
-    timeout: Duration,
-    media: impl Display,
-) -> core::fmt::Result {
+pub fn started(out: &mut impl Write, cfg: &ListenerConfig, timeout: Duration, media: &str) -> core::fmt::Result {
     let t = &mut Text::new(out);
     t.s(packed!("listening: role "))
         .s(if cfg.is_spare() { "spare" } else { role_name(cfg.role) })
@@ -85,7 +80,7 @@ pub fn started(
         .s(packed!(", poll "))
         .ms(cfg.poll_period)
         .s(packed!(", media: "))
-        .d(&media)
+        .s(media)
         .s(packed!("; state: holding"))
         .nl()
 }
@@ -94,11 +89,7 @@ pub fn started(
 /// far, this one included (a board that shows only some of them counts them all).
 ///
 /// `state: released` prints nothing: the `BOOT RELEASED` line that comes with it says more.
-pub fn event<DE: Display, GE: Display>(
-    out: &mut impl Write,
-    ev: &Event<DE, GE>,
-    read_failures: u32,
-) -> core::fmt::Result {
+pub fn event<DE: Say, GE: Say>(out: &mut impl Write, ev: &Event<DE, GE>, read_failures: u32) -> core::fmt::Result {
     let t = &mut Text::new(out);
     match ev {
         Event::State(ListenerState::Holding) => t.s(packed!("state: holding (primary not seen alive yet)")),
@@ -118,7 +109,7 @@ pub fn event<DE: Display, GE: Display>(
                 None => t.s(packed!("never seen)")),
             }
         }
-        Event::ClaimFailed(e) => t.s(packed!("warning: claim NOT written, release held: ")).d(e),
+        Event::ClaimFailed(e) => t.s(packed!("warning: claim NOT written, release held: ")).say(e),
         Event::AlreadyTaken { node } => {
             t.s(packed!("released as node ")).n(*node).s(packed!(" before a restart (own claim on disk)"))
         }
@@ -135,12 +126,12 @@ pub fn event<DE: Display, GE: Display>(
             bound_broken(t.s(packed!("WARNING: fencing bound broken for node ")).n(*node).s(": "), violation)
                 .s(packed!(" (the secondary could boot beside a live primary)"))
         }
-        Event::GateFailed(e) => t.s(packed!("error: boot gate failed: ")).d(e),
+        Event::GateFailed(e) => t.s(packed!("error: boot gate failed: ")).say(e),
         Event::DiskReadFailed(e) => t
             .s(packed!("warning: slot read failed ("))
             .n(read_failures)
             .s(packed!(" so far; release held until it reads): "))
-            .d(e),
+            .say(e),
     }
     .nl()
 }

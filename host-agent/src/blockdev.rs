@@ -23,6 +23,13 @@ pub enum DiskError {
     Io { path: PathBuf, op: &'static str, offset: u64, source: std::io::Error },
 }
 
+/// The Linux listener prints it on the firmware application's lines.
+impl rearguard_shared::text::Say for DiskError {
+    fn say(&self, t: &mut rearguard_shared::text::Text<'_>) {
+        t.d(self);
+    }
+}
+
 /// Open flag for synchronous data writes, for callers outside this module.
 pub const O_DSYNC: i32 = libc::O_DSYNC;
 

@@ -104,9 +104,15 @@ pub struct ConfigError {
     pub problem: &'static str,
 }
 
+impl crate::text::Say for ConfigError {
+    fn say(&self, t: &mut Text<'_>) {
+        t.s(self.field).s(": ").s(self.problem);
+    }
+}
+
 impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        Text::new(f).s(self.field).s(": ").s(self.problem).end()
+        crate::text::Said(self).fmt(f)
     }
 }
 
@@ -235,7 +241,13 @@ pub enum RecordError {
 
 impl core::fmt::Display for RecordError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.text(&mut Text::new(f)).end()
+        crate::text::Said(self).fmt(f)
+    }
+}
+
+impl crate::text::Say for RecordError {
+    fn say(&self, t: &mut Text<'_>) {
+        self.text(t);
     }
 }
 

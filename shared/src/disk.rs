@@ -89,7 +89,12 @@ pub enum HeaderError {
 
 impl core::fmt::Display for HeaderError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
+        crate::text::Said(self).fmt(f)
+    }
+}
+
+impl crate::text::Say for HeaderError {
+    fn say(&self, t: &mut Text<'_>) {
         match self {
             HeaderError::NotInitialised => {
                 t.s(packed!("no Rearguard header (all zeros): initialise it with `rearguard disk init`"))
@@ -105,8 +110,7 @@ impl core::fmt::Display for HeaderError {
                 .s(packed!(": upgrade rearguard")),
             HeaderError::BadCrc => t.s(packed!("header CRC mismatch (corrupt): re-run `rearguard disk init`")),
             HeaderError::Invalid(why) => t.s(packed!("invalid header: ")).s(why),
-        }
-        .end()
+        };
     }
 }
 

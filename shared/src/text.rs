@@ -19,12 +19,12 @@ use core::fmt::{Display, Result, Write};
 /// Writes pieces in order; the first error is kept and later pieces are skipped. Methods
 /// take and return `&mut Text` and are never inlined: a line is a row of short calls.
 pub struct Text<'a> {
-    out: &'a mut dyn Write,
+    out: &'a mut dyn Out,
     r: Result,
 }
 
 impl<'a> Text<'a> {
-    pub fn new(out: &'a mut dyn Write) -> Text<'a> {
+    pub fn new(out: &'a mut dyn Out) -> Text<'a> {
         Text { out, r: Ok(()) }
     }
 
@@ -43,7 +43,7 @@ impl<'a> Text<'a> {
 
     fn put(&mut self, s: &str) -> &mut Self {
         if self.r.is_ok() {
-            self.r = self.out.write_str(s);
+            self.r = self.out.put(s);
         }
         self
     }
@@ -69,11 +69,22 @@ impl<'a> Text<'a> {
         self.n(d.as_millis()).s(" ms")
     }
 
-    /// Anything else through its `Display` (the one `core::fmt` path).
+    /// Anything that [`Say`]s itself (the firmware's errors and reports), without
+    /// `core::fmt`.
+    #[inline(never)]
+    pub fn say(&mut self, x: &dyn Say) -> &mut Self {
+        if self.r.is_ok() {
+            x.say(self);
+        }
+        self
+    }
+
+    /// Anything else through its `Display` (the one `core::fmt` path; the controller has no
+    /// caller left, so none of `core::fmt`'s machinery is in its image).
     #[inline(never)]
     pub fn d(&mut self, x: &dyn Display) -> &mut Self {
         if self.r.is_ok() {
-            self.r = write!(self.out, "{x}");
+            self.r = write!(Adapter(&mut *self.out), "{x}");
         }
         self
     }
@@ -89,20 +100,78 @@ impl<'a> Text<'a> {
 
     #[inline(never)]
     fn radix(&mut self, mut n: u32, radix: u32, width: usize) -> &mut Self {
-        let mut buf = [b'0'; 10];
+        const DIGITS: &str = "0123456789abcdef";
+        let mut buf = [0u8; 10];
         let mut i = buf.len();
         while n > 0 || i + width > buf.len() {
             i -= 1;
-            let d = (n % radix) as u8;
-            buf[i] = if d < 10 { b'0' + d } else { b'a' - 10 + d };
+            buf[i] = (n % radix) as u8;
             n /= radix;
         }
-        for &c in &buf[i..] {
-            if self.r.is_ok() {
-                self.r = self.out.write_char(c as char);
-            }
+        for &d in &buf[i..] {
+            let d = usize::from(d);
+            self.put(DIGITS.get(d..d + 1).unwrap_or_default());
         }
         self
+    }
+}
+
+/// Where a [`Text`] writes: anything `core::fmt::Write`, through `write_str` alone. A
+/// `dyn core::fmt::Write` would bring `write_char`'s and `write_fmt`'s code into a
+/// controller's image through its vtable, called or not.
+pub trait Out {
+    fn put(&mut self, s: &str) -> Result;
+}
+
+impl<W: Write + ?Sized> Out for W {
+    fn put(&mut self, s: &str) -> Result {
+        self.write_str(s)
+    }
+}
+
+/// [`Text::d`]'s way back into `core::fmt`.
+struct Adapter<'b>(&'b mut dyn Out);
+
+impl Write for Adapter<'_> {
+    fn write_str(&mut self, s: &str) -> Result {
+        self.0.put(s)
+    }
+}
+
+/// A value that writes itself onto a line through [`Text`]: the firmware's `Display`,
+/// without `core::fmt` (its machinery and a vtable per type: about 0.5 KiB of a controller's
+/// 32). A type that also needs `Display` (the Linux side's error chains) implements it with
+/// [`Said`]. A board's error types implement it too (the board traits ask for it).
+pub trait Say {
+    fn say(&self, t: &mut Text<'_>);
+}
+
+impl Say for &str {
+    fn say(&self, t: &mut Text<'_>) {
+        t.s(self);
+    }
+}
+
+/// A board whose operations cannot fail.
+impl Say for core::convert::Infallible {
+    fn say(&self, _: &mut Text<'_>) {
+        match *self {}
+    }
+}
+
+/// Boards (and tests) whose errors carry nothing to say.
+impl Say for () {
+    fn say(&self, t: &mut Text<'_>) {
+        t.s("error");
+    }
+}
+
+/// `Display` for a [`Say`] type: `impl Display for X { fn fmt(…) { Said(self).fmt(f) } }`.
+pub struct Said<'a, T>(pub &'a T);
+
+impl<T: Say> Display for Said<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> Result {
+        Text::new(f).say(self.0).end()
     }
 }
 

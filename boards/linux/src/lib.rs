@@ -74,6 +74,12 @@ pub enum GateError {
     Failed(std::process::ExitStatus),
 }
 
+impl rearguard_shared::text::Say for GateError {
+    fn say(&self, t: &mut rearguard_shared::text::Text<'_>) {
+        t.d(self);
+    }
+}
+
 impl BootGate for CommandGate {
     type Error = GateError;
     fn release(&mut self, takeover: Option<&Takeover>) -> Result<(), GateError> {
@@ -150,17 +156,28 @@ impl FileNv {
     }
 }
 
+/// The settings file's I/O error, as the firmware application prints it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct NvError(#[from] std::io::Error);
+
+impl rearguard_shared::text::Say for NvError {
+    fn say(&self, t: &mut rearguard_shared::text::Text<'_>) {
+        t.d(self);
+    }
+}
+
 impl NvStore for FileNv {
-    type Error = std::io::Error;
-    fn read_copy(&mut self, copy: NvCopy, buf: &mut [u8; RECORD_LEN]) -> Result<(), std::io::Error> {
+    type Error = NvError;
+    fn read_copy(&mut self, copy: NvCopy, buf: &mut [u8; RECORD_LEN]) -> Result<(), NvError> {
         buf.fill(0);
         // A short file (never saved, or only copy A so far) reads as blank.
         let n = self.file.read_at(buf, Self::offset(copy))?;
         buf[n..].fill(0);
         Ok(())
     }
-    fn write_copy(&mut self, copy: NvCopy, buf: &[u8; RECORD_LEN]) -> Result<(), std::io::Error> {
-        self.file.write_all_at(buf, Self::offset(copy))
+    fn write_copy(&mut self, copy: NvCopy, buf: &[u8; RECORD_LEN]) -> Result<(), NvError> {
+        Ok(self.file.write_all_at(buf, Self::offset(copy))?)
     }
 }
 
@@ -253,8 +270,8 @@ fn start_app(
     console: &mut dyn Write,
 ) -> Result<LinuxApp, ListenerError> {
     let app = build_app(cfg, listener, true)?;
-    let media = format_args!("disk {}", cfg.device.display());
-    let _ = report::started(&mut FmtOut(console), app.config(), app.listener().params().timeout, media);
+    let media = format!("disk {}", cfg.device.display());
+    let _ = report::started(&mut FmtOut(console), app.config(), app.listener().params().timeout, &media);
     if app.config().is_spare() {
         let _ = report::spare_started(&mut FmtOut(console), app.config().watch, app.listener().params().arbitration);
     }

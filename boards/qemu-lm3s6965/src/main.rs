@@ -35,7 +35,7 @@ use rearguard_shared::disk::{DiskHeader, HeaderError};
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::listener::Takeover;
 use rearguard_shared::packed;
-use rearguard_shared::text::{Plain, Text};
+use rearguard_shared::text::Text;
 use rearguard_shared::Instant;
 use uart::Console;
 
@@ -297,7 +297,7 @@ fn boot_config(disk: Option<sd::SdDisk<'_>>, con: &mut Console) -> (ListenerConf
                 }
                 _ => warn!("config: no valid copy, factory settings"),
             }
-            let _ = Text::new(&mut *con).d(&report).nl();
+            let _ = Text::new(&mut *con).say(&report).nl();
             (cfg, persist)
         }
         None => {
@@ -356,7 +356,7 @@ fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<
     let link = UartLink { reader: FrameReader::new() };
     if let Err(e) = a.start(cfg, disk, Some(link), now()) {
         warn!("listener refused to start");
-        let _ = Text::new(&mut *con).s("ERROR: ").d(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
+        let _ = Text::new(&mut *con).s("ERROR: ").say(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
         return;
     }
     if let Some(mut nv) = nv {
@@ -375,13 +375,13 @@ fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<
         _ => "serial",
     };
     // A spare's line names its primaries; this build is always its disk's only spare.
-    let _ = report::started(con, c, a.listener().params().timeout, Plain(media));
+    let _ = report::started(con, c, a.listener().params().timeout, media);
 }
 
 /// Logs an event and prints its line. Only the first failed slot read is shown: the console
 /// is the operator's, and a dead card must not bury it at the poll rate.
 #[inline(never)]
-fn report<DE: core::fmt::Display>(
+fn report<DE: rearguard_shared::text::Say>(
     con: &mut Console,
     ev: &Event<DE, core::convert::Infallible>,
     read_failures: &mut u32,

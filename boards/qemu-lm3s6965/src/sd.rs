@@ -294,20 +294,19 @@ fn card_error<'t, 'o>(t: &'t mut Text<'o>, e: CardError) -> &'t mut Text<'o> {
 
 // Display is what the console shows (`rearguard_firmware::report`); Debug, which the board
 // traits ask for, says the same.
-impl core::fmt::Display for DiskError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let t = &mut Text::new(f);
+impl rearguard_shared::text::Say for DiskError {
+    fn say(&self, t: &mut Text<'_>) {
         match self {
             DiskError::Card(e) => card_error(t.s(packed!("sd card: ")), *e),
             DiskError::OutOfRange(o) => t.s(packed!("offset ")).n((o / 1024) as u32).s(packed!(" KiB beyond the card")),
-        }
-        .end()
+        };
     }
 }
 
+// The board traits ask for `Debug` too (tests print errors with it); never called here.
 impl core::fmt::Debug for DiskError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Display::fmt(self, f)
+        core::fmt::Display::fmt(&rearguard_shared::text::Said(self), f)
     }
 }
 

@@ -128,7 +128,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                     true
                 }
                 Err(e) => {
-                    d.verdict(t, false, DISK).d(&e);
+                    d.verdict(t, false, DISK).say(&e);
                     false
                 }
             },

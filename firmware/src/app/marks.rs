@@ -46,7 +46,6 @@
 
 use super::App;
 use crate::board::{BootGate, FrameLink, MarkStore, SharedDisk};
-use crate::nv::Dbg;
 use core::fmt::Write;
 use rearguard_shared::integrity::crc32c;
 use rearguard_shared::packed;
@@ -84,7 +83,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let t = &mut Text::new(out);
         t.s(SAYS);
         match store.read_marks(&mut self.block) {
-            Err(e) => t.s(packed!("unreadable (")).d(&Dbg(&e)).s(packed!("), not used")),
+            Err(e) => t.s(packed!("unreadable (")).say(&e).s(packed!("), not used")),
             // Sealed again with this run's key: a sector of another cluster, watch list or
             // disk fails the CRC as a torn or blank one does.
             Ok(()) if word(&self.block, 12) != self.seal() => t.s(packed!("none for this cluster, watch and disk")),
@@ -140,7 +139,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         match store.write_marks(&self.block) {
             Ok(()) => (self.marks.crc, self.marks.failing) = (crc, false),
             Err(e) if !core::mem::replace(&mut self.marks.failing, true) => {
-                let _ = Text::new(out).s(SAYS).s(packed!("not written (")).d(&Dbg(&e)).s(packed!(")")).nl();
+                let _ = Text::new(out).s(SAYS).s(packed!("not written (")).say(&e).s(packed!(")")).nl();
             }
             Err(_) => {}
         }
@@ -278,7 +277,7 @@ mod tests {
 
         store.fail = true;
         let (_, said) = start(disk(), &mut store);
-        assert_eq!(said, "replay marks: unreadable (\"no card\"), not used\n");
+        assert_eq!(said, "replay marks: unreadable (no card), not used\n");
 
         store = RamMarks { sector: Some(good), ..RamMarks::default() };
         let c = ListenerConfig { node_id: 2, primary_node: 0, watch: NodeSet(0b11), ..cfg() };
@@ -342,7 +341,7 @@ mod tests {
                 said.push((seq, s));
             }
         }
-        let line = "replay marks: not written (\"no card\")\n".to_string();
+        let line = "replay marks: not written (no card)\n".to_string();
         assert_eq!(said, [(10, line.clone()), (40, line)]);
         assert_eq!(store.writes, 1, "at 3 s, while the store worked");
     }

@@ -291,7 +291,7 @@ impl Commands {
                 Request::Apply(self.draft.clone())
             }
             Err(e) => {
-                t.s(packed!("error: save failed: ")).d(&e).s(packed!("; the previous settings are intact\n"));
+                t.s(packed!("error: save failed: ")).say(&e).s(packed!("; the previous settings are intact\n"));
                 Request::None
             }
         }
