@@ -275,14 +275,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
         self.listener.reset(params, now);
         if let (Some(dev), Some(header)) = (disk, header) {
-            let id = self.listener.add_medium(MediumKind::Polled).expect("first medium");
+            let id = self.listener.add_medium(MediumKind::Polled).unwrap_or(MediumId(0));
             self.disk = Some(DiskMedium { dev, header, id });
             if self.cfg.role != Role::Primary {
                 self.resume_earlier_takeover(now);
             }
         }
         if let Some(l) = link {
-            self.link = Some((l, self.listener.add_medium(MediumKind::Stream).expect("second medium")));
+            self.link = Some((l, self.listener.add_medium(MediumKind::Stream).unwrap_or(MediumId(1))));
         }
         self.running = true;
         Ok(())
