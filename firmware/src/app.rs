@@ -275,6 +275,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
         self.listener.reset(params, now);
         if let (Some(dev), Some(header)) = (disk, header) {
+            // The reset above cleared the media: both adds succeed (no expect and its message).
             let id = self.listener.add_medium(MediumKind::Polled).unwrap_or(MediumId(0));
             self.disk = Some(DiskMedium { dev, header, id });
             if self.cfg.role != Role::Primary {
