@@ -4,7 +4,7 @@
 use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig, SlotMisfit};
 use rearguard_shared::detector::MediumKind;
-use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxMessage, RECORD_SECTOR};
+use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxError, MailboxMessage, RECORD_SECTOR};
 use rearguard_shared::fencing::{FencingBudget, FencingViolation};
 use rearguard_shared::heartbeat::{self, Heartbeat, Role, MAX_FRAME};
 use rearguard_shared::listener::{
@@ -279,14 +279,15 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
         self.listener.reset(params, now);
         if let (Some(dev), Some(header)) = (disk, header) {
-            let id = self.listener.add_medium(MediumKind::Polled).expect("first medium");
+            // The reset above cleared the media: both adds succeed (no expect and its message).
+            let id = self.listener.add_medium(MediumKind::Polled).unwrap_or(MediumId(0));
             self.disk = Some(DiskMedium { dev, header, id });
             if self.cfg.role != Role::Primary {
                 self.resume_earlier_takeover(now);
             }
         }
         if let Some(l) = link {
-            self.link = Some((l, self.listener.add_medium(MediumKind::Stream).expect("second medium")));
+            self.link = Some((l, self.listener.add_medium(MediumKind::Stream).unwrap_or(MediumId(1))));
         }
         self.running = true;
         Ok(())
@@ -305,13 +306,9 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     /// crash between the settled claim's write and the gate leaves it consumed without
     /// having driven the gate: the one window left, as narrow as one gate call.
     fn resume_earlier_takeover(&mut self, now: Instant) {
-        let Some(d) = self.disk.as_mut() else { return };
-        for node in self.listener.params().watched.iter() {
-            let off = d.header.mailbox_offset(node).unwrap_or(0);
-            if d.dev.read_record(off, &mut self.block).is_err() {
-                continue;
-            }
-            if let Ok(MailboxMessage::TakeoverClaim { by, .. }) = MailboxMessage::decode(&self.block) {
+        let watched = self.listener.params().watched;
+        for node in watched.iter() {
+            if let Some(Ok(MailboxMessage::TakeoverClaim { by, .. })) = self.read_mailbox(node) {
                 if by == self.cfg.node_id {
                     self.listener.resume_taken(node, now);
                     self.gate_opened = true;
@@ -320,6 +317,22 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                 }
             }
         }
+    }
+
+    /// Reads `node`'s mailbox into the scratch block: what it holds, or `None` without a disk
+    /// or when it does not read. Not inlined: one copy serves the restart check and the drill.
+    #[inline(never)]
+    fn read_mailbox(&mut self, node: u8) -> Option<Result<MailboxMessage, MailboxError>> {
+        let d = self.disk.as_mut()?;
+        d.dev.read_record(d.header.mailbox_offset(node).unwrap_or(0), &mut self.block).ok()?;
+        Some(MailboxMessage::decode(&self.block))
+    }
+
+    /// Writes the scratch block into `node`'s mailbox (`None`: there is no disk).
+    #[inline(never)]
+    fn write_mailbox(&mut self, node: u8) -> Option<Result<(), D::Error>> {
+        let d = self.disk.as_mut()?;
+        Some(d.dev.write_record(d.header.mailbox_offset(node).unwrap_or(0), &self.block))
     }
 
     fn check_disk(
@@ -506,28 +519,23 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                 Action::ClaimTakeover { node, primary_epoch, pending } => {
                     // The listener releases only once the claim is written (a serial-only
                     // listener has no mailbox: nothing to write, nothing to wait for).
-                    let written = match self.disk.as_mut() {
+                    // Only arbitration writes pending claims (the build without it drops
+                    // the branch).
+                    let pending = ARBITRATES && pending;
+                    MailboxMessage::claim(self.cfg.node_id, primary_epoch, pending).encode(&mut self.block);
+                    let written = match self.write_mailbox(node) {
                         None => true,
-                        Some(d) => {
-                            // Only arbitration writes pending claims (the build without it
-                            // drops the branch).
-                            let pending = ARBITRATES && pending;
-                            MailboxMessage::claim(self.cfg.node_id, primary_epoch, pending).encode(&mut self.block);
-                            let off = d.header.mailbox_offset(node).unwrap_or(0);
-                            match d.dev.write_record(off, &self.block) {
-                                Ok(()) => {
-                                    self.claim_failing = false;
-                                    ev(Event::ClaimWritten { node, primary_epoch });
-                                    true
-                                }
-                                Err(e) => {
-                                    // Retried every poll while held: said once.
-                                    if !core::mem::replace(&mut self.claim_failing, true) {
-                                        ev(Event::ClaimFailed(e));
-                                    }
-                                    false
-                                }
+                        Some(Ok(())) => {
+                            self.claim_failing = false;
+                            ev(Event::ClaimWritten { node, primary_epoch });
+                            true
+                        }
+                        Some(Err(e)) => {
+                            // Retried every poll while held: said once.
+                            if !core::mem::replace(&mut self.claim_failing, true) {
+                                ev(Event::ClaimFailed(e));
                             }
+                            false
                         }
                     };
                     let acts = self.listener.on_claim_written(node, written, now);

@@ -152,21 +152,18 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     fn probe(&mut self, i: usize) -> Probe {
         let node = self.listener.primaries()[i].node;
         let Some(m) = self.disk.as_mut() else { return Probe::NotChecked };
-        let (slot, mailbox) = (m.header.slot_offset(node).unwrap_or(0), m.header.mailbox_offset(node).unwrap_or(0));
+        let slot = m.header.slot_offset(node).unwrap_or(0);
         // The new test's number follows the last one acknowledged and the one in the mailbox.
         let acked = match m.dev.read_record(slot, &mut self.block) {
             Ok(()) => heartbeat::decode(&self.block, &self.cfg.verifier()).map_or(0, |hb| hb.last_test),
             Err(_) => 0,
         };
-        if m.dev.read_record(mailbox, &mut self.block).is_err() {
-            return Probe::Untouched;
-        }
-        let as_found = crc32c(&self.block);
-        let (found, in_box) = match MailboxMessage::decode(&self.block) {
-            Ok(MailboxMessage::Empty) => (MailboxMessage::Empty, 0),
-            Ok(f @ MailboxMessage::Test { seq, .. }) => (f, seq),
+        let (found, in_box) = match self.read_mailbox(node) {
+            Some(Ok(MailboxMessage::Empty)) => (MailboxMessage::Empty, 0),
+            Some(Ok(f @ MailboxMessage::Test { seq, .. })) => (f, seq),
             _ => return Probe::Untouched,
         };
+        let as_found = crc32c(&self.block);
         // Only a mailbox its message re-encodes exactly is written: it can be put back.
         found.encode(&mut self.block);
         if crc32c(&self.block) != as_found {
@@ -174,9 +171,9 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
         let seq = acked.max(in_box).wrapping_add(1).max(1);
         MailboxMessage::Test { by: self.cfg.node_id, seq }.encode(&mut self.block);
-        match m.dev.write_record(mailbox, &self.block) {
-            Ok(()) => Probe::Sent { seq, found, acked_ms: u32::MAX },
-            Err(_) => Probe::WriteFailed,
+        match self.write_mailbox(node) {
+            Some(Ok(())) => Probe::Sent { seq, found, acked_ms: u32::MAX },
+            _ => Probe::WriteFailed,
         }
     }
 
@@ -249,15 +246,11 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     /// Puts `node`'s mailbox back to `found` if it still holds this drill's test `seq`.
     fn restore(&mut self, node: u8, seq: u32, found: MailboxMessage) -> bool {
         let by = self.cfg.node_id;
-        let Some(m) = self.disk.as_mut() else { return false };
-        let at = m.header.mailbox_offset(node).unwrap_or(0);
-        if m.dev.read_record(at, &mut self.block).is_err()
-            || MailboxMessage::decode(&self.block) != Ok(MailboxMessage::Test { by, seq })
-        {
+        if self.read_mailbox(node) != Some(Ok(MailboxMessage::Test { by, seq })) {
             return false;
         }
         found.encode(&mut self.block);
-        m.dev.write_record(at, &self.block).is_ok()
+        matches!(self.write_mailbox(node), Some(Ok(())))
     }
 
     /// Ends a running drill without verdicts, its mailboxes put back (the listener restarts).
