@@ -208,7 +208,7 @@ fn the_drill_proves_the_spare_ready_and_changes_nothing() {
         assert!(text.contains(&format!("ready     timing bound: node {k}: interval 100 ms")), "{text}");
         assert!(text.contains(&format!("ready     mailbox write path: node {k}: test #1 acknowledged in ")), "{text}");
     }
-    assert!(text.contains("ready     gate path: PF0 holds the secondary at POST"), "{text}");
+    assert!(text.contains("ready     gate path: PF0 low (secondary held at POST)"), "{text}");
     assert_eq!(header_and_mailboxes(&c), before, "the drill changed the disk");
     assert_eq!(q.read_word(GPIO_F_DATA) & 1, 0, "the drill opened the gate");
 

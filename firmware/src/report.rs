@@ -20,6 +20,9 @@ use rearguard_shared::{Duration, Instant};
 /// A spare's watched slot that the disk gives another role (start and `save` say it alike).
 pub const NOT_PRIMARY: &str = packed!(" is not a primary's slot on the shared disk");
 
+/// A listener whose settings were refused (status and drill say it alike).
+pub const NOT_RUNNING: &str = packed!("not running (see boot messages; fix and save)");
+
 /// What every release line starts with; the boot gate is open once it is printed.
 pub const RELEASED: &str = "BOOT RELEASED: ";
 

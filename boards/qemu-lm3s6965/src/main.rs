@@ -29,9 +29,9 @@ use cortex_m_rt::{entry, exception};
 use panic_halt as _;
 use rearguard_firmware::board::{BootGate, FrameLink};
 use rearguard_firmware::menu::{self, Menu, Request, Status};
-use rearguard_firmware::{nv, report, App, Event};
+use rearguard_firmware::{nv, report, App, Event, StartError};
 use rearguard_shared::config::ListenerConfig;
-use rearguard_shared::disk::{DiskHeader, HeaderError};
+use rearguard_shared::disk::HeaderError;
 use rearguard_shared::link::{Feed, FrameReader, FramingError};
 use rearguard_shared::listener::Takeover;
 use rearguard_shared::packed;
@@ -169,7 +169,7 @@ impl BootGate for GpioGate {
         let outputs =
             regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
         match (outputs, regs::GPIO_F.data(1).read()) {
-            (true, 0) => Ok(packed!("PF0 holds the secondary at POST, the node pins PB0-PB4 are outputs")),
+            (true, 0) => Ok(packed!("PF0 low (secondary held at POST), PB0-PB4 outputs")),
             (true, _) => Err(packed!("PF0 is high: the secondary is not held")),
             (false, _) => Err(packed!("PF0 or PB0-PB4 is not an output: the gate cannot be driven")),
         }
@@ -352,9 +352,15 @@ fn console_line<'c>(
 fn start<'c>(a: &mut BoardApp<'c>, cfg: ListenerConfig, disk: Option<sd::SdDisk<'c>>, con: &mut Console) {
     // The replay marks sit on the same card, beside the config copies.
     let nv = disk.as_ref().map(|d| sd::SdDisk { card: d.card, sectors: d.sectors });
-    let disk = disk.and_then(|mut d| disk_has_area(&mut d, con).then_some(d));
-    let link = UartLink { reader: FrameReader::new() };
-    if let Err(e) = a.start(cfg, disk, Some(link), now()) {
+    let link = || Some(UartLink { reader: FrameReader::new() });
+    let mut started = a.start(cfg.clone(), disk, link(), now());
+    // A blank card is not an error: the link alone is watched (any other header problem is
+    // refused, and the message names the fix).
+    if let Err(StartError::Header(HeaderError::NotInitialised)) = started {
+        let _ = Text::new(&mut *con).s(packed!("shared disk: no heartbeat area (blank): serial link only\n")).end();
+        started = a.start(cfg, None, link(), now());
+    }
+    if let Err(e) = started {
         warn!("listener refused to start");
         let _ = Text::new(&mut *con).s("ERROR: ").say(&e).s(packed!("\nholding the boot until this is fixed (type help)")).nl();
         return;
@@ -401,22 +407,4 @@ fn report<DE: rearguard_shared::text::Say>(
         }
     }
     let _ = report::event(con, ev, *read_failures);
-}
-
-/// Whether the SD card holds a heartbeat area. A blank card means "serial link only"; any
-/// other header problem is left for the application to refuse (it names the fix).
-#[inline(never)]
-fn disk_has_area(d: &mut sd::SdDisk<'_>, con: &mut Console) -> bool {
-    // The header sits in the first sector; reading only that keeps 4 KiB off the stack.
-    let mut sector = [0u8; 512];
-    if d.read_sector(0, &mut sector).is_err() {
-        return true;
-    }
-    match DiskHeader::decode(&sector) {
-        Err(HeaderError::NotInitialised) => {
-            let _ = Text::new(con).s(packed!("shared disk: no heartbeat area (blank): serial link only\n")).end();
-            false
-        }
-        _ => true,
-    }
 }

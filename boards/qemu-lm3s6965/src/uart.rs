@@ -17,7 +17,7 @@ const FR_TXFF: u32 = 1 << 5;
 const IM_RX: u32 = (1 << 4) | (1 << 6);
 
 pub type Ring<const N: usize> = Mutex<RefCell<Deque<u8, N>>>;
-pub static CONSOLE_RX: Ring<64> = Mutex::new(RefCell::new(Deque::new()));
+pub static CONSOLE_RX: Ring<128> = Mutex::new(RefCell::new(Deque::new()));
 pub static LINK_RX: Ring<128> = Mutex::new(RefCell::new(Deque::new()));
 
 #[derive(Clone, Copy)]

@@ -107,14 +107,14 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let d = &mut self.drill;
         (d.checks, d.failed) = (0, 0);
         if !self.running {
-            d.verdict(t, false, "listener").s(packed!("not running: fix the settings and save (see status)")).nl().ok();
+            d.verdict(t, false, "listener").s(crate::report::NOT_RUNNING).nl().ok();
             self.drill_summary(t);
             return;
         }
         let watched = self.cfg.watched();
         let disk_reads = match self.disk.as_mut() {
             None => {
-                d.verdict(t, false, DISK).s(packed!("no shared disk (serial link only): the secondary boots from it"));
+                d.verdict(t, false, DISK).s(packed!("no shared disk (serial link only)"));
                 false
             }
             Some(m) => match Self::check_disk(&mut m.dev, &self.cfg, watched, &mut self.block) {
@@ -219,9 +219,9 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let t = self.drill.verdict(t, ready, MAILBOX).s(packed!("node ")).n(node);
         match probe {
             Probe::NotChecked => t.s(packed!(": not checked (the disk does not read)")),
-            Probe::WriteFailed => t.s(packed!(": the mailbox cannot be written, nor a claim")),
+            Probe::WriteFailed => t.s(packed!(": mailbox cannot be written, nor a claim")),
             Probe::Untouched => {
-                t.s(packed!(": the mailbox holds more than a test message (see `rearguard disk dump`), left untouched"))
+                t.s(packed!(": mailbox holds more than a test message: untouched (see `rearguard disk dump`)"))
             }
             Probe::Sent { seq, acked_ms, .. } => {
                 t.s(packed!(": test #")).n(seq);
@@ -235,7 +235,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                 t.s(if restored {
                     packed!("; mailbox restored")
                 } else {
-                    packed!("; the mailbox changed meanwhile, left as it is")
+                    packed!("; mailbox changed meanwhile, left as is")
                 })
             }
         }

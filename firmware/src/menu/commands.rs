@@ -122,7 +122,7 @@ impl Commands {
                 t.s(packed!("the boot is already released\n"));
             } else {
                 self.confirm = Some(Confirm::Release);
-                t.s(packed!("release now? the secondary boots even if the primary is alive; type yes to confirm\n"));
+                t.s(packed!("release now, even if the primary is alive? type yes to confirm\n"));
             }
         } else {
             t.s(packed!("unknown command; type help\n"));

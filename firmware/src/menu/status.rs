@@ -112,7 +112,7 @@ impl<'a> Status<'a> {
     /// [`Status::print`] onto a line being written.
     pub fn print_to(&self, t: &mut Text) -> core::fmt::Result {
         match self.state {
-            None => t.s(packed!("state: not running (see boot messages; fix and save)")),
+            None => t.s(packed!("state: ")).s(report::NOT_RUNNING),
             Some(st) => t
                 .s(packed!("state: "))
                 .s(st.name())
