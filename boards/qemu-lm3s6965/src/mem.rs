@@ -1,4 +1,4 @@
-//! Byte-at-a-time `memcpy`, `memmove` and `memset`, in place of compiler-builtins' word-unrolled
+//! Byte-at-a-time `memcpy`, `memmove`, `memset` and `memcmp`, in place of compiler-builtins' word-unrolled
 //! ones: 1.7 KiB of flash back in a 32 KiB image, for copies of at most a 512-byte sector at a
 //! few polls a second, where speed does not matter. The ARM EABI entry points the compiler
 //! calls all end here.
@@ -88,4 +88,22 @@ core::arch::global_asm!(
     "    mov r2, r1",
     "    movs r1, #0",
     "    b memset",
+    // memcmp(a r0, b r1, n r2) -> the difference of the first differing bytes, or 0; bcmp
+    // (only equal or not) is the same.
+    ".global memcmp",
+    ".global bcmp",
+    ".thumb_func",
+    "memcmp:",
+    ".thumb_func",
+    "bcmp:",
+    "    mov r3, r0",
+    "7:  movs r0, #0",
+    "    cbz r2, 8f",
+    "    ldrb r0, [r3], #1",
+    "    ldrb r12, [r1], #1",
+    "    subs r0, r0, r12",
+    "    bne 8f",
+    "    subs r2, r2, #1",
+    "    b 7b",
+    "8:  bx lr",
 );
