@@ -434,7 +434,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         // the first good read resumes it. Frames on other media are still taken as liveness.
         if !disk_unreadable {
             let acts = self.listener.on_tick(now);
-            self.run(acts, now, ev);
+            self.run(&acts, now, ev);
         }
     }
 
@@ -452,7 +452,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let frame = heartbeat::decode(&self.block[..len], &self.cfg.verifier());
         self.see_heartbeat(node, &frame, now, ev);
         let acts = self.listener.on_frame(id, node, frame, now);
-        self.run(acts, now, ev);
+        self.run(&acts, now, ev);
     }
 
     /// Hands a drill the test watched primary `node` acknowledged, and checks the timeout in
@@ -485,16 +485,16 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
     /// [`App::poll_with`]. Idempotent.
     pub fn release_now(&mut self, now: Instant, ev: &mut dyn FnMut(Event<D::Error, G::Error>)) {
         let acts = self.listener.release_now(now);
-        self.run(acts, now, ev);
+        self.run(&acts, now, ev);
     }
 
     fn run(
         &mut self,
-        acts: rearguard_shared::listener::Actions,
+        acts: &rearguard_shared::listener::Actions,
         now: Instant,
         ev: &mut dyn FnMut(Event<D::Error, G::Error>),
     ) {
-        for a in acts {
+        for &a in acts {
             match a {
                 Action::Notify(s) => {
                     ev(Event::State(s));
@@ -514,7 +514,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                         Err(_) => Err(rearguard_shared::disk::MailboxError::BadMagic),
                     };
                     let acts = self.listener.on_mailbox(node, msg, now);
-                    self.run(acts, now, ev);
+                    self.run(&acts, now, ev);
                 }
                 Action::ClaimTakeover { node, primary_epoch, pending } => {
                     // The listener releases only once the claim is written (a serial-only
@@ -539,7 +539,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
                         }
                     };
                     let acts = self.listener.on_claim_written(node, written, now);
-                    self.run(acts, now, ev);
+                    self.run(&acts, now, ev);
                 }
                 Action::ReadMailbox { .. } => {}
                 Action::Release(t) => {
