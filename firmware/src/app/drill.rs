@@ -17,7 +17,8 @@
 //! and one poll to read the answer. Each mailbox is then put
 //! back as it was found, unless something else (a real takeover claim) replaced the test
 //! message meanwhile: that is left alone and said. A mailbox holding anything but a test
-//! message, or bytes a rewrite would not restore exactly, is not touched at all.
+//! message is not touched at all. (Put back means re-encoded: a mailbox is only ever written
+//! whole by `MailboxMessage::encode`, so its bytes past the message are zeros.)
 //!
 //! Per primary the drill keeps one [`Probe`] (16 bytes): 31 primaries cost 0.5 KiB of RAM.
 //!
@@ -32,7 +33,6 @@ use crate::board::{BootGate, FrameLink, SharedDisk};
 use core::fmt::Write;
 use rearguard_shared::disk::MailboxMessage;
 use rearguard_shared::heartbeat;
-use rearguard_shared::integrity::crc32c;
 use rearguard_shared::packed;
 use rearguard_shared::text::Text;
 use rearguard_shared::time::Stamp;
@@ -163,12 +163,6 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             Some(Ok(f @ MailboxMessage::Test { seq, .. })) => (f, seq),
             _ => return Probe::Untouched,
         };
-        let as_found = crc32c(&self.block);
-        // Only a mailbox its message re-encodes exactly is written: it can be put back.
-        found.encode(&mut self.block);
-        if crc32c(&self.block) != as_found {
-            return Probe::Untouched;
-        }
         let seq = acked.max(in_box).wrapping_add(1).max(1);
         MailboxMessage::Test { by: self.cfg.node_id, seq }.encode(&mut self.block);
         match self.write_mailbox(node) {
