@@ -6,12 +6,11 @@ use rearguard_shared::config::{ConfigError, ListenerConfig, SlotMisfit};
 use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxError, MailboxMessage, RECORD_SECTOR};
 use rearguard_shared::fencing::{FencingBudget, FencingViolation};
-use rearguard_shared::heartbeat::{self, Heartbeat, Role, MAX_FRAME};
+use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
 use rearguard_shared::listener::{
     Action, Arbitration, ListenerState, MediumId, NodeSet, PrimaryState, StandbyListener, Takeover, ARBITRATES,
 };
 use rearguard_shared::packed;
-use rearguard_shared::reject::Reject;
 use rearguard_shared::text::{Said, Say, Text};
 use rearguard_shared::{Duration, Instant};
 
@@ -416,7 +415,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let Some(d) = self.disk.as_mut() else { break };
             let (id, slot) = (d.id, d.header.slot_offset(node).unwrap_or(0));
             match d.dev.read_record(slot, &mut self.block) {
-                Ok(()) => self.judge(id, node, RECORD_SECTOR, now, ev),
+                Ok(()) => self.judge(i, id, RECORD_SECTOR, now, ev),
                 Err(e) => {
                     disk_unreadable = true;
                     ev(Event::DiskReadFailed(e));
@@ -427,7 +426,8 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             let Some((link, id)) = self.link.as_mut() else { break };
             let id = *id;
             let Some(n) = link.next_frame(&mut self.block[..MAX_FRAME]) else { break };
-            self.judge(id, self.cfg.primary_node, n.min(MAX_FRAME), now, ev);
+            // A listener with a link watches one primary.
+            self.judge(0, id, n.min(MAX_FRAME), now, ev);
         }
         // The secondary boots from the shared disk: while it cannot read it, it cannot judge
         // the primary's slot nor boot from the disk, so the timeout is not judged (no release);
@@ -438,47 +438,34 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         }
     }
 
-    /// Judges the first `len` bytes of the scratch block, read from medium `id` for `node`
-    /// (a slot's record, or a frame from the link). Not inlined: one copy serves both.
+    /// Judges the first `len` bytes of the scratch block, read from medium `id` for the `i`-th
+    /// watched primary (a slot's record, or a frame from the link). Not inlined: one copy
+    /// serves both. A heartbeat that decodes hands a drill the test it acknowledged, and its
+    /// budget, if it is new (the first heartbeat, or a restarted agent with new numbers), is
+    /// checked against the timeout in force.
     #[inline(never)]
     fn judge(
         &mut self,
+        i: usize,
         id: MediumId,
-        node: u8,
         len: usize,
         now: Instant,
         ev: &mut dyn FnMut(Event<D::Error, G::Error>),
     ) {
+        let node = self.listener.primaries()[i].node;
         let frame = heartbeat::decode(&self.block[..len], &self.cfg.verifier());
-        self.see_heartbeat(node, &frame, now, ev);
+        if let Some(hb) = frame.as_ref().ok().filter(|hb| hb.node_id == node) {
+            self.drill.see(i, hb.last_test, now);
+            if !hb.budget.is_none() && self.budgets[i] != hb.budget {
+                self.budgets[i] = hb.budget;
+                ev(match hb.budget.check(self.listener.params().timeout) {
+                    Ok(margin) => Event::Budget { node, budget: hb.budget, margin },
+                    Err(violation) => Event::BoundBroken { node, violation },
+                });
+            }
+        }
         let acts = self.listener.on_frame(id, node, frame, now);
         self.run(&acts, now, ev);
-    }
-
-    /// Hands a drill the test watched primary `node` acknowledged, and checks the timeout in
-    /// force against a budget it has not sent before (its first heartbeat, or a restarted
-    /// agent with new numbers).
-    fn see_heartbeat(
-        &mut self,
-        node: u8,
-        frame: &Result<Heartbeat, Reject>,
-        now: Instant,
-        ev: &mut dyn FnMut(Event<D::Error, G::Error>),
-    ) {
-        let Ok(hb) = frame else { return };
-        let Some(i) = self.listener.primaries().iter().position(|p| p.node == node) else { return };
-        if hb.node_id != node {
-            return;
-        }
-        self.drill.see(i, hb.last_test, now);
-        if hb.budget.is_none() || self.budgets[i] == hb.budget {
-            return;
-        }
-        self.budgets[i] = hb.budget;
-        ev(match hb.budget.check(self.listener.params().timeout) {
-            Ok(margin) => Event::Budget { node, budget: hb.budget, margin },
-            Err(violation) => Event::BoundBroken { node, violation },
-        });
     }
 
     /// Operator's "release now" (console or CLI), its events handed to `ev` as in
