@@ -1017,7 +1017,7 @@ mod tests {
         let (out, _) = drill(&[0], [budget(100), budget(100), budget(400)], claim);
         assert!(out.contains("NOT READY heartbeat progressing: primary 0: watching, last progressed "), "{out}");
         assert!(out.contains("NOT READY mailbox write path: node 0: test #1 not acknowledged in 210 ms: is its agent running?; mailbox restored\n"), "{out}");
-        assert!(out.contains("NOT READY mailbox write path: node 1: mailbox holds more than a test message"), "{out}");
+        assert!(out.contains("NOT READY mailbox write path: node 1: mailbox unreadable, unwritable or holding more than a test message"), "{out}");
         assert!(out.contains("NOT READY timing bound: node 2: interval 100 ms + write_deadline 100 ms + fence time 400 ms: bound 1200 ms; BOUND BROKEN: "), "{out}");
         assert!(out.contains("ready     mailbox write path: node 2: test #1 acknowledged in "), "{out}");
         assert!(out.ends_with("drill: NOT READY (4 of 11 checks failed; nothing was changed)\n"), "{out}");

@@ -168,10 +168,10 @@ impl BootGate for GpioGate {
     fn check(&mut self) -> Result<&'static str, &'static str> {
         let outputs =
             regs::GPIO_F.dir().read() & 1 != 0 && regs::GPIO_B.dir().read() & NODE_PINS as u32 == NODE_PINS as u32;
-        match (outputs, regs::GPIO_F.data(1).read()) {
-            (true, 0) => Ok(packed!("PF0 low (secondary held at POST), PB0-PB4 outputs")),
-            (true, _) => Err(packed!("PF0 is high: the secondary is not held")),
-            (false, _) => Err(packed!("PF0 or PB0-PB4 is not an output: the gate cannot be driven")),
+        if outputs && regs::GPIO_F.data(1).read() == 0 {
+            Ok(packed!("PF0 low (secondary held at POST), PB0-PB4 outputs"))
+        } else {
+            Err(packed!("PF0 high, or PF0 or PB0-PB4 not an output: the secondary is not held"))
         }
     }
 }

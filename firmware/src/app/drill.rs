@@ -49,11 +49,9 @@ const GATE: &str = packed!("gate path");
 pub(super) enum Probe {
     /// The disk did not read: nothing was tried.
     NotChecked,
-    /// The mailbox could not be read, or held something other than a test message (a claim,
-    /// a poison, garbage): not written.
+    /// The mailbox could not be read or written, or held something other than a test
+    /// message (a claim, a poison, garbage): no test message in it.
     Untouched,
-    /// The test message could not be written.
-    WriteFailed,
     /// Test message `seq` was written over `found`; `acked_ms` after the start the primary's
     /// heartbeat acknowledged it (`u32::MAX`: not yet).
     Sent { seq: u32, found: MailboxMessage, acked_ms: u32 },
@@ -167,7 +165,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         MailboxMessage::Test { by: self.cfg.node_id, seq }.encode(&mut self.block);
         match self.write_mailbox(node) {
             Some(Ok(())) => Probe::Sent { seq, found, acked_ms: u32::MAX },
-            _ => Probe::WriteFailed,
+            _ => Probe::Untouched,
         }
     }
 
@@ -213,9 +211,8 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let t = self.drill.verdict(t, ready, MAILBOX).s(packed!("node ")).n(node);
         match probe {
             Probe::NotChecked => t.s(packed!(": not checked (the disk does not read)")),
-            Probe::WriteFailed => t.s(packed!(": mailbox cannot be written, nor a claim")),
             Probe::Untouched => {
-                t.s(packed!(": mailbox holds more than a test message: untouched (see `rearguard disk dump`)"))
+                t.s(packed!(": mailbox unreadable, unwritable or holding more than a test message: untouched (see `rearguard disk dump`)"))
             }
             Probe::Sent { seq, acked_ms, .. } => {
                 t.s(packed!(": test #")).n(seq);
