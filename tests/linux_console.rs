@@ -114,8 +114,9 @@ fn save_refuses_a_timeout_that_breaks_the_running_primarys_budget() {
     std::fs::remove_file(&nv).unwrap();
     c.timing.timeout_ms = 600;
     let (mut l, _input) = listener_with_console(&c, &nv);
-    let (_, line) = l.wait_line("WARNING: fencing bound broken for node 0", Duration::from_secs(10));
-    assert!(line.contains("timeout (600 ms)") && line.contains("set timeout 1000 or more"), "{line}");
+    let (_, line) = l.wait_line("WARNING: node 0's fencing budget", Duration::from_secs(10));
+    assert!(line.contains("BOUND BROKEN: the secondary's timeout (600 ms)"), "{line}");
+    assert!(line.contains("set timeout 1000 or more"), "{line}");
 }
 
 /// The firmware's `drill`, from the Linux listener's console: the same checks and lines as

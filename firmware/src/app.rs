@@ -5,7 +5,7 @@ use crate::board::{BootGate, FrameLink, SharedDisk};
 use rearguard_shared::config::{ConfigError, ListenerConfig, SlotMisfit};
 use rearguard_shared::detector::MediumKind;
 use rearguard_shared::disk::{DiskHeader, HeaderError, MailboxError, MailboxMessage, RECORD_SECTOR};
-use rearguard_shared::fencing::{FencingBudget, FencingViolation};
+use rearguard_shared::fencing::FencingBudget;
 use rearguard_shared::heartbeat::{self, Role, MAX_FRAME};
 use rearguard_shared::listener::{
     Action, Arbitration, ListenerState, MediumId, NodeSet, PrimaryState, StandbyListener, Takeover, ARBITRATES,
@@ -136,18 +136,13 @@ pub enum Event<DE, GE> {
     /// Role is primary: the gate was opened at start without watching anything.
     PassThrough,
     /// The primary's first heartbeat (or one with a new budget) said how long it needs to be
-    /// fenced; the timeout in force keeps the bound with `margin` to spare (the line says
-    /// `margin`).
+    /// fenced; `timeout` is the one in force. Its line gives the bound and the margin, or, when
+    /// the timeout breaks the bound (a release could boot the secondary while the primary still
+    /// runs), a warning with the numbers to change. Said once per budget seen.
     Budget {
         node: u8,
         budget: FencingBudget,
-        margin: Duration,
-    },
-    /// The timeout in force is shorter than the primary's budget needs: a release could boot
-    /// the secondary while the primary still runs. Said once per budget seen.
-    BoundBroken {
-        node: u8,
-        violation: FencingViolation,
+        timeout: Duration,
     },
     GateFailed(GE),
     DiskReadFailed(DE),
@@ -458,10 +453,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
             self.drill.see(i, hb.last_test, now);
             if !hb.budget.is_none() && self.budgets[i] != hb.budget {
                 self.budgets[i] = hb.budget;
-                ev(match hb.budget.check(self.listener.params().timeout) {
-                    Ok(margin) => Event::Budget { node, budget: hb.budget, margin },
-                    Err(violation) => Event::BoundBroken { node, violation },
-                });
+                ev(Event::Budget { node, budget: hb.budget, timeout: self.listener.params().timeout });
             }
         }
         let acts = self.listener.on_frame(id, node, frame, now);

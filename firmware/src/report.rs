@@ -121,13 +121,11 @@ pub fn event<DE: Say, GE: Say>(out: &mut impl Write, ev: &Event<DE, GE>, read_fa
             reason(t.s(packed!("BOOT RELEASED as node ")).n(r.node).s(": "), r.reason)
         }
         Event::PassThrough => t.s(RELEASED).s(packed!("role is primary (pass-through)")),
-        // The timeout in force is the bound plus the margin.
-        Event::Budget { node, budget: b, margin } => {
-            budget(t.s("node ").n(*node).s(packed!("'s fencing budget")), b, b.min_timeout() + *margin)
-        }
-        Event::BoundBroken { node, violation } => {
-            bound_broken(t.s(packed!("WARNING: fencing bound broken for node ")).n(*node).s(": "), violation)
-                .s(packed!(" (the secondary could boot beside a live primary)"))
+        Event::Budget { node, budget: b, timeout } => {
+            if b.check(*timeout).is_err() {
+                t.s(packed!("WARNING: "));
+            }
+            budget(t.s(packed!("node ")).n(*node).s(packed!("'s fencing budget")), b, *timeout)
         }
         Event::GateFailed(e) => t.s(packed!("error: boot gate failed: ")).say(e),
         Event::DiskReadFailed(e) => t
@@ -312,16 +310,16 @@ pub(crate) mod tests {
             (Ev::GateFailed("exit status 1"), "error: boot gate failed: exit status 1\n"),
             (Ev::DiskReadFailed("io"), "warning: slot read failed (3 so far; release held until it reads): io\n"),
             (
-                Ev::Budget { node: 0, budget: budget(), margin: ms(9000) },
+                Ev::Budget { node: 0, budget: budget(), timeout: ms(10_000) },
                 "node 0's fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: bound 1000 ms, \
                  margin 9000 ms\n",
             ),
             (
-                Ev::BoundBroken { node: 0, violation: budget().check(ms(600)).unwrap_err() },
-                "WARNING: fencing bound broken for node 0: the secondary's timeout (600 ms) must be at least \
+                Ev::Budget { node: 0, budget: budget(), timeout: ms(600) },
+                "WARNING: node 0's fencing budget: interval 100 ms + write_deadline 300 ms + fence time 100 ms: \
+                 bound 1000 ms; BOUND BROKEN: the secondary's timeout (600 ms) must be at least \
                  2 × (interval 100 ms + write_deadline 300 ms + fence time 100 ms) = 1000 ms; set timeout 1000 or more, \
-                 or lower the primary's interval, write_deadline or fence time \
-                 (the secondary could boot beside a live primary)\n",
+                 or lower the primary's interval, write_deadline or fence time\n",
             ),
         ] {
             assert_eq!(line(ev), expect);
