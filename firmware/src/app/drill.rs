@@ -38,11 +38,12 @@ use rearguard_shared::text::Text;
 use rearguard_shared::time::Stamp;
 use rearguard_shared::{Duration, Instant};
 
-const DISK: &str = packed!("disk reads");
-const PROGRESS: &str = packed!("heartbeat progressing");
-const BOUND: &str = packed!("timing bound");
-const MAILBOX: &str = packed!("mailbox write path");
-const GATE: &str = packed!("gate path");
+// Each check's name as its line says it.
+const DISK: &str = packed!("disk reads: ");
+const PROGRESS: &str = packed!("heartbeat progressing: ");
+const BOUND: &str = packed!("timing bound: ");
+const MAILBOX: &str = packed!("mailbox write path: ");
+const GATE: &str = packed!("gate path: ");
 
 /// What the drill did with one watched primary's mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl<const P: usize> Drill<P> {
     fn verdict<'t, 'o>(&mut self, t: &'t mut Text<'o>, ready: bool, check: &str) -> &'t mut Text<'o> {
         self.checks += 1;
         self.failed += !ready as u8;
-        t.s(if ready { packed!("ready     ") } else { packed!("NOT READY ") }).s(check).s(packed!(": "))
+        t.s(if ready { packed!("ready     ") } else { packed!("NOT READY ") }).s(check)
     }
 }
 
@@ -105,7 +106,7 @@ impl<D: SharedDisk, L: FrameLink, G: BootGate, const P: usize> App<D, L, G, P> {
         let d = &mut self.drill;
         (d.checks, d.failed) = (0, 0);
         if !self.running {
-            d.verdict(t, false, "listener").s(crate::report::NOT_RUNNING).nl().ok();
+            d.verdict(t, false, "listener: ").s(crate::report::NOT_RUNNING).nl().ok();
             self.drill_summary(t);
             return;
         }
