@@ -234,6 +234,7 @@ fn the_drill_proves_the_spare_ready_and_changes_nothing() {
     let text = q.text()[at..end].to_string();
     assert!(text.contains("NOT READY gate path: the boot is already released"), "{text}");
     let status = q.command("status");
-    assert_stack_within_budget(&status);
+    let (peak, room) = assert_stack_within_budget(&status);
+    println!("after three drills, a release and the menu: stack peak {peak} of {room} bytes");
     drop(agents);
 }
