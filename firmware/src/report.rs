@@ -137,23 +137,13 @@ pub fn event<DE: Say, GE: Say>(out: &mut impl Write, ev: &Event<DE, GE>, read_fa
     .nl()
 }
 
-/// `interval A + write_deadline B + fence time C`.
-pub fn budget_numbers<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget) -> &'t mut Text<'o> {
-    t.s(packed!("interval "))
-        .ms(b.interval)
-        .s(packed!(" + write_deadline "))
-        .ms(b.write_deadline)
-        .s(packed!(" + fence time "))
-        .ms(b.fence_time)
-}
-
 /// A primary's fencing budget against the timeout in force: `: <numbers>: bound B, margin M`,
 /// or with `BOUND BROKEN` the numbers and what to change.
 pub fn budget<'t, 'o>(t: &'t mut Text<'o>, b: &FencingBudget, timeout: Duration) -> &'t mut Text<'o> {
     if b.is_none() {
         return t.s(packed!(": no fencing budget seen yet"));
     }
-    budget_numbers(t.s(": "), b).s(packed!(": bound ")).ms(b.min_timeout());
+    b.numbers(t.s(": ")).s(packed!(": bound ")).ms(b.min_timeout());
     match b.check(timeout) {
         Ok(margin) => t.s(packed!(", margin ")).ms(margin),
         Err(v) => bound_broken(t.s(packed!("; BOUND BROKEN: ")), &v),

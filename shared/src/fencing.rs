@@ -48,21 +48,22 @@ impl FencingViolation {
     /// `the secondary's timeout (…) must be at least 2 × (interval … + write_deadline … +
     /// fence time …) = …`: the numbers, which every place that refuses a timeout prints.
     pub fn numbers<'t, 'o>(&self, t: &'t mut Text<'o>) -> &'t mut Text<'o> {
-        let b = &self.budget;
-        t.s(packed!("the secondary's timeout ("))
-            .ms(self.timeout)
-            .s(packed!(") must be at least 2 × (interval "))
-            .ms(b.interval)
-            .s(packed!(" + write_deadline "))
-            .ms(b.write_deadline)
-            .s(packed!(" + fence time "))
-            .ms(b.fence_time)
-            .s(") = ")
-            .ms(self.min_timeout)
+        let t = t.s(packed!("the secondary's timeout (")).ms(self.timeout).s(packed!(") must be at least 2 × ("));
+        self.budget.numbers(t).s(") = ").ms(self.min_timeout)
     }
 }
 
 impl FencingBudget {
+    /// `interval A + write_deadline B + fence time C`: how every place prints a budget.
+    pub fn numbers<'t, 'o>(&self, t: &'t mut Text<'o>) -> &'t mut Text<'o> {
+        t.s(packed!("interval "))
+            .ms(self.interval)
+            .s(packed!(" + write_deadline "))
+            .ms(self.write_deadline)
+            .s(packed!(" + fence time "))
+            .ms(self.fence_time)
+    }
+
     /// No budget: the sender does not fence itself (pair nodes), or is too old to say.
     pub const NONE: FencingBudget =
         FencingBudget { interval: Duration::ZERO, write_deadline: Duration::ZERO, fence_time: Duration::ZERO };

@@ -153,14 +153,13 @@ fn primary_checks(
             let t = &mut Text::new(&mut s);
             match hb.budget.check(timeout) {
                 Ok(margin) => {
-                    let _ = rearguard_firmware::report::budget_numbers(
-                        t.s("node ").n(node).s(": timeout ").ms(timeout).s(" ≥ 2 × ("),
-                        &hb.budget,
-                    )
-                    .s(") = ")
-                    .ms(hb.budget.min_timeout())
-                    .s(", margin ")
-                    .ms(margin);
+                    let _ = hb
+                        .budget
+                        .numbers(t.s("node ").n(node).s(": timeout ").ms(timeout).s(" ≥ 2 × ("))
+                        .s(") = ")
+                        .ms(hb.budget.min_timeout())
+                        .s(", margin ")
+                        .ms(margin);
                     r.ready(BOUND, s);
                 }
                 Err(v) => {
